@@ -1,0 +1,231 @@
+//! Where a store lives on this machine, its configuration, and how it is opened.
+//!
+//! `PEROS_HOME` puts everything (config, keys, metadata, objects, indexes) in one directory.
+//! Without it: config in `$XDG_CONFIG_HOME/peros`, data in `$XDG_DATA_HOME/peros`.
+
+use std::fs;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use peros_crypto::secrecy::SecretString;
+use peros_crypto::Keyring;
+use peros_store::{ObjectStoreBackend, Store, StoreOptions};
+use serde::{Deserialize, Serialize};
+
+/// The configuration file (`config.toml`). Every key is optional.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub store: StoreConfig,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// `local` (objects under `objects_dir`).
+    pub backend: String,
+    /// Directory for the local backend, relative to the data directory unless absolute.
+    pub objects_dir: PathBuf,
+    /// Memory for decrypted chunks, MiB.
+    pub cache_mb: u64,
+    /// Versions kept per path.
+    pub versions_keep: usize,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            backend: "local".into(),
+            objects_dir: PathBuf::from("objects"),
+            cache_mb: 256,
+            versions_keep: 32,
+        }
+    }
+}
+
+pub struct Home {
+    pub config_file: PathBuf,
+    pub data_dir: PathBuf,
+}
+
+impl Home {
+    pub fn locate() -> Result<Self> {
+        if let Some(home) = std::env::var_os("PEROS_HOME").filter(|v| !v.is_empty()) {
+            let dir = PathBuf::from(home);
+            return Ok(Self {
+                config_file: dir.join("config.toml"),
+                data_dir: dir,
+            });
+        }
+        let user_home = std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .context("neither PEROS_HOME nor HOME is set: set PEROS_HOME to the store directory")?;
+        let xdg = |var: &str, default: &str| {
+            std::env::var_os(var)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+                .unwrap_or_else(|| user_home.join(default))
+        };
+        Ok(Self {
+            config_file: xdg("XDG_CONFIG_HOME", ".config")
+                .join("peros")
+                .join("config.toml"),
+            data_dir: xdg("XDG_DATA_HOME", ".local/share").join("peros"),
+        })
+    }
+
+    pub fn key_file(&self) -> PathBuf {
+        self.data_dir.join("keys").join("identity.age")
+    }
+
+    pub fn meta_file(&self) -> PathBuf {
+        self.data_dir.join("meta").join("peros.redb")
+    }
+
+    pub fn load_config(&self) -> Result<Config> {
+        let text = match fs::read_to_string(&self.config_file) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => {
+                return Err(e).with_context(|| format!("reading {}", self.config_file.display()))
+            }
+        };
+        toml::from_str(&text).map_err(|e| {
+            anyhow::anyhow!(
+                "{} is not a valid PerOS config: {}(see examples/config.toml for every key)",
+                self.config_file.display(),
+                e
+            )
+        })
+    }
+
+    pub fn is_initialized(&self) -> bool {
+        self.key_file().exists()
+    }
+
+    /// Creates the directories (0700), the key file and the default config.
+    pub fn init(&self, passphrase: Option<SecretString>) -> Result<Keyring> {
+        if self.is_initialized() {
+            bail!(
+                "a store already exists in {} (key {}); use it, or point PEROS_HOME elsewhere",
+                self.data_dir.display(),
+                self.key_file().display()
+            );
+        }
+        for dir in [
+            self.data_dir.clone(),
+            self.data_dir.join("keys"),
+            self.data_dir.join("meta"),
+        ] {
+            make_private_dir(&dir)?;
+        }
+        if let Some(parent) = self.config_file.parent() {
+            fs::create_dir_all(parent)?;
+        }
+        if !self.config_file.exists() {
+            let text = format!(
+                "# PerOS configuration; every key is documented in examples/config.toml\n{}",
+                toml::to_string_pretty(&Config {
+                    store: StoreConfig::default()
+                })?
+            );
+            fs::write(&self.config_file, text)?;
+        }
+        let keyring = Keyring::generate();
+        keyring.save(&self.key_file(), passphrase.as_ref())?;
+        Ok(keyring)
+    }
+
+    /// Unlocks the key (asking for the passphrase if needed) and opens the store.
+    pub fn open_store(&self) -> Result<Store> {
+        if !self.is_initialized() {
+            bail!(
+                "no PerOS store in {}: run `peros init` first (or set PEROS_HOME)",
+                self.data_dir.display()
+            );
+        }
+        let config = self.load_config()?;
+        // The key is unlocked before anything else is opened, so a wrong passphrase modifies nothing.
+        let keyring = Keyring::load(&self.key_file(), read_passphrase_for_unlock)?;
+        let backend = match config.store.backend.as_str() {
+            "local" => {
+                let dir = if config.store.objects_dir.is_absolute() {
+                    config.store.objects_dir.clone()
+                } else {
+                    self.data_dir.join(&config.store.objects_dir)
+                };
+                make_private_dir(&dir)?;
+                ObjectStoreBackend::local(&dir)?
+            }
+            other => bail!(
+                "{}: store.backend = {other:?} is not supported; use \"local\"",
+                self.config_file.display()
+            ),
+        };
+        make_private_dir(&self.data_dir.join("meta"))?;
+        let store = Store::open(
+            &self.meta_file(),
+            Arc::new(keyring),
+            Arc::new(backend),
+            StoreOptions {
+                cache_bytes: config.store.cache_mb * 1024 * 1024,
+                versions_keep: config.store.versions_keep,
+            },
+        )?;
+        Ok(store)
+    }
+}
+
+fn make_private_dir(dir: &Path) -> Result<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("creating {}", dir.display()))?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("setting mode 0700 on {}", dir.display()))?;
+    Ok(())
+}
+
+fn stdin_is_tty() -> bool {
+    // SAFETY: isatty only inspects the descriptor.
+    unsafe { libc::isatty(0) == 1 }
+}
+
+/// `PEROS_PASSPHRASE`, else a prompt on the terminal, else none.
+fn read_passphrase_for_unlock() -> Option<SecretString> {
+    if let Ok(p) = std::env::var("PEROS_PASSPHRASE") {
+        return Some(SecretString::from(p));
+    }
+    if stdin_is_tty() {
+        return rpassword::prompt_password("PerOS passphrase: ")
+            .ok()
+            .map(SecretString::from);
+    }
+    None
+}
+
+/// The passphrase for a new store: `PEROS_PASSPHRASE`, else asked twice on the terminal.
+pub fn read_new_passphrase() -> Result<SecretString> {
+    if let Ok(p) = std::env::var("PEROS_PASSPHRASE") {
+        if p.is_empty() {
+            bail!("PEROS_PASSPHRASE is empty: set a passphrase, or use --no-passphrase");
+        }
+        return Ok(SecretString::from(p));
+    }
+    if !stdin_is_tty() {
+        bail!("no terminal to ask for a passphrase: set PEROS_PASSPHRASE, or use --no-passphrase (key file kept with mode 0600)");
+    }
+    let first = rpassword::prompt_password("New PerOS passphrase: ")?;
+    if first.is_empty() {
+        bail!("an empty passphrase is not allowed: use --no-passphrase for an unwrapped key file");
+    }
+    let second = rpassword::prompt_password("Repeat the passphrase: ")?;
+    if first != second {
+        bail!("the passphrases differ; nothing was created");
+    }
+    Ok(SecretString::from(first))
+}

@@ -1,0 +1,488 @@
+//! `peros`: the command line. It parses arguments, opens the store and wires the crates
+//! together; the behaviour lives in the library crates.
+//!
+//! Exit codes: 0 success, 1 error (the message says what to do), 2 usage error,
+//! 3 `fsck` found problems.
+
+mod home;
+mod transfer;
+
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use peros_store::{Kind, Store, Time};
+use serde_json::json;
+
+use home::Home;
+
+#[derive(Parser)]
+#[command(
+    name = "peros",
+    version,
+    about = "PerOS: a personal, encrypted, self-organising file system"
+)]
+struct Cli {
+    /// More log output (repeat for more).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// No progress bars.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a new store (key, metadata, object directory) in PEROS_HOME.
+    Init {
+        /// Keep the key unwrapped in a 0600 file instead of asking for a passphrase.
+        #[arg(long)]
+        no_passphrase: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Copy a local file or directory tree into the store (DEST defaults to /<name of SRC>).
+    Import {
+        src: PathBuf,
+        dest: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Copy a store file or tree out to a local path (DEST becomes the copy of SRC).
+    Export {
+        src: String,
+        dest: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List a directory of the store.
+    Ls {
+        #[arg(default_value = "/")]
+        path: String,
+        /// Long format: type, mode, size, mtime.
+        #[arg(short, long)]
+        long: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write files' contents to standard output.
+    Cat {
+        #[arg(required = true)]
+        paths: Vec<String>,
+    },
+    /// Remove a file (or, with -r, a directory tree). Versions stay restorable.
+    Rm {
+        #[arg(required = true)]
+        paths: Vec<String>,
+        #[arg(short, long)]
+        recursive: bool,
+    },
+    /// Show the store's state.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check the store: entries, link counts, every chunk present and decryptable.
+    Fsck {
+        /// Check chunk presence only, without decrypting.
+        #[arg(long)]
+        quick: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove objects that no file or version references.
+    Gc {
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the recorded versions of a path (also after it was deleted).
+    Log {
+        path: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make version N of PATH its current content (recreating it if deleted).
+    Restore {
+        path: String,
+        #[arg(long)]
+        version: u64,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let level = match cli.verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PEROS_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            let mut msg = format!("peros: error: {e}");
+            for cause in e.chain().skip(1) {
+                msg.push_str(&format!(": {cause}"));
+            }
+            eprintln!("{msg}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn print_json(v: &serde_json::Value) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, v)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+fn fmt_time(t: Time) -> String {
+    humantime::format_rfc3339_seconds(t.to_system()).to_string()
+}
+
+fn counter_bar(quiet: bool, verb: &str) -> ProgressBar {
+    if quiet {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template(&format!("{verb} {{bar:30}} {{pos}}/{{len}} eta {{eta}}"))
+            .expect("valid template"),
+    );
+    bar
+}
+
+fn store_path(p: &str) -> Vec<u8> {
+    peros_store::normalize_path(p.as_bytes())
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    let home = Home::locate()?;
+    let quiet = cli.quiet;
+    match cli.command {
+        Command::Init {
+            no_passphrase,
+            json,
+        } => {
+            let pass = if no_passphrase {
+                None
+            } else {
+                Some(home::read_new_passphrase()?)
+            };
+            let keyring = home.init(pass)?;
+            drop(keyring);
+            // Create the metadata database and object directory now, so errors show at init.
+            let store = home.open_store()?;
+            if json {
+                print_json(&json!({
+                    "home": home.data_dir,
+                    "config": home.config_file,
+                    "public_key": store.keyring().public_key(),
+                    "passphrase": !no_passphrase,
+                }))?;
+            } else {
+                println!("Created a PerOS store in {}", home.data_dir.display());
+                println!(
+                    "  key:    {} ({})",
+                    home.key_file().display(),
+                    if no_passphrase {
+                        "unwrapped, mode 0600"
+                    } else {
+                        "passphrase-wrapped"
+                    }
+                );
+                println!("  config: {}", home.config_file.display());
+                println!("Next: peros import ~/Documents");
+            }
+        }
+        Command::Import { src, dest, json } => {
+            let store = home.open_store()?;
+            let dest = match dest {
+                Some(d) => store_path(&d),
+                None => {
+                    let abs = std::fs::canonicalize(&src)
+                        .with_context(|| format!("cannot import {}", src.display()))?;
+                    let name = abs
+                        .file_name()
+                        .map(|n| n.as_bytes().to_vec())
+                        .unwrap_or_else(|| b"import".to_vec());
+                    let mut p = b"/".to_vec();
+                    p.extend(name);
+                    p
+                }
+            };
+            let report = transfer::import(&store, &src, &dest, quiet || json)?;
+            if json {
+                print_json(&serde_json::to_value(&report)?)?;
+            } else {
+                let mb = report.bytes as f64 / 1e6;
+                println!(
+                    "Imported {} files, {} directories, {} symlinks ({:.1} MB) into {} in {:.1}s ({:.0} MB/s)",
+                    report.files, report.dirs, report.symlinks, mb,
+                    String::from_utf8_lossy(&dest), report.seconds, mb / report.seconds.max(1e-9)
+                );
+                for s in &report.skipped {
+                    eprintln!("skipped: {s}");
+                }
+            }
+        }
+        Command::Export { src, dest, json } => {
+            let store = home.open_store()?;
+            let report = transfer::export(&store, &store_path(&src), &dest, quiet || json)?;
+            if json {
+                print_json(&serde_json::to_value(&report)?)?;
+            } else {
+                println!(
+                    "Exported {} files, {} directories, {} symlinks ({:.1} MB) to {}",
+                    report.files,
+                    report.dirs,
+                    report.symlinks,
+                    report.bytes as f64 / 1e6,
+                    dest.display()
+                );
+            }
+        }
+        Command::Ls { path, long, json } => {
+            let store = home.open_store()?;
+            let p = store_path(&path);
+            let (ino, node) = store.resolve(&p)?;
+            let entries = if node.kind == Kind::Dir {
+                store.readdir_plus(ino)?
+            } else {
+                let name = peros_store::path_components(&p)
+                    .last()
+                    .map(|n| n.to_vec())
+                    .unwrap_or_default();
+                vec![(
+                    peros_store::DirEntry {
+                        name,
+                        ino,
+                        kind: node.kind,
+                    },
+                    node,
+                )]
+            };
+            if json {
+                let list: Vec<_> = entries
+                    .iter()
+                    .map(|(e, n)| {
+                        json!({
+                            "name": String::from_utf8_lossy(&e.name),
+                            "kind": format!("{:?}", n.kind).to_lowercase(),
+                            "mode": format!("{:o}", n.perm),
+                            "size": n.size,
+                            "mtime": fmt_time(n.mtime),
+                            "nlink": n.nlink,
+                        })
+                    })
+                    .collect();
+                print_json(&serde_json::Value::Array(list))?;
+            } else {
+                let mut out = std::io::stdout().lock();
+                for (e, n) in &entries {
+                    if long {
+                        write!(
+                            out,
+                            "{}{:04o} {:>12} {} ",
+                            n.kind.letter(),
+                            n.perm,
+                            n.size,
+                            fmt_time(n.mtime)
+                        )?;
+                    }
+                    out.write_all(&e.name)?;
+                    if long && n.kind == Kind::Symlink {
+                        out.write_all(b" -> ")?;
+                        out.write_all(&n.target)?;
+                    }
+                    out.write_all(b"\n")?;
+                }
+            }
+        }
+        Command::Cat { paths } => {
+            let store = home.open_store()?;
+            let mut out = std::io::stdout().lock();
+            for p in paths {
+                cat(&store, &store_path(&p), &mut out).with_context(|| format!("cat {p}"))?;
+            }
+        }
+        Command::Rm { paths, recursive } => {
+            let store = home.open_store()?;
+            for p in paths {
+                let sp = store_path(&p);
+                let comps = peros_store::path_components(&sp);
+                let Some((name, _)) = comps.split_last() else {
+                    bail!("refusing to remove the store root");
+                };
+                let parent_path = &sp[..sp.len() - name.len()];
+                let (parent, _) = store.resolve(parent_path)?;
+                let (_, node) = store
+                    .lookup(parent, name)
+                    .map_err(|_| anyhow::anyhow!("{p}: no such file or directory"))?;
+                if node.kind == Kind::Dir {
+                    if !recursive {
+                        bail!("{p} is a directory: use rm -r");
+                    }
+                    store.remove_tree(parent, name)?;
+                } else {
+                    store.unlink(parent, name)?;
+                }
+            }
+        }
+        Command::Status { json } => {
+            let store = home.open_store()?;
+            let stats = store.stats()?;
+            let overhead = if stats.logical_bytes > 0 {
+                stats.stored_bytes as f64 / stats.logical_bytes as f64
+            } else {
+                0.0
+            };
+            if json {
+                print_json(&json!({
+                    "home": home.data_dir,
+                    "backend": store.backend().describe(),
+                    "public_key": store.keyring().public_key(),
+                    "daemon": false,
+                    "stats": stats,
+                    "stored_per_logical": overhead,
+                }))?;
+            } else {
+                println!("home:     {}", home.data_dir.display());
+                println!("backend:  {}", store.backend().describe());
+                println!("key:      {}", store.keyring().public_key());
+                println!(
+                    "files:    {} ({:.1} MB), {} directories, {} symlinks",
+                    stats.files,
+                    stats.logical_bytes as f64 / 1e6,
+                    stats.dirs,
+                    stats.symlinks
+                );
+                println!(
+                    "objects:  {} ({:.1} MB stored, {:.3}× logical)",
+                    stats.objects,
+                    stats.stored_bytes as f64 / 1e6,
+                    overhead
+                );
+                println!("versions: {}", stats.versions);
+                println!(
+                    "cache:    {:.1} / {:.0} MB",
+                    stats.cache_bytes as f64 / 1e6,
+                    stats.cache_capacity as f64 / 1e6
+                );
+            }
+        }
+        Command::Fsck { quick, json } => {
+            let store = home.open_store()?;
+            let bar = counter_bar(quiet || json, "checking chunks");
+            let report = store.fsck(quick, &|done, total| {
+                bar.set_length(total);
+                bar.set_position(done);
+            })?;
+            bar.finish_and_clear();
+            if json {
+                print_json(&serde_json::to_value(&report)?)?;
+            } else {
+                for p in &report.problems {
+                    println!("{}: {}: {}", p.kind, p.path, p.detail);
+                }
+                println!(
+                    "fsck: {} inodes, {} chunks checked, {} problems",
+                    report.inodes,
+                    report.chunks_checked,
+                    report.problems.len()
+                );
+            }
+            if !report.problems.is_empty() {
+                return Ok(ExitCode::from(3));
+            }
+        }
+        Command::Gc { json } => {
+            let store = home.open_store()?;
+            let bar = counter_bar(quiet || json, "removing");
+            let report = store.gc(&|done, total| {
+                bar.set_length(total);
+                bar.set_position(done);
+            })?;
+            bar.finish_and_clear();
+            if json {
+                print_json(&serde_json::to_value(&report)?)?;
+            } else {
+                println!(
+                    "gc: {} objects seen, {} removed, {:.1} MB freed",
+                    report.objects_seen,
+                    report.objects_removed,
+                    report.bytes_freed as f64 / 1e6
+                );
+            }
+        }
+        Command::Log { path, json } => {
+            let store = home.open_store()?;
+            let versions = store.versions(&store_path(&path))?;
+            if versions.is_empty() {
+                bail!(
+                    "{path}: no recorded versions (is the path right? versions are kept per path)"
+                );
+            }
+            if json {
+                print_json(&serde_json::to_value(&versions)?)?;
+            } else {
+                println!("{:>7}  {:<20}  {:>12}  note", "version", "recorded", "size");
+                let last = versions.last().map(|v| v.version);
+                for v in &versions {
+                    let note = if v.deleted {
+                        "deleted"
+                    } else if Some(v.version) == last {
+                        "current"
+                    } else {
+                        ""
+                    };
+                    println!(
+                        "{:>7}  {:<20}  {:>12}  {}",
+                        v.version,
+                        fmt_time(v.recorded),
+                        v.size,
+                        note
+                    );
+                }
+            }
+        }
+        Command::Restore { path, version } => {
+            let store = home.open_store()?;
+            store.restore(&store_path(&path), version)?;
+            println!("Restored {path} to version {version}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cat(store: &Store, path: &[u8], out: &mut dyn Write) -> Result<()> {
+    let (ino, node) = store.resolve(path)?;
+    if node.kind == Kind::Dir {
+        bail!("is a directory");
+    }
+    let mut off = 0u64;
+    while off < node.size {
+        let want = (node.size - off).min(peros_store::CHUNK_SIZE as u64) as usize;
+        let data = store.read_from(ino, &node, off, want)?;
+        if data.is_empty() {
+            break;
+        }
+        out.write_all(&data)?;
+        off += data.len() as u64;
+    }
+    Ok(())
+}

@@ -1,0 +1,1582 @@
+//! `peros-store` is the file system's truth, independent of FUSE.
+//!
+//! It owns the namespace (inodes, directory entries, attributes, xattrs), each file's list of
+//! chunks, the per-path version history, and the set of sealed objects; all of it in one redb
+//! database. File contents are split into fixed 4 MiB chunks, each sealed by `peros-crypto`
+//! and written once under its keyed name through an [`ObjectBackend`].
+//!
+//! Ordering gives crash consistency: a metadata transaction that references new chunks is
+//! committed durably only after [`ObjectBackend::sync`] returned. Objects written but never
+//! referenced (a crash in between) are removed by [`Store::gc`]; [`Store::fsck`] checks the
+//! invariants. A bounded in-memory cache keeps decrypted chunks.
+//!
+//! It must not know about FUSE, the CLI, indexing or policy: callers translate to and from it.
+
+pub mod backend;
+pub mod meta;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::Read;
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+
+use bytes::Bytes;
+use peros_crypto::{CryptoError, Keyring, ObjectName};
+use redb::{
+    Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+    WriteTransaction,
+};
+use serde::Serialize;
+
+pub use backend::{BackendError, ObjectBackend, ObjectStoreBackend};
+pub use meta::*;
+
+const INODES: TableDefinition<u64, &[u8]> = TableDefinition::new("inodes");
+const DIRENTS: TableDefinition<(u64, &[u8]), u64> = TableDefinition::new("dirents");
+const VERSIONS: TableDefinition<(&[u8], u64), &[u8]> = TableDefinition::new("versions");
+/// Sealed objects known to exist in the backend: keyed name → sealed size.
+const OBJECTS: TableDefinition<&[u8], u64> = TableDefinition::new("objects");
+const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
+
+const CHUNK_PREFIX: &str = "chunks/";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0}: no such file or directory")]
+    NotFound(String),
+    #[error("{0}: already exists")]
+    Exists(String),
+    #[error("{0}: not a directory")]
+    NotDir(String),
+    #[error("{0}: is a directory")]
+    IsDir(String),
+    #[error("{0}: directory not empty")]
+    NotEmpty(String),
+    #[error("invalid argument: {0}")]
+    Invalid(String),
+    #[error("file name too long (255 bytes at most)")]
+    NameTooLong,
+    #[error("{0}: no such attribute")]
+    NoAttr(String),
+    #[error("cannot read {file}: chunk {index} (object {object}) is damaged: {detail}; run `peros fsck` to list damaged files")]
+    Chunk {
+        file: String,
+        index: usize,
+        object: String,
+        detail: String,
+    },
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+    #[error("metadata database: {0}")]
+    Db(String),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl StoreError {
+    /// The POSIX errno for this failure, for the FUSE layer.
+    pub fn errno(&self) -> i32 {
+        match self {
+            StoreError::NotFound(_) => libc::ENOENT,
+            StoreError::Exists(_) => libc::EEXIST,
+            StoreError::NotDir(_) => libc::ENOTDIR,
+            StoreError::IsDir(_) => libc::EISDIR,
+            StoreError::NotEmpty(_) => libc::ENOTEMPTY,
+            StoreError::Invalid(_) => libc::EINVAL,
+            StoreError::NameTooLong => libc::ENAMETOOLONG,
+            StoreError::NoAttr(_) => libc::ENODATA,
+            StoreError::Io(e) => e.raw_os_error().unwrap_or(libc::EIO),
+            _ => libc::EIO,
+        }
+    }
+}
+
+macro_rules! db_err {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self { StoreError::Db(e.to_string()) }
+        }
+    )*};
+}
+db_err!(
+    redb::Error,
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError,
+    redb::SetDurabilityError,
+    postcard::Error
+);
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Objects newly written by an operation: keyed name and sealed size.
+type NewObjects = Vec<(ObjectName, u64)>;
+
+/// Options for opening a store.
+pub struct StoreOptions {
+    /// Bytes of decrypted chunks kept in memory.
+    pub cache_bytes: u64,
+    /// Versions kept per path (oldest dropped first).
+    pub versions_keep: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            cache_bytes: 256 * 1024 * 1024,
+            versions_keep: 32,
+        }
+    }
+}
+
+#[derive(Clone)]
+struct ChunkWeighter;
+impl quick_cache::Weighter<ObjectName, Arc<Vec<u8>>> for ChunkWeighter {
+    fn weight(&self, _: &ObjectName, v: &Arc<Vec<u8>>) -> u64 {
+        v.len().max(1) as u64
+    }
+}
+
+/// Attribute changes for [`Store::setattr`]; `None` leaves a field alone.
+#[derive(Default, Clone, Debug)]
+pub struct SetAttr {
+    pub perm: Option<u16>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub size: Option<u64>,
+    pub atime: Option<Time>,
+    pub mtime: Option<Time>,
+    pub ctime: Option<Time>,
+}
+
+/// How a rename treats an existing target (renameat2 flags).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum RenameMode {
+    #[default]
+    Replace,
+    NoReplace,
+    Exchange,
+}
+
+#[derive(Serialize, Debug, Clone)]
+pub struct VersionInfo {
+    pub version: u64,
+    pub recorded: Time,
+    pub size: u64,
+    pub mtime: Time,
+    pub deleted: bool,
+}
+
+#[derive(Serialize, Debug, Default, Clone)]
+pub struct Stats {
+    pub files: u64,
+    pub dirs: u64,
+    pub symlinks: u64,
+    pub other: u64,
+    pub logical_bytes: u64,
+    pub objects: u64,
+    pub stored_bytes: u64,
+    pub versions: u64,
+    pub cache_bytes: u64,
+    pub cache_capacity: u64,
+}
+
+#[derive(Serialize, Debug, Clone)]
+pub struct Problem {
+    pub kind: String,
+    pub path: String,
+    pub detail: String,
+}
+
+#[derive(Serialize, Debug, Default)]
+pub struct FsckReport {
+    pub inodes: u64,
+    pub chunks_checked: u64,
+    pub problems: Vec<Problem>,
+}
+
+#[derive(Serialize, Debug, Default)]
+pub struct GcReport {
+    pub objects_seen: u64,
+    pub objects_removed: u64,
+    pub bytes_freed: u64,
+}
+
+/// The store: metadata database + sealed objects + chunk cache.
+pub struct Store {
+    db: Database,
+    keyring: Arc<Keyring>,
+    backend: Arc<dyn ObjectBackend>,
+    cache: quick_cache::sync::Cache<ObjectName, Arc<Vec<u8>>, ChunkWeighter>,
+    cache_capacity: u64,
+    versions_keep: usize,
+    /// Writers hold it shared from the first upload to the commit that references it; `gc`
+    /// holds it exclusively, so it never deletes an object a commit is about to reference.
+    ingest: RwLock<()>,
+}
+
+fn object_key(name: &ObjectName) -> String {
+    let hex = name.to_hex();
+    format!("{CHUNK_PREFIX}{}/{}", &hex[..2], hex)
+}
+
+fn show(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn check_name(name: &[u8]) -> Result<()> {
+    if name.is_empty() || name == b"." || name == b".." || name.contains(&b'/') || name.contains(&0)
+    {
+        return Err(StoreError::Invalid(format!(
+            "{:?} is not a valid file name",
+            show(name)
+        )));
+    }
+    if name.len() > 255 {
+        return Err(StoreError::NameTooLong);
+    }
+    Ok(())
+}
+
+/// Split a `/`-separated store path into components (empty and `.` components dropped).
+pub fn path_components(path: &[u8]) -> Vec<&[u8]> {
+    path.split(|b| *b == b'/')
+        .filter(|c| !c.is_empty() && *c != b".")
+        .collect()
+}
+
+/// Normalised absolute form of a store path: `/a/b`.
+pub fn normalize_path(path: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for c in path_components(path) {
+        out.push(b'/');
+        out.extend_from_slice(c);
+    }
+    if out.is_empty() {
+        out.push(b'/');
+    }
+    out
+}
+
+/// Operations inside one write transaction.
+struct Tx<'a> {
+    txn: &'a WriteTransaction,
+}
+
+impl Tx<'_> {
+    fn inode(&self, ino: Ino) -> Result<Inode> {
+        let t = self.txn.open_table(INODES)?;
+        let v = t
+            .get(ino)?
+            .ok_or_else(|| StoreError::NotFound(format!("inode {ino}")))?;
+        Ok(postcard::from_bytes(v.value())?)
+    }
+
+    fn put_inode(&self, ino: Ino, inode: &Inode) -> Result<()> {
+        let bytes = postcard::to_allocvec(inode)?;
+        self.txn.open_table(INODES)?.insert(ino, bytes.as_slice())?;
+        Ok(())
+    }
+
+    fn del_inode(&self, ino: Ino) -> Result<()> {
+        self.txn.open_table(INODES)?.remove(ino)?;
+        Ok(())
+    }
+
+    fn entry(&self, parent: Ino, name: &[u8]) -> Result<Option<Ino>> {
+        let t = self.txn.open_table(DIRENTS)?;
+        let found = t.get((parent, name))?.map(|v| v.value());
+        Ok(found)
+    }
+
+    fn put_entry(&self, parent: Ino, name: &[u8], ino: Ino) -> Result<()> {
+        self.txn.open_table(DIRENTS)?.insert((parent, name), ino)?;
+        Ok(())
+    }
+
+    fn del_entry(&self, parent: Ino, name: &[u8]) -> Result<()> {
+        self.txn.open_table(DIRENTS)?.remove((parent, name))?;
+        Ok(())
+    }
+
+    fn has_children(&self, dir: Ino) -> Result<bool> {
+        let t = self.txn.open_table(DIRENTS)?;
+        let empty: &[u8] = &[];
+        let any = t.range((dir, empty)..(dir + 1, empty))?.next().is_some();
+        Ok(any)
+    }
+
+    fn alloc_ino(&self) -> Result<Ino> {
+        let mut t = self.txn.open_table(COUNTERS)?;
+        let next = t
+            .get("next_ino")?
+            .map(|v| v.value())
+            .unwrap_or(ROOT_INO + 1);
+        t.insert("next_ino", next + 1)?;
+        Ok(next)
+    }
+
+    fn note_objects(&self, objs: &[(ObjectName, u64)]) -> Result<()> {
+        let mut t = self.txn.open_table(OBJECTS)?;
+        for (name, size) in objs {
+            t.insert(name.0.as_slice(), *size)?;
+        }
+        Ok(())
+    }
+
+    fn path_of(&self, ino: Ino) -> Result<Vec<u8>> {
+        let mut parts: Vec<Vec<u8>> = Vec::new();
+        let mut cur = ino;
+        let mut guard = 0;
+        while cur != ROOT_INO && guard < 4096 {
+            let node = self.inode(cur)?;
+            parts.push(node.name.clone());
+            cur = node.parent;
+            guard += 1;
+        }
+        let mut out = Vec::new();
+        for p in parts.iter().rev() {
+            out.push(b'/');
+            out.extend_from_slice(p);
+        }
+        if out.is_empty() {
+            out.push(b'/');
+        }
+        Ok(out)
+    }
+
+    /// Appends a version of `path` unless it would repeat the newest one.
+    fn add_version(&self, path: &[u8], rec: VersionRecord, keep: usize) -> Result<()> {
+        let mut t = self.txn.open_table(VERSIONS)?;
+        let (last_n, last_rec) = {
+            let mut r = t.range((path, 0u64)..=(path, u64::MAX))?;
+            match r.next_back() {
+                Some(item) => {
+                    let (k, v) = item?;
+                    let rec: VersionRecord = postcard::from_bytes(v.value())?;
+                    (k.value().1, Some(rec))
+                }
+                None => (0, None),
+            }
+        };
+        if let Some(last) = &last_rec {
+            if last.deleted == rec.deleted && last.chunks == rec.chunks && last.size == rec.size {
+                return Ok(());
+            }
+        }
+        if last_rec.is_none() && rec.deleted {
+            return Ok(());
+        }
+        t.insert((path, last_n + 1), postcard::to_allocvec(&rec)?.as_slice())?;
+        // Retention: drop the oldest beyond `keep`.
+        let all: Vec<u64> = t
+            .range((path, 0u64)..=(path, u64::MAX))?
+            .map(|i| i.map(|(k, _)| k.value().1))
+            .collect::<std::result::Result<_, _>>()?;
+        if all.len() > keep {
+            for n in &all[..all.len() - keep] {
+                t.remove((path, *n))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn version_of(inode: &Inode, deleted: bool) -> VersionRecord {
+        VersionRecord {
+            recorded: Time::now(),
+            size: inode.size,
+            perm: inode.perm,
+            mtime: inode.mtime,
+            chunks: if deleted {
+                Vec::new()
+            } else {
+                inode.chunks.clone()
+            },
+            deleted,
+        }
+    }
+
+    /// Drops one link to `ino`; frees the inode when it was the last.
+    fn drop_link(&self, ino: Ino, keep: usize) -> Result<()> {
+        let mut node = self.inode(ino)?;
+        if node.kind == Kind::Dir {
+            self.del_inode(ino)?;
+            return Ok(());
+        }
+        node.nlink = node.nlink.saturating_sub(1);
+        if node.nlink == 0 {
+            if node.kind == Kind::File {
+                let path = self.path_of(ino)?;
+                self.add_version(&path, Self::version_of(&node, true), keep)?;
+            }
+            self.del_inode(ino)?;
+        } else {
+            node.ctime = Time::now();
+            self.put_inode(ino, &node)?;
+        }
+        Ok(())
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed) the store whose metadata is at `meta_path`.
+    pub fn open(
+        meta_path: &Path,
+        keyring: Arc<Keyring>,
+        backend: Arc<dyn ObjectBackend>,
+        opts: StoreOptions,
+    ) -> Result<Self> {
+        let db = Database::create(meta_path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Db(format!(
+                "{} is in use by another peros process (a running `peros mount`?): stop it or use its mount",
+                meta_path.display()
+            )),
+            other => StoreError::Db(format!("{}: {other}", meta_path.display())),
+        })?;
+        let store = Store {
+            db,
+            keyring,
+            backend,
+            cache: quick_cache::sync::Cache::with_weighter(
+                1024,
+                opts.cache_bytes.max(CHUNK_SIZE as u64),
+                ChunkWeighter,
+            ),
+            cache_capacity: opts.cache_bytes,
+            versions_keep: opts.versions_keep.max(1),
+            ingest: RwLock::new(()),
+        };
+        store.ensure_root()?;
+        Ok(store)
+    }
+
+    fn ensure_root(&self) -> Result<()> {
+        let txn = self.db.begin_write()?;
+        {
+            let tx = Tx { txn: &txn };
+            if tx.inode(ROOT_INO).is_err() {
+                // SAFETY: getuid/getgid cannot fail.
+                let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+                let root = Inode::new(Kind::Dir, 0o755, uid, gid, ROOT_INO, b"");
+                tx.put_inode(ROOT_INO, &root)?;
+            }
+            // Create every table so read transactions never meet a missing one.
+            txn.open_table(DIRENTS)?;
+            txn.open_table(VERSIONS)?;
+            txn.open_table(OBJECTS)?;
+            txn.open_table(COUNTERS)?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    pub fn backend(&self) -> &Arc<dyn ObjectBackend> {
+        &self.backend
+    }
+
+    pub fn keyring(&self) -> &Arc<Keyring> {
+        &self.keyring
+    }
+
+    /// Runs `f` in one write transaction and commits (durably if `durable`).
+    fn write<T>(&self, durable: bool, f: impl FnOnce(&Tx) -> Result<T>) -> Result<T> {
+        let mut txn = self.db.begin_write()?;
+        if !durable {
+            txn.set_durability(redb::Durability::None)?;
+        }
+        let out = f(&Tx { txn: &txn })?;
+        txn.commit()?;
+        Ok(out)
+    }
+
+    /// Makes everything written so far durable: objects first, then metadata.
+    pub fn sync(&self) -> Result<()> {
+        self.backend.sync()?;
+        let txn = self.db.begin_write()?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    // ----- reads of metadata -----
+
+    pub fn getattr(&self, ino: Ino) -> Result<Inode> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(INODES)?;
+        let v = t
+            .get(ino)?
+            .ok_or_else(|| StoreError::NotFound(format!("inode {ino}")))?;
+        Ok(postcard::from_bytes(v.value())?)
+    }
+
+    pub fn lookup(&self, parent: Ino, name: &[u8]) -> Result<(Ino, Inode)> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(DIRENTS)?;
+        let ino = t
+            .get((parent, name))?
+            .map(|v| v.value())
+            .ok_or_else(|| StoreError::NotFound(show(name)))?;
+        drop(t);
+        let inodes = txn.open_table(INODES)?;
+        let v = inodes
+            .get(ino)?
+            .ok_or_else(|| StoreError::NotFound(show(name)))?;
+        Ok((ino, postcard::from_bytes(v.value())?))
+    }
+
+    pub fn readdir(&self, dir: Ino) -> Result<Vec<DirEntry>> {
+        Ok(self
+            .readdir_plus(dir)?
+            .into_iter()
+            .map(|(e, _)| e)
+            .collect())
+    }
+
+    /// Directory entries with their inodes, in name order.
+    pub fn readdir_plus(&self, dir: Ino) -> Result<Vec<(DirEntry, Inode)>> {
+        let txn = self.db.begin_read()?;
+        let inodes = txn.open_table(INODES)?;
+        let dnode: Inode = postcard::from_bytes(
+            inodes
+                .get(dir)?
+                .ok_or_else(|| StoreError::NotFound(format!("inode {dir}")))?
+                .value(),
+        )?;
+        if dnode.kind != Kind::Dir {
+            return Err(StoreError::NotDir(show(&dnode.name)));
+        }
+        let t = txn.open_table(DIRENTS)?;
+        let empty: &[u8] = &[];
+        let mut out = Vec::new();
+        for item in t.range((dir, empty)..(dir + 1, empty))? {
+            let (k, v) = item?;
+            let ino = v.value();
+            if let Some(n) = inodes.get(ino)? {
+                let node: Inode = postcard::from_bytes(n.value())?;
+                out.push((
+                    DirEntry {
+                        name: k.value().1.to_vec(),
+                        ino,
+                        kind: node.kind,
+                    },
+                    node,
+                ));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Resolves an absolute store path (symlinks are not followed).
+    pub fn resolve(&self, path: &[u8]) -> Result<(Ino, Inode)> {
+        let mut ino = ROOT_INO;
+        let mut node = self.getattr(ROOT_INO)?;
+        for comp in path_components(path) {
+            if node.kind != Kind::Dir {
+                return Err(StoreError::NotDir(show(path)));
+            }
+            let (i, n) = self.lookup(ino, comp).map_err(|e| match e {
+                StoreError::NotFound(_) => StoreError::NotFound(show(path)),
+                other => other,
+            })?;
+            ino = i;
+            node = n;
+        }
+        Ok((ino, node))
+    }
+
+    /// The path an inode was created or last renamed under.
+    pub fn path_of(&self, ino: Ino) -> Result<Vec<u8>> {
+        let txn = self.db.begin_write()?;
+        let p = Tx { txn: &txn }.path_of(ino)?;
+        txn.abort()?;
+        Ok(p)
+    }
+
+    // ----- namespace changes -----
+
+    /// Creates a file system object under `parent`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn create(
+        &self,
+        parent: Ino,
+        name: &[u8],
+        kind: Kind,
+        perm: u16,
+        uid: u32,
+        gid: u32,
+        rdev: u32,
+        target: &[u8],
+    ) -> Result<(Ino, Inode)> {
+        check_name(name)?;
+        self.write(true, |tx| {
+            let mut pnode = tx.inode(parent)?;
+            if pnode.kind != Kind::Dir {
+                return Err(StoreError::NotDir(show(&pnode.name)));
+            }
+            if tx.entry(parent, name)?.is_some() {
+                return Err(StoreError::Exists(show(name)));
+            }
+            let ino = tx.alloc_ino()?;
+            let mut node = Inode::new(kind, perm, uid, gid, parent, name);
+            node.rdev = rdev;
+            if kind == Kind::Symlink {
+                node.target = target.to_vec();
+                node.size = target.len() as u64;
+            }
+            tx.put_inode(ino, &node)?;
+            tx.put_entry(parent, name, ino)?;
+            let now = Time::now();
+            pnode.mtime = now;
+            pnode.ctime = now;
+            if kind == Kind::Dir {
+                pnode.nlink += 1;
+            }
+            tx.put_inode(parent, &pnode)?;
+            Ok((ino, node))
+        })
+    }
+
+    /// Removes a non-directory entry.
+    pub fn unlink(&self, parent: Ino, name: &[u8]) -> Result<()> {
+        self.write(true, |tx| {
+            let ino = tx
+                .entry(parent, name)?
+                .ok_or_else(|| StoreError::NotFound(show(name)))?;
+            let node = tx.inode(ino)?;
+            if node.kind == Kind::Dir {
+                return Err(StoreError::IsDir(show(name)));
+            }
+            tx.del_entry(parent, name)?;
+            tx.drop_link(ino, self.versions_keep)?;
+            let mut pnode = tx.inode(parent)?;
+            pnode.mtime = Time::now();
+            pnode.ctime = pnode.mtime;
+            tx.put_inode(parent, &pnode)
+        })
+    }
+
+    /// Removes an empty directory.
+    pub fn rmdir(&self, parent: Ino, name: &[u8]) -> Result<()> {
+        self.write(true, |tx| {
+            let ino = tx
+                .entry(parent, name)?
+                .ok_or_else(|| StoreError::NotFound(show(name)))?;
+            let node = tx.inode(ino)?;
+            if node.kind != Kind::Dir {
+                return Err(StoreError::NotDir(show(name)));
+            }
+            if tx.has_children(ino)? {
+                return Err(StoreError::NotEmpty(show(name)));
+            }
+            tx.del_entry(parent, name)?;
+            tx.del_inode(ino)?;
+            let mut pnode = tx.inode(parent)?;
+            pnode.nlink = pnode.nlink.saturating_sub(1);
+            pnode.mtime = Time::now();
+            pnode.ctime = pnode.mtime;
+            tx.put_inode(parent, &pnode)
+        })
+    }
+
+    /// Removes `path` and, for a directory, everything below it. Returns the count removed.
+    pub fn remove_tree(&self, parent: Ino, name: &[u8]) -> Result<u64> {
+        let (ino, node) = self.lookup(parent, name)?;
+        let mut count = 0;
+        if node.kind == Kind::Dir {
+            for e in self.readdir(ino)? {
+                count += self.remove_tree(ino, &e.name)?;
+            }
+            self.rmdir(parent, name)?;
+        } else {
+            self.unlink(parent, name)?;
+        }
+        Ok(count + 1)
+    }
+
+    /// Adds a hard link to `ino`.
+    pub fn link(&self, ino: Ino, new_parent: Ino, new_name: &[u8]) -> Result<Inode> {
+        check_name(new_name)?;
+        self.write(true, |tx| {
+            let mut node = tx.inode(ino)?;
+            if node.kind == Kind::Dir {
+                return Err(StoreError::Invalid(
+                    "hard links to directories are not allowed".into(),
+                ));
+            }
+            let mut pnode = tx.inode(new_parent)?;
+            if pnode.kind != Kind::Dir {
+                return Err(StoreError::NotDir(show(&pnode.name)));
+            }
+            if tx.entry(new_parent, new_name)?.is_some() {
+                return Err(StoreError::Exists(show(new_name)));
+            }
+            tx.put_entry(new_parent, new_name, ino)?;
+            node.nlink += 1;
+            node.ctime = Time::now();
+            tx.put_inode(ino, &node)?;
+            pnode.mtime = node.ctime;
+            pnode.ctime = node.ctime;
+            tx.put_inode(new_parent, &pnode)?;
+            Ok(node)
+        })
+    }
+
+    /// Renames `parent/name` to `new_parent/new_name`.
+    pub fn rename(
+        &self,
+        parent: Ino,
+        name: &[u8],
+        new_parent: Ino,
+        new_name: &[u8],
+        mode: RenameMode,
+    ) -> Result<()> {
+        check_name(new_name)?;
+        self.write(true, |tx| {
+            let src = tx
+                .entry(parent, name)?
+                .ok_or_else(|| StoreError::NotFound(show(name)))?;
+            let mut snode = tx.inode(src)?;
+            let dst = tx.entry(new_parent, new_name)?;
+            if dst == Some(src) {
+                return Ok(()); // same inode (also hard links to it): POSIX says do nothing
+            }
+            // A directory may not move below itself.
+            if snode.kind == Kind::Dir {
+                let mut cur = new_parent;
+                while cur != ROOT_INO {
+                    if cur == src {
+                        return Err(StoreError::Invalid(
+                            "cannot move a directory inside itself".into(),
+                        ));
+                    }
+                    cur = tx.inode(cur)?.parent;
+                }
+            }
+            let now = Time::now();
+            match (mode, dst) {
+                (RenameMode::NoReplace, Some(_)) => {
+                    return Err(StoreError::Exists(show(new_name)));
+                }
+                (RenameMode::Exchange, None) => {
+                    return Err(StoreError::NotFound(show(new_name)));
+                }
+                (RenameMode::Exchange, Some(d)) => {
+                    let mut dnode = tx.inode(d)?;
+                    tx.put_entry(parent, name, d)?;
+                    tx.put_entry(new_parent, new_name, src)?;
+                    dnode.parent = parent;
+                    dnode.name = name.to_vec();
+                    dnode.ctime = now;
+                    snode.parent = new_parent;
+                    snode.name = new_name.to_vec();
+                    snode.ctime = now;
+                    if parent != new_parent
+                        && (snode.kind == Kind::Dir) != (dnode.kind == Kind::Dir)
+                    {
+                        let delta: i64 = if snode.kind == Kind::Dir { 1 } else { -1 };
+                        let mut p = tx.inode(parent)?;
+                        p.nlink = (p.nlink as i64 - delta) as u32;
+                        tx.put_inode(parent, &p)?;
+                        let mut np = tx.inode(new_parent)?;
+                        np.nlink = (np.nlink as i64 + delta) as u32;
+                        tx.put_inode(new_parent, &np)?;
+                    }
+                    tx.put_inode(d, &dnode)?;
+                    tx.put_inode(src, &snode)?;
+                    for p in [parent, new_parent] {
+                        let mut pn = tx.inode(p)?;
+                        pn.mtime = now;
+                        pn.ctime = now;
+                        tx.put_inode(p, &pn)?;
+                    }
+                    return Ok(());
+                }
+                (_, Some(d)) => {
+                    let dnode = tx.inode(d)?;
+                    match (snode.kind == Kind::Dir, dnode.kind == Kind::Dir) {
+                        (true, false) => return Err(StoreError::NotDir(show(new_name))),
+                        (false, true) => return Err(StoreError::IsDir(show(new_name))),
+                        (true, true) => {
+                            if tx.has_children(d)? {
+                                return Err(StoreError::NotEmpty(show(new_name)));
+                            }
+                            tx.del_inode(d)?;
+                            let mut np = tx.inode(new_parent)?;
+                            np.nlink = np.nlink.saturating_sub(1);
+                            tx.put_inode(new_parent, &np)?;
+                        }
+                        (false, false) => {
+                            // The replaced file's content stays in the path's history, and the
+                            // new content follows it: editors save by renaming over the file.
+                            tx.drop_link(d, self.versions_keep)?;
+                        }
+                    }
+                }
+                (_, None) => {}
+            }
+            tx.del_entry(parent, name)?;
+            tx.put_entry(new_parent, new_name, src)?;
+            snode.parent = new_parent;
+            snode.name = new_name.to_vec();
+            snode.ctime = now;
+            tx.put_inode(src, &snode)?;
+            if snode.kind == Kind::Dir && parent != new_parent {
+                let mut p = tx.inode(parent)?;
+                p.nlink = p.nlink.saturating_sub(1);
+                tx.put_inode(parent, &p)?;
+                let mut np = tx.inode(new_parent)?;
+                np.nlink += 1;
+                tx.put_inode(new_parent, &np)?;
+            }
+            for p in [parent, new_parent] {
+                let mut pn = tx.inode(p)?;
+                pn.mtime = now;
+                pn.ctime = now;
+                tx.put_inode(p, &pn)?;
+            }
+            if snode.kind == Kind::File {
+                let path = tx.path_of(src)?;
+                tx.add_version(&path, Tx::version_of(&snode, false), self.versions_keep)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Changes attributes; a size change truncates or extends (with a hole).
+    pub fn setattr(&self, ino: Ino, attr: &SetAttr) -> Result<Inode> {
+        let mut new_chunks = None;
+        if let Some(size) = attr.size {
+            let node = self.getattr(ino)?;
+            if node.kind == Kind::Dir {
+                return Err(StoreError::IsDir(show(&node.name)));
+            }
+            if node.kind != Kind::File {
+                return Err(StoreError::Invalid("truncate of a non-regular file".into()));
+            }
+            if size != node.size {
+                new_chunks = Some(self.resized_chunks(ino, &node, size)?);
+            }
+        }
+        let _guard = self.ingest.read().unwrap_or_else(|e| e.into_inner());
+        if new_chunks.is_some() {
+            self.backend.sync()?;
+        }
+        self.write(true, |tx| {
+            let mut node = tx.inode(ino)?;
+            let now = Time::now();
+            if let Some(p) = attr.perm {
+                node.perm = p & 0o7777;
+            }
+            if let Some(u) = attr.uid {
+                node.uid = u;
+            }
+            if let Some(g) = attr.gid {
+                node.gid = g;
+            }
+            if let Some(a) = attr.atime {
+                node.atime = a;
+            }
+            if let Some((chunks, objs)) = &new_chunks {
+                tx.note_objects(objs)?;
+                node.chunks = chunks.clone();
+                node.size = attr.size.unwrap_or(node.size);
+                node.mtime = now;
+            }
+            if let Some(m) = attr.mtime {
+                node.mtime = m;
+            }
+            node.ctime = attr.ctime.unwrap_or(now);
+            tx.put_inode(ino, &node)?;
+            if new_chunks.is_some() {
+                let path = tx.path_of(ino)?;
+                tx.add_version(&path, Tx::version_of(&node, false), self.versions_keep)?;
+            }
+            Ok(node)
+        })
+    }
+
+    /// The chunk list of `node` resized to `size`: the partial last chunk is resealed.
+    fn resized_chunks(
+        &self,
+        ino: Ino,
+        node: &Inode,
+        size: u64,
+    ) -> Result<(Vec<ChunkRef>, NewObjects)> {
+        let mut chunks = node.chunks.clone();
+        let mut objs = Vec::new();
+        if size < node.size {
+            let keep = size.div_ceil(CHUNK_SIZE as u64) as usize;
+            chunks.truncate(keep);
+            let tail = (size - (keep.saturating_sub(1) as u64) * CHUNK_SIZE as u64) as usize;
+            if let Some(last) = chunks.last_mut() {
+                if last.len as usize != tail {
+                    match last.name {
+                        None => last.len = tail as u32,
+                        Some(_) => {
+                            let data = self.read_chunk(ino, keep - 1, last)?;
+                            let (c, o) = self.put_chunk(&data[..tail])?;
+                            *last = c;
+                            objs.extend(o);
+                        }
+                    }
+                }
+            }
+        } else {
+            // Grow the last chunk to full size (holes of zeros), then append hole chunks.
+            if let Some(last) = chunks.last().copied() {
+                let idx = chunks.len() - 1;
+                let end = ((idx as u64 + 1) * CHUNK_SIZE as u64).min(size);
+                let new_len = (end - idx as u64 * CHUNK_SIZE as u64) as usize;
+                if new_len != last.len as usize {
+                    match last.name {
+                        None => chunks[idx].len = new_len as u32,
+                        Some(_) => {
+                            let mut data = self.read_chunk(ino, idx, &last)?.to_vec();
+                            data.resize(new_len, 0);
+                            let (c, o) = self.put_chunk(&data)?;
+                            chunks[idx] = c;
+                            objs.extend(o);
+                        }
+                    }
+                }
+            }
+            let mut covered = chunks.len() as u64 * CHUNK_SIZE as u64;
+            while covered < size {
+                let len = (size - covered).min(CHUNK_SIZE as u64);
+                chunks.push(ChunkRef {
+                    name: None,
+                    len: len as u32,
+                });
+                covered += CHUNK_SIZE as u64;
+            }
+        }
+        Ok((chunks, objs))
+    }
+
+    // ----- xattrs -----
+
+    pub fn set_xattr(
+        &self,
+        ino: Ino,
+        name: &[u8],
+        value: &[u8],
+        create: bool,
+        replace: bool,
+    ) -> Result<()> {
+        self.write(true, |tx| {
+            let mut node = tx.inode(ino)?;
+            let exists = node.xattrs.contains_key(name);
+            if create && exists {
+                return Err(StoreError::Exists(show(name)));
+            }
+            if replace && !exists {
+                return Err(StoreError::NoAttr(show(name)));
+            }
+            node.xattrs.insert(name.to_vec(), value.to_vec());
+            node.ctime = Time::now();
+            tx.put_inode(ino, &node)
+        })
+    }
+
+    pub fn get_xattr(&self, ino: Ino, name: &[u8]) -> Result<Vec<u8>> {
+        self.getattr(ino)?
+            .xattrs
+            .get(name)
+            .cloned()
+            .ok_or_else(|| StoreError::NoAttr(show(name)))
+    }
+
+    pub fn remove_xattr(&self, ino: Ino, name: &[u8]) -> Result<()> {
+        self.write(true, |tx| {
+            let mut node = tx.inode(ino)?;
+            if node.xattrs.remove(name).is_none() {
+                return Err(StoreError::NoAttr(show(name)));
+            }
+            node.ctime = Time::now();
+            tx.put_inode(ino, &node)
+        })
+    }
+
+    // ----- contents -----
+
+    /// Seals one chunk and stores it (once) under its keyed name. The object is not yet
+    /// durable: callers sync the backend before committing metadata that references it.
+    /// Returns the reference and, if newly written, the object to record.
+    fn put_chunk(&self, data: &[u8]) -> Result<(ChunkRef, Option<(ObjectName, u64)>)> {
+        let name = self.keyring.object_name(data);
+        let cref = ChunkRef {
+            name: Some(name.0),
+            len: data.len() as u32,
+        };
+        if self.object_known(&name)? {
+            return Ok((cref, None));
+        }
+        let sealed = self.keyring.seal(data)?;
+        let size = sealed.len() as u64;
+        self.backend.put(&object_key(&name), Bytes::from(sealed))?;
+        self.cache.insert(name, Arc::new(data.to_vec()));
+        Ok((cref, Some((name, size))))
+    }
+
+    fn object_known(&self, name: &ObjectName) -> Result<bool> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(OBJECTS)?;
+        Ok(t.get(name.0.as_slice())?.is_some())
+    }
+
+    /// Plaintext of chunk `index` of inode `ino` (for error messages), via the cache.
+    pub fn read_chunk(&self, ino: Ino, index: usize, c: &ChunkRef) -> Result<Arc<Vec<u8>>> {
+        let Some(raw) = c.name else {
+            return Ok(Arc::new(vec![0u8; c.len as usize]));
+        };
+        let name = ObjectName(raw);
+        if let Some(hit) = self.cache.get(&name) {
+            return Ok(hit);
+        }
+        let chunk_err = |detail: String| {
+            let file = self
+                .path_of(ino)
+                .map(|p| show(&p))
+                .unwrap_or_else(|_| format!("inode {ino}"));
+            StoreError::Chunk {
+                file,
+                index,
+                object: object_key(&name),
+                detail,
+            }
+        };
+        let sealed = self
+            .backend
+            .get(&object_key(&name))
+            .map_err(|e| chunk_err(e.to_string()))?;
+        let plain = self
+            .keyring
+            .open(&sealed, &name)
+            .map_err(|e| chunk_err(e.to_string()))?;
+        let plain = Arc::new(plain);
+        self.cache.insert(name, plain.clone());
+        Ok(plain)
+    }
+
+    /// Whether chunk `c` is in the decrypted cache (for prefetch accounting).
+    pub fn chunk_cached(&self, c: &ChunkRef) -> bool {
+        c.name
+            .map(|n| self.cache.get(&ObjectName(n)).is_some())
+            .unwrap_or(true)
+    }
+
+    /// Reads up to `len` bytes at `offset`.
+    pub fn read(&self, ino: Ino, offset: u64, len: usize) -> Result<Vec<u8>> {
+        let node = self.getattr(ino)?;
+        self.read_from(ino, &node, offset, len)
+    }
+
+    /// Reads from an inode record the caller already holds.
+    pub fn read_from(&self, ino: Ino, node: &Inode, offset: u64, len: usize) -> Result<Vec<u8>> {
+        if node.kind == Kind::Dir {
+            return Err(StoreError::IsDir(show(&node.name)));
+        }
+        if offset >= node.size || len == 0 {
+            return Ok(Vec::new());
+        }
+        let end = (offset + len as u64).min(node.size);
+        let mut out = Vec::with_capacity((end - offset) as usize);
+        let mut pos = offset;
+        while pos < end {
+            let idx = (pos / CHUNK_SIZE as u64) as usize;
+            let within = (pos % CHUNK_SIZE as u64) as usize;
+            let c = node.chunks.get(idx).ok_or_else(|| StoreError::Chunk {
+                file: show(&node.name),
+                index: idx,
+                object: "-".into(),
+                detail: "chunk list shorter than the file size".into(),
+            })?;
+            let take = ((c.len as usize).saturating_sub(within)).min((end - pos) as usize);
+            if take == 0 {
+                break;
+            }
+            let data = self.read_chunk(ino, idx, c)?;
+            out.extend_from_slice(&data[within..within + take]);
+            pos += take as u64;
+        }
+        Ok(out)
+    }
+
+    /// Replaces the whole content of file `ino` with what `reader` yields, recording a version.
+    /// `durable`: sync objects and commit durably (else the next [`Store::sync`] does).
+    pub fn write_content(
+        &self,
+        ino: Ino,
+        reader: &mut dyn Read,
+        mtime: Option<Time>,
+        durable: bool,
+    ) -> Result<Inode> {
+        let _guard = self.ingest.read().unwrap_or_else(|e| e.into_inner());
+        let (chunks, objs, size) = self.ingest_reader(reader)?;
+        self.commit_chunks(ino, chunks, objs, size, mtime, durable)
+    }
+
+    /// Applies whole-chunk replacements to file `ino` and sets its size: the write path of the
+    /// FUSE layer. `dirty` maps chunk index → full new plaintext of that chunk (its length is
+    /// the chunk's length: `CHUNK_SIZE` except for the last chunk). Chunks between the old end
+    /// and a dirty chunk become holes.
+    pub fn write_chunks(
+        &self,
+        ino: Ino,
+        dirty: &BTreeMap<usize, Vec<u8>>,
+        size: u64,
+        mtime: Option<Time>,
+        durable: bool,
+    ) -> Result<Inode> {
+        let _guard = self.ingest.read().unwrap_or_else(|e| e.into_inner());
+        let node = self.getattr(ino)?;
+        let (mut chunks, mut objs) = if size != node.size {
+            self.resized_chunks(ino, &node, size)?
+        } else {
+            (node.chunks.clone(), Vec::new())
+        };
+        let sealed = self.seal_parallel(dirty.iter().map(|(i, d)| (*i, d.as_slice())).collect())?;
+        for (idx, (cref, obj)) in sealed {
+            if idx >= chunks.len() {
+                return Err(StoreError::Invalid(format!(
+                    "chunk {idx} is past the end of a {size}-byte file"
+                )));
+            }
+            chunks[idx] = cref;
+            objs.extend(obj);
+        }
+        self.commit_chunks(ino, chunks, objs, size, mtime, durable)
+    }
+
+    fn commit_chunks(
+        &self,
+        ino: Ino,
+        chunks: Vec<ChunkRef>,
+        objs: Vec<(ObjectName, u64)>,
+        size: u64,
+        mtime: Option<Time>,
+        durable: bool,
+    ) -> Result<Inode> {
+        if durable && !objs.is_empty() {
+            self.backend.sync()?;
+        }
+        self.write(durable, |tx| {
+            let mut node = tx.inode(ino)?;
+            if node.kind != Kind::File {
+                return Err(StoreError::Invalid(format!(
+                    "{} is not a regular file",
+                    show(&node.name)
+                )));
+            }
+            tx.note_objects(&objs)?;
+            let changed = node.chunks != chunks || node.size != size;
+            node.chunks = chunks;
+            node.size = size;
+            let now = Time::now();
+            node.mtime = mtime.unwrap_or(if changed { now } else { node.mtime });
+            node.ctime = now;
+            tx.put_inode(ino, &node)?;
+            let path = tx.path_of(ino)?;
+            tx.add_version(&path, Tx::version_of(&node, false), self.versions_keep)?;
+            Ok(node)
+        })
+    }
+
+    /// Chunks, seals and uploads everything `reader` yields, two chunks at a time in parallel.
+    fn ingest_reader(&self, reader: &mut dyn Read) -> Result<(Vec<ChunkRef>, NewObjects, u64)> {
+        const BATCH: usize = 4;
+        let mut chunks = Vec::new();
+        let mut objs = Vec::new();
+        let mut size = 0u64;
+        loop {
+            let mut bufs = Vec::with_capacity(BATCH);
+            let mut eof = false;
+            while bufs.len() < BATCH {
+                let buf = read_full(reader, CHUNK_SIZE)?;
+                if buf.is_empty() {
+                    eof = true;
+                    break;
+                }
+                let short = buf.len() < CHUNK_SIZE;
+                bufs.push(buf);
+                if short {
+                    eof = true;
+                    break;
+                }
+            }
+            let base = chunks.len();
+            let sealed = self.seal_parallel(
+                bufs.iter()
+                    .enumerate()
+                    .map(|(i, b)| (base + i, b.as_slice()))
+                    .collect(),
+            )?;
+            for (_, (cref, obj)) in sealed {
+                size += cref.len as u64;
+                chunks.push(cref);
+                objs.extend(obj);
+            }
+            if eof {
+                break;
+            }
+        }
+        Ok((chunks, objs, size))
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn seal_parallel(
+        &self,
+        items: Vec<(usize, &[u8])>,
+    ) -> Result<Vec<(usize, (ChunkRef, Option<(ObjectName, u64)>))>> {
+        if items.len() <= 1 {
+            return items
+                .into_iter()
+                .map(|(i, d)| Ok((i, self.put_chunk(d)?)))
+                .collect();
+        }
+        std::thread::scope(|s| {
+            let handles: Vec<_> = items
+                .into_iter()
+                .map(|(i, d)| s.spawn(move || self.put_chunk(d).map(|r| (i, r))))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("chunk sealing thread panicked"))
+                .collect()
+        })
+    }
+
+    // ----- versions -----
+
+    pub fn versions(&self, path: &[u8]) -> Result<Vec<VersionInfo>> {
+        let path = normalize_path(path);
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(VERSIONS)?;
+        let mut out = Vec::new();
+        for item in t.range((path.as_slice(), 0u64)..=(path.as_slice(), u64::MAX))? {
+            let (k, v) = item?;
+            let rec: VersionRecord = postcard::from_bytes(v.value())?;
+            out.push(VersionInfo {
+                version: k.value().1,
+                recorded: rec.recorded,
+                size: rec.size,
+                mtime: rec.mtime,
+                deleted: rec.deleted,
+            });
+        }
+        Ok(out)
+    }
+
+    fn version_record(&self, path: &[u8], n: u64) -> Result<VersionRecord> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(VERSIONS)?;
+        let v = t.get((path, n))?.ok_or_else(|| {
+            StoreError::NotFound(format!(
+                "version {n} of {} (see `peros log {}`)",
+                show(path),
+                show(path)
+            ))
+        })?;
+        Ok(postcard::from_bytes(v.value())?)
+    }
+
+    /// Makes version `n` of `path` its current content, recreating the file (and its parent
+    /// directories) if it was deleted. Returns the inode.
+    pub fn restore(&self, path: &[u8], n: u64) -> Result<Ino> {
+        let path = normalize_path(path);
+        let rec = self.version_record(&path, n)?;
+        if rec.deleted {
+            return Err(StoreError::Invalid(format!(
+                "version {n} of {} records its deletion; pick an earlier version",
+                show(&path)
+            )));
+        }
+        let comps = path_components(&path);
+        let (name, dirs) = comps
+            .split_last()
+            .ok_or_else(|| StoreError::Invalid("cannot restore the root".into()))?;
+        let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+        let mut parent = ROOT_INO;
+        for d in dirs {
+            parent = match self.lookup(parent, d) {
+                Ok((i, n)) if n.kind == Kind::Dir => i,
+                Ok(_) => return Err(StoreError::NotDir(show(d))),
+                Err(StoreError::NotFound(_)) => {
+                    self.create(parent, d, Kind::Dir, 0o755, uid, gid, 0, &[])?
+                        .0
+                }
+                Err(e) => return Err(e),
+            };
+        }
+        let ino = match self.lookup(parent, name) {
+            Ok((i, n)) if n.kind == Kind::File => i,
+            Ok(_) => return Err(StoreError::Exists(show(&path))),
+            Err(StoreError::NotFound(_)) => {
+                self.create(parent, name, Kind::File, rec.perm, uid, gid, 0, &[])?
+                    .0
+            }
+            Err(e) => return Err(e),
+        };
+        let _guard = self.ingest.read().unwrap_or_else(|e| e.into_inner());
+        // Check every chunk is still readable before pointing the file at them.
+        for (i, c) in rec.chunks.iter().enumerate() {
+            self.read_chunk(ino, i, c)?;
+        }
+        self.commit_chunks(ino, rec.chunks, Vec::new(), rec.size, Some(rec.mtime), true)?;
+        Ok(ino)
+    }
+
+    // ----- whole-store operations -----
+
+    /// Every chunk name referenced by a file or a version.
+    fn referenced(&self) -> Result<HashSet<[u8; 32]>> {
+        let txn = self.db.begin_read()?;
+        let mut set = HashSet::new();
+        for item in txn.open_table(INODES)?.iter()? {
+            let (_, v) = item?;
+            let node: Inode = postcard::from_bytes(v.value())?;
+            set.extend(node.chunks.iter().filter_map(|c| c.name));
+        }
+        for item in txn.open_table(VERSIONS)?.iter()? {
+            let (_, v) = item?;
+            let rec: VersionRecord = postcard::from_bytes(v.value())?;
+            set.extend(rec.chunks.iter().filter_map(|c| c.name));
+        }
+        Ok(set)
+    }
+
+    /// Removes objects that nothing references.
+    pub fn gc(&self, progress: &dyn Fn(u64, u64)) -> Result<GcReport> {
+        let _guard = self.ingest.write().unwrap_or_else(|e| e.into_inner());
+        let referenced = self.referenced()?;
+        let listed = self.backend.list(CHUNK_PREFIX)?;
+        let mut report = GcReport {
+            objects_seen: listed.len() as u64,
+            ..Default::default()
+        };
+        let mut dead = Vec::new();
+        for (key, size) in &listed {
+            let hex = key.rsplit('/').next().unwrap_or_default();
+            match ObjectName::from_hex(hex) {
+                Some(n) if referenced.contains(&n.0) => {}
+                _ => dead.push((key.clone(), *size, ObjectName::from_hex(hex))),
+            }
+        }
+        // Forget them in metadata first: a crash after this leaves at worst orphan objects.
+        self.write(true, |tx| {
+            let mut t = tx.txn.open_table(OBJECTS)?;
+            for (_, _, n) in &dead {
+                if let Some(n) = n {
+                    t.remove(n.0.as_slice())?;
+                }
+            }
+            // Drop records of objects that are gone from the backend too.
+            let present: HashSet<&str> = listed.iter().map(|(k, _)| k.as_str()).collect();
+            let stale: Vec<Vec<u8>> = t
+                .iter()?
+                .filter_map(|i| i.ok())
+                .map(|(k, _)| k.value().to_vec())
+                .filter(|k| {
+                    k.len() == 32 && {
+                        let mut a = [0u8; 32];
+                        a.copy_from_slice(k);
+                        !present.contains(object_key(&ObjectName(a)).as_str())
+                    }
+                })
+                .collect();
+            for k in stale {
+                t.remove(k.as_slice())?;
+            }
+            Ok(())
+        })?;
+        let total = dead.len() as u64;
+        for (i, (key, size, n)) in dead.into_iter().enumerate() {
+            self.backend.delete(&key)?;
+            if let Some(n) = n {
+                self.cache.remove(&n);
+            }
+            report.objects_removed += 1;
+            report.bytes_freed += size;
+            progress(i as u64 + 1, total);
+        }
+        Ok(report)
+    }
+
+    /// Checks the invariants: entries lead to inodes, link counts match, every referenced
+    /// chunk exists and decrypts to its name (unless `quick`, which checks existence only).
+    pub fn fsck(&self, quick: bool, progress: &dyn Fn(u64, u64)) -> Result<FsckReport> {
+        let mut report = FsckReport::default();
+        let txn = self.db.begin_read()?;
+        let mut inodes: HashMap<Ino, Inode> = HashMap::new();
+        for item in txn.open_table(INODES)?.iter()? {
+            let (k, v) = item?;
+            match postcard::from_bytes::<Inode>(v.value()) {
+                Ok(n) => {
+                    inodes.insert(k.value(), n);
+                }
+                Err(e) => report.problems.push(Problem {
+                    kind: "bad-inode".into(),
+                    path: format!("inode {}", k.value()),
+                    detail: e.to_string(),
+                }),
+            }
+        }
+        report.inodes = inodes.len() as u64;
+        let mut links: HashMap<Ino, u32> = HashMap::new();
+        let mut subdirs: HashMap<Ino, u32> = HashMap::new();
+        for item in txn.open_table(DIRENTS)?.iter()? {
+            let (k, v) = item?;
+            let (parent, name) = k.value();
+            let ino = v.value();
+            match inodes.get(&ino) {
+                None => report.problems.push(Problem {
+                    kind: "dangling-entry".into(),
+                    path: format!("inode {parent}/{}", show(name)),
+                    detail: format!("entry leads to missing inode {ino}"),
+                }),
+                Some(n) => {
+                    *links.entry(ino).or_default() += 1;
+                    if n.kind == Kind::Dir {
+                        *subdirs.entry(parent).or_default() += 1;
+                    }
+                }
+            }
+            if !inodes.get(&parent).is_some_and(|p| p.kind == Kind::Dir) {
+                report.problems.push(Problem {
+                    kind: "orphan-entry".into(),
+                    path: format!("inode {parent}/{}", show(name)),
+                    detail: "parent is missing or not a directory".into(),
+                });
+            }
+        }
+        drop(txn);
+        let path_of = |ino: Ino| self.path_of(ino).map(|p| show(&p)).unwrap_or_default();
+        for (ino, node) in &inodes {
+            if *ino == ROOT_INO {
+                continue;
+            }
+            let n = links.get(ino).copied().unwrap_or(0);
+            if n == 0 {
+                report.problems.push(Problem {
+                    kind: "unreachable-inode".into(),
+                    path: format!("inode {ino} ({})", show(&node.name)),
+                    detail: "no directory entry leads to it".into(),
+                });
+            } else if node.kind != Kind::Dir && n != node.nlink {
+                report.problems.push(Problem {
+                    kind: "link-count".into(),
+                    path: path_of(*ino),
+                    detail: format!("nlink is {} but {n} entries lead to it", node.nlink),
+                });
+            }
+            if node.kind == Kind::File {
+                let expect: u64 = node.chunks.iter().map(|c| c.len as u64).sum();
+                if expect != node.size {
+                    report.problems.push(Problem {
+                        kind: "size".into(),
+                        path: path_of(*ino),
+                        detail: format!("size {} but chunks hold {expect} bytes", node.size),
+                    });
+                }
+            }
+        }
+        // Chunks: existence from one listing, content by decrypting each referenced object once.
+        let present: HashMap<String, u64> = self.backend.list(CHUNK_PREFIX)?.into_iter().collect();
+        let mut users: BTreeMap<[u8; 32], (Ino, usize)> = BTreeMap::new();
+        for (ino, node) in &inodes {
+            for (i, c) in node.chunks.iter().enumerate() {
+                if let Some(n) = c.name {
+                    users.entry(n).or_insert((*ino, i));
+                }
+            }
+        }
+        let mut version_only = HashSet::new();
+        for item in self.db.begin_read()?.open_table(VERSIONS)?.iter()? {
+            let (k, v) = item?;
+            let rec: VersionRecord = postcard::from_bytes(v.value())?;
+            for c in rec.chunks.iter().filter_map(|c| c.name) {
+                if !users.contains_key(&c) && version_only.insert(c) {
+                    let key = object_key(&ObjectName(c));
+                    if !present.contains_key(&key) {
+                        report.problems.push(Problem {
+                            kind: "missing-chunk".into(),
+                            path: format!("{} (version {})", show(k.value().0), k.value().1),
+                            detail: format!("object {key} is missing"),
+                        });
+                    }
+                }
+            }
+        }
+        let total = users.len() as u64;
+        for (done, (name, (ino, idx))) in users.into_iter().enumerate() {
+            let on = ObjectName(name);
+            let key = object_key(&on);
+            report.chunks_checked += 1;
+            progress(done as u64 + 1, total);
+            if !present.contains_key(&key) {
+                report.problems.push(Problem {
+                    kind: "missing-chunk".into(),
+                    path: path_of(ino),
+                    detail: format!("chunk {idx}: object {key} is missing"),
+                });
+                continue;
+            }
+            if quick {
+                continue;
+            }
+            let verdict = self
+                .backend
+                .get(&key)
+                .map_err(|e| e.to_string())
+                .and_then(|b| self.keyring.open(&b, &on).map_err(|e| e.to_string()));
+            if let Err(detail) = verdict {
+                self.cache.remove(&on);
+                report.problems.push(Problem {
+                    kind: "damaged-chunk".into(),
+                    path: path_of(ino),
+                    detail: format!("chunk {idx}: object {key}: {detail}"),
+                });
+            }
+        }
+        Ok(report)
+    }
+
+    pub fn stats(&self) -> Result<Stats> {
+        let txn = self.db.begin_read()?;
+        let mut s = Stats {
+            cache_bytes: self.cache.weight(),
+            cache_capacity: self.cache_capacity,
+            ..Default::default()
+        };
+        for item in txn.open_table(INODES)?.iter()? {
+            let (_, v) = item?;
+            let node: Inode = postcard::from_bytes(v.value())?;
+            match node.kind {
+                Kind::File => {
+                    s.files += 1;
+                    s.logical_bytes += node.size;
+                }
+                Kind::Dir => s.dirs += 1,
+                Kind::Symlink => s.symlinks += 1,
+                _ => s.other += 1,
+            }
+        }
+        for item in txn.open_table(OBJECTS)?.iter()? {
+            let (_, v) = item?;
+            s.objects += 1;
+            s.stored_bytes += v.value();
+        }
+        s.versions = txn.open_table(VERSIONS)?.len()?;
+        Ok(s)
+    }
+}
+
+/// Reads until `buf` holds `n` bytes or the reader ends.
+fn read_full(reader: &mut dyn Read, n: usize) -> std::io::Result<Vec<u8>> {
+    let mut buf = Vec::with_capacity(n);
+    reader.take(n as u64).read_to_end(&mut buf)?;
+    Ok(buf)
+}
