@@ -1,1 +1,1155 @@
+//! `peros-fs` is the FUSE front end: it translates kernel requests into `peros-store` calls.
+//!
+//! What it owns: file handles, per-file write buffers (whole 4 MiB chunks, so a random write
+//! reseals only the chunks it touches), directory-listing snapshots per open directory, and the
+//! kernel cache settings (attribute/entry TTLs, `FOPEN_KEEP_CACHE` for files unchanged since
+//! this mount last saw them, readdirplus, 1 MiB writes).
+//!
+//! What it must not do: own policy (that is the store's and the agent's), or wait on anything
+//! slower than local disk inside a callback. Buffered data is committed on flush/release
+//! (not yet durable) and on fsync (durable); a background thread makes commits durable within
+//! a couple of seconds, like a journaling file system's commit interval.
 
+use std::collections::{BTreeMap, HashMap};
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use fuser::{
+    AccessFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation,
+    INodeNo, InitFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate,
+    ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs,
+    ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+};
+use parking_lot::Mutex;
+use peros_store::{
+    DirEntry, Ino, Inode, Kind, RenameMode, SetAttr, Store, StoreError, Time, CHUNK_SIZE,
+};
+
+/// How long the kernel may trust attributes and entries. Only this mount changes the store
+/// while it runs (other commands go through its control socket), so a short TTL suffices to
+/// pick up those changes.
+const TTL: Duration = Duration::from_secs(1);
+/// Dirty bytes per file before the buffer is sealed and committed without waiting for close.
+const MAX_DIRTY_PER_FILE: usize = 16 * CHUNK_SIZE;
+const BLOCK: u64 = 4096;
+
+fn errno(e: &StoreError) -> Errno {
+    if let StoreError::Chunk { .. } | StoreError::Backend(_) | StoreError::Crypto(_) = e {
+        tracing::error!("{e}");
+    }
+    Errno::from_i32(e.errno())
+}
+
+fn file_type(kind: Kind) -> FileType {
+    match kind {
+        Kind::File => FileType::RegularFile,
+        Kind::Dir => FileType::Directory,
+        Kind::Symlink => FileType::Symlink,
+        Kind::Fifo => FileType::NamedPipe,
+        Kind::Socket => FileType::Socket,
+        Kind::CharDevice => FileType::CharDevice,
+        Kind::BlockDevice => FileType::BlockDevice,
+    }
+}
+
+fn to_time(t: Option<TimeOrNow>) -> Option<Time> {
+    t.map(|t| match t {
+        TimeOrNow::Now => Time::now(),
+        TimeOrNow::SpecificTime(s) => Time::from_system(s),
+    })
+}
+
+/// Buffered state of one open regular file, shared by all its handles.
+struct OpenFile {
+    handles: u32,
+    /// Size including buffered writes.
+    size: u64,
+    mtime: Time,
+    /// Chunk index → plaintext from the chunk start (shorter than the chunk: zeros follow).
+    dirty: BTreeMap<usize, Vec<u8>>,
+    dirty_bytes: usize,
+    /// Content changed since open (a version is recorded at close).
+    changed: bool,
+}
+
+struct DirHandle {
+    entries: Vec<(DirEntry, Inode)>,
+}
+
+/// Counters shown by `peros status`.
+#[derive(Default)]
+pub struct FsCounters {
+    pub reads: AtomicU64,
+    pub read_bytes: AtomicU64,
+    pub writes: AtomicU64,
+    pub write_bytes: AtomicU64,
+    pub commits: AtomicU64,
+}
+
+pub struct MountOptions {
+    pub allow_other: bool,
+    /// Directory whose file system's free space `statfs` reports (the local data dir).
+    pub space_from: PathBuf,
+    pub threads: usize,
+}
+
+/// The FUSE file system over a store.
+pub struct PerosFs {
+    store: Arc<Store>,
+    files: Mutex<HashMap<Ino, Arc<Mutex<OpenFile>>>>,
+    dirs: Mutex<HashMap<u64, Arc<DirHandle>>>,
+    /// Per inode, (mtime, size) when this mount last had it open: unchanged → keep page cache.
+    seen: Mutex<HashMap<Ino, (Time, u64)>>,
+    next_fh: AtomicU64,
+    /// Set when a commit was made non-durably; the syncer makes it durable.
+    unsynced: Arc<AtomicBool>,
+    space_from: PathBuf,
+    pub counters: Arc<FsCounters>,
+}
+
+impl PerosFs {
+    pub fn new(store: Arc<Store>, space_from: PathBuf) -> Arc<Self> {
+        Arc::new(Self {
+            store,
+            files: Mutex::new(HashMap::new()),
+            dirs: Mutex::new(HashMap::new()),
+            seen: Mutex::new(HashMap::new()),
+            next_fh: AtomicU64::new(1),
+            unsynced: Arc::new(AtomicBool::new(false)),
+            space_from,
+            counters: Arc::new(FsCounters::default()),
+        })
+    }
+
+    fn attr(&self, ino: Ino, node: &Inode) -> FileAttr {
+        let (mut size, mut mtime) = (node.size, node.mtime);
+        if node.kind == Kind::File {
+            if let Some(of) = self.files.lock().get(&ino).cloned() {
+                let of = of.lock();
+                if !of.dirty.is_empty() || of.changed {
+                    size = of.size;
+                    mtime = of.mtime;
+                }
+            }
+        }
+        FileAttr {
+            ino: INodeNo(ino),
+            size,
+            blocks: size.div_ceil(512),
+            atime: node.atime.to_system(),
+            mtime: mtime.to_system(),
+            ctime: node.ctime.to_system(),
+            crtime: node.crtime.to_system(),
+            kind: file_type(node.kind),
+            perm: node.perm,
+            nlink: node.nlink,
+            uid: node.uid,
+            gid: node.gid,
+            rdev: node.rdev,
+            blksize: 1 << 20,
+            flags: 0,
+        }
+    }
+
+    fn is_open(&self, ino: Ino) -> bool {
+        self.files.lock().contains_key(&ino)
+    }
+
+    /// Seals and commits the buffered chunks of `ino`.
+    fn commit(
+        &self,
+        ino: Ino,
+        of: &mut OpenFile,
+        durable: bool,
+        record_version: bool,
+    ) -> Result<(), StoreError> {
+        if of.dirty.is_empty() {
+            if record_version && of.changed {
+                of.changed = false;
+            }
+            if durable {
+                self.store.sync()?;
+                self.unsynced.store(false, Ordering::Relaxed);
+            }
+            return Ok(());
+        }
+        let size = of.size;
+        let mut full: BTreeMap<usize, Vec<u8>> = BTreeMap::new();
+        for (idx, mut buf) in std::mem::take(&mut of.dirty) {
+            let start = idx as u64 * CHUNK_SIZE as u64;
+            if start >= size {
+                continue; // truncated away
+            }
+            let len = (size - start).min(CHUNK_SIZE as u64) as usize;
+            buf.resize(len, 0);
+            full.insert(idx, buf);
+        }
+        of.dirty_bytes = 0;
+        let result =
+            self.store
+                .write_chunks(ino, &full, size, Some(of.mtime), durable, record_version);
+        match result {
+            Ok(node) => {
+                self.counters.commits.fetch_add(1, Ordering::Relaxed);
+                if record_version {
+                    of.changed = false;
+                }
+                if !durable {
+                    self.unsynced.store(true, Ordering::Relaxed);
+                }
+                self.seen.lock().insert(ino, (node.mtime, node.size));
+                Ok(())
+            }
+            Err(e) => {
+                // Keep the data buffered: a later flush or fsync retries.
+                of.dirty = full;
+                of.dirty_bytes = of.dirty.values().map(Vec::len).sum();
+                Err(e)
+            }
+        }
+    }
+
+    fn open_file(&self, ino: Ino, node: &Inode) -> Arc<Mutex<OpenFile>> {
+        let mut files = self.files.lock();
+        let of = files
+            .entry(ino)
+            .or_insert_with(|| {
+                Arc::new(Mutex::new(OpenFile {
+                    handles: 0,
+                    size: node.size,
+                    mtime: node.mtime,
+                    dirty: BTreeMap::new(),
+                    dirty_bytes: 0,
+                    changed: false,
+                }))
+            })
+            .clone();
+        of.lock().handles += 1;
+        of
+    }
+
+    fn open_flags(&self, ino: Ino, node: &Inode) -> FopenFlags {
+        let mut seen = self.seen.lock();
+        let unchanged = seen.get(&ino) == Some(&(node.mtime, node.size));
+        seen.insert(ino, (node.mtime, node.size));
+        if unchanged {
+            FopenFlags::FOPEN_KEEP_CACHE
+        } else {
+            FopenFlags::empty()
+        }
+    }
+
+    fn release_file(&self, ino: Ino) -> Result<(), StoreError> {
+        let Some(of) = self.files.lock().get(&ino).cloned() else {
+            return Ok(());
+        };
+        let mut guard = of.lock();
+        let result = self.commit(ino, &mut guard, false, true);
+        guard.handles = guard.handles.saturating_sub(1);
+        let last = guard.handles == 0 && guard.dirty.is_empty();
+        drop(guard);
+        if last {
+            let mut files = self.files.lock();
+            if files.get(&ino).is_some_and(|o| o.lock().handles == 0) {
+                files.remove(&ino);
+                drop(files);
+                if let Ok(node) = self.store.getattr(ino) {
+                    if node.nlink == 0 {
+                        self.store.release_orphan(ino)?;
+                    }
+                }
+            }
+        }
+        result
+    }
+
+    fn read_range(&self, ino: Ino, offset: u64, size: usize) -> Result<Vec<u8>, StoreError> {
+        let of = self.files.lock().get(&ino).cloned();
+        let node = self.store.getattr(ino)?;
+        let Some(of) = of else {
+            return self.store.read_from(ino, &node, offset, size);
+        };
+        let of = of.lock();
+        if of.dirty.is_empty() && of.size == node.size {
+            return self.store.read_from(ino, &node, offset, size);
+        }
+        let end = (offset + size as u64).min(of.size);
+        let mut out = Vec::with_capacity(end.saturating_sub(offset) as usize);
+        let mut pos = offset;
+        while pos < end {
+            let idx = (pos / CHUNK_SIZE as u64) as usize;
+            let within = (pos % CHUNK_SIZE as u64) as usize;
+            let chunk_end = ((idx as u64 + 1) * CHUNK_SIZE as u64).min(end);
+            let take = (chunk_end - pos) as usize;
+            if let Some(buf) = of.dirty.get(&idx) {
+                let have = buf.len().saturating_sub(within).min(take);
+                if have > 0 {
+                    out.extend_from_slice(&buf[within..within + have]);
+                }
+                out.resize(out.len() + (take - have), 0);
+            } else if pos < node.size {
+                let avail = ((node.size - pos) as usize).min(take);
+                let data = self.store.read_from(ino, &node, pos, avail)?;
+                let got = data.len();
+                out.extend_from_slice(&data);
+                out.resize(out.len() + (take - got), 0);
+            } else {
+                out.resize(out.len() + take, 0);
+            }
+            pos += take as u64;
+        }
+        Ok(out)
+    }
+
+    fn write_at(&self, ino: Ino, offset: u64, data: &[u8]) -> Result<(), StoreError> {
+        let of = self
+            .files
+            .lock()
+            .get(&ino)
+            .cloned()
+            .ok_or_else(|| StoreError::Invalid("write to a file that is not open".into()))?;
+        let mut of = of.lock();
+        let committed = self.store.getattr(ino)?;
+        let mut pos = offset;
+        let mut rest = data;
+        while !rest.is_empty() {
+            let idx = (pos / CHUNK_SIZE as u64) as usize;
+            let within = (pos % CHUNK_SIZE as u64) as usize;
+            let take = rest.len().min(CHUNK_SIZE - within);
+            if !of.dirty.contains_key(&idx) {
+                // Start from the committed chunk unless this write replaces all of it.
+                let start = idx as u64 * CHUNK_SIZE as u64;
+                let base = if start < committed.size.min(of.size)
+                    && !(within == 0 && take == CHUNK_SIZE)
+                {
+                    let c = committed.chunks[idx];
+                    let plain = self.store.read_chunk(ino, idx, &c)?;
+                    let keep = ((of.size - start).min(c.len as u64)) as usize;
+                    plain[..keep].to_vec()
+                } else {
+                    Vec::new()
+                };
+                of.dirty_bytes += CHUNK_SIZE;
+                of.dirty.insert(idx, base);
+            }
+            let buf = of.dirty.get_mut(&idx).expect("inserted above");
+            if buf.len() < within + take {
+                buf.resize(within + take, 0);
+            }
+            buf[within..within + take].copy_from_slice(&rest[..take]);
+            pos += take as u64;
+            rest = &rest[take..];
+        }
+        of.size = of.size.max(offset + data.len() as u64);
+        of.mtime = Time::now();
+        of.changed = true;
+        if of.dirty_bytes >= MAX_DIRTY_PER_FILE {
+            self.commit(ino, &mut of, false, false)?;
+        }
+        Ok(())
+    }
+
+    /// Commits any buffered writes of `ino` (before a truncate, utimens or rename).
+    fn settle(&self, ino: Ino) -> Result<(), StoreError> {
+        if let Some(of) = self.files.lock().get(&ino).cloned() {
+            let mut of = of.lock();
+            self.commit(ino, &mut of, false, false)?;
+        }
+        Ok(())
+    }
+
+    /// Commits every buffered file and makes everything durable (unmount, shutdown).
+    pub fn flush_all(&self) -> Result<(), StoreError> {
+        let all: Vec<_> = self
+            .files
+            .lock()
+            .iter()
+            .map(|(i, f)| (*i, f.clone()))
+            .collect();
+        for (ino, of) in all {
+            let mut of = of.lock();
+            self.commit(ino, &mut of, false, true)?;
+        }
+        self.store.sync()?;
+        self.unsynced.store(false, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Starts the thread that makes non-durable commits durable every `interval`.
+    pub fn start_syncer(self: &Arc<Self>, interval: Duration) {
+        let weak = Arc::downgrade(self);
+        std::thread::Builder::new()
+            .name("peros-syncer".into())
+            .spawn(move || loop {
+                std::thread::sleep(interval);
+                let Some(fs) = weak.upgrade() else { return };
+                if fs.unsynced.swap(false, Ordering::Relaxed) {
+                    if let Err(e) = fs.store.sync() {
+                        tracing::error!("background sync failed: {e}");
+                        fs.unsynced.store(true, Ordering::Relaxed);
+                    }
+                }
+            })
+            .expect("spawn syncer thread");
+    }
+
+    fn entry_reply(&self, reply: ReplyEntry, ino: Ino, node: &Inode) {
+        reply.entry(&TTL, &self.attr(ino, node), Generation(0));
+    }
+
+    fn new_node(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        kind: Kind,
+        mode: u32,
+        umask: u32,
+        rdev: u32,
+        target: &[u8],
+    ) -> Result<(Ino, Inode), StoreError> {
+        let perm = (mode & !umask & 0o7777) as u16;
+        let (mut gid, mut perm) = (req.gid(), perm);
+        // setgid directories pass their group (and, to subdirectories, the bit) on.
+        let pnode = self.store.getattr(parent.0)?;
+        if pnode.perm & 0o2000 != 0 {
+            gid = pnode.gid;
+            if kind == Kind::Dir {
+                perm |= 0o2000;
+            }
+        }
+        self.store.create(
+            parent.0,
+            name.as_bytes(),
+            kind,
+            perm,
+            req.uid(),
+            gid,
+            rdev,
+            target,
+        )
+    }
+}
+
+/// The `fuser::Filesystem` adapter, shared with the syncer and the control socket.
+pub struct FuseAdapter(pub Arc<PerosFs>);
+
+impl Filesystem for FuseAdapter {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        let _ = config.set_max_write(1 << 20);
+        let _ = config.set_max_readahead(1 << 20);
+        let wanted = InitFlags::FUSE_DO_READDIRPLUS
+            | InitFlags::FUSE_PARALLEL_DIROPS
+            | InitFlags::FUSE_CACHE_SYMLINKS;
+        let supported = config.capabilities() & wanted;
+        let _ = config.add_capabilities(supported);
+        let fs = self.0.clone();
+        self.0.store.set_open_probe({
+            let weak = Arc::downgrade(&fs);
+            move |ino| weak.upgrade().is_some_and(|f| f.is_open(ino))
+        });
+        if let Err(e) = self.0.store.purge_orphans() {
+            tracing::warn!("could not free orphans from a previous run: {e}");
+        }
+        Ok(())
+    }
+
+    fn destroy(&mut self) {
+        if let Err(e) = self.0.flush_all() {
+            tracing::error!("flushing at unmount failed: {e}");
+        }
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        match self.0.store.lookup(parent.0, name.as_bytes()) {
+            Ok((ino, node)) => self.0.entry_reply(reply, ino, &node),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        match self.0.store.getattr(ino.0) {
+            Ok(node) => reply.attr(&TTL, &self.0.attr(ino.0, &node)),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn setattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        ctime: Option<SystemTime>,
+        _fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        let fs = &self.0;
+        let result = (|| {
+            if size.is_some() || mtime.is_some() {
+                fs.settle(ino.0)?;
+            }
+            let mut perm = mode.map(|m| (m & 0o7777) as u16);
+            if (uid.is_some() || gid.is_some()) && perm.is_none() {
+                // chown clears setuid/setgid on non-directories, as on local file systems.
+                let node = fs.store.getattr(ino.0)?;
+                if node.kind != Kind::Dir && node.perm & 0o6000 != 0 {
+                    perm = Some(node.perm & !0o6000);
+                }
+            }
+            let node = fs.store.setattr(
+                ino.0,
+                &SetAttr {
+                    perm,
+                    uid,
+                    gid,
+                    size,
+                    atime: to_time(atime),
+                    mtime: to_time(mtime),
+                    ctime: ctime.map(Time::from_system),
+                },
+            )?;
+            if let Some(of) = fs.files.lock().get(&ino.0).cloned() {
+                let mut of = of.lock();
+                of.size = node.size;
+                of.mtime = node.mtime;
+            }
+            fs.seen.lock().insert(ino.0, (node.mtime, node.size));
+            Ok::<_, StoreError>(node)
+        })();
+        match result {
+            Ok(node) => reply.attr(&TTL, &fs.attr(ino.0, &node)),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        match self.0.store.getattr(ino.0) {
+            Ok(node) if node.kind == Kind::Symlink => reply.data(&node.target),
+            Ok(_) => reply.error(Errno::EINVAL),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn mknod(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        let kind = match mode & libc::S_IFMT {
+            libc::S_IFREG => Kind::File,
+            libc::S_IFIFO => Kind::Fifo,
+            libc::S_IFSOCK => Kind::Socket,
+            libc::S_IFCHR => Kind::CharDevice,
+            libc::S_IFBLK => Kind::BlockDevice,
+            _ => return reply.error(Errno::EINVAL),
+        };
+        match self
+            .0
+            .new_node(req, parent, name, kind, mode, umask, rdev, &[])
+        {
+            Ok((ino, node)) => self.0.entry_reply(reply, ino, &node),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn mkdir(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        reply: ReplyEntry,
+    ) {
+        match self
+            .0
+            .new_node(req, parent, name, Kind::Dir, mode, umask, 0, &[])
+        {
+            Ok((ino, node)) => self.0.entry_reply(reply, ino, &node),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        match self.0.store.unlink(parent.0, name.as_bytes()) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        match self.0.store.rmdir(parent.0, name.as_bytes()) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn symlink(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        link_name: &OsStr,
+        target: &Path,
+        reply: ReplyEntry,
+    ) {
+        match self.0.new_node(
+            req,
+            parent,
+            link_name,
+            Kind::Symlink,
+            0o777,
+            0,
+            0,
+            target.as_os_str().as_bytes(),
+        ) {
+            Ok((ino, node)) => self.0.entry_reply(reply, ino, &node),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn rename(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        let mode = if flags.contains(RenameFlags::RENAME_EXCHANGE) {
+            RenameMode::Exchange
+        } else if flags.contains(RenameFlags::RENAME_NOREPLACE) {
+            RenameMode::NoReplace
+        } else if flags.is_empty() {
+            RenameMode::Replace
+        } else {
+            return reply.error(Errno::EINVAL);
+        };
+        // Buffered writes are committed first, so the version recorded under the new name is complete.
+        if let Ok((ino, _)) = self.0.store.lookup(parent.0, name.as_bytes()) {
+            if let Err(e) = self.0.settle(ino) {
+                return reply.error(errno(&e));
+            }
+        }
+        match self.0.store.rename(
+            parent.0,
+            name.as_bytes(),
+            newparent.0,
+            newname.as_bytes(),
+            mode,
+        ) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn link(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        newparent: INodeNo,
+        newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
+        match self.0.store.link(ino.0, newparent.0, newname.as_bytes()) {
+            Ok(node) => self.0.entry_reply(reply, ino.0, &node),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let fs = &self.0;
+        let node = match fs.store.getattr(ino.0) {
+            Ok(n) => n,
+            Err(e) => return reply.error(errno(&e)),
+        };
+        if node.kind == Kind::Dir {
+            return reply.error(Errno::EISDIR);
+        }
+        let of = fs.open_file(ino.0, &node);
+        if flags.0 & libc::O_TRUNC != 0 && node.size > 0 {
+            // Only reached when the kernel passes O_TRUNC through (atomic_o_trunc); else setattr.
+            let mut of = of.lock();
+            of.dirty.clear();
+            of.dirty_bytes = 0;
+            match fs.store.setattr(
+                ino.0,
+                &SetAttr {
+                    size: Some(0),
+                    ..Default::default()
+                },
+            ) {
+                Ok(n) => {
+                    of.size = n.size;
+                    of.mtime = n.mtime;
+                }
+                Err(e) => {
+                    drop(of);
+                    let _ = fs.release_file(ino.0);
+                    return reply.error(errno(&e));
+                }
+            }
+        }
+        let fh = fs.next_fh.fetch_add(1, Ordering::Relaxed);
+        reply.opened(FileHandle(fh), fs.open_flags(ino.0, &node));
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        match self.0.read_range(ino.0, offset, size as usize) {
+            Ok(data) => {
+                self.0.counters.reads.fetch_add(1, Ordering::Relaxed);
+                self.0
+                    .counters
+                    .read_bytes
+                    .fetch_add(data.len() as u64, Ordering::Relaxed);
+                reply.data(&data)
+            }
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        match self.0.write_at(ino.0, offset, data) {
+            Ok(()) => {
+                self.0.counters.writes.fetch_add(1, Ordering::Relaxed);
+                self.0
+                    .counters
+                    .write_bytes
+                    .fetch_add(data.len() as u64, Ordering::Relaxed);
+                reply.written(data.len() as u32)
+            }
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn flush(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        let fs = &self.0;
+        let Some(of) = fs.files.lock().get(&ino.0).cloned() else {
+            return reply.ok();
+        };
+        let mut of = of.lock();
+        match fs.commit(ino.0, &mut of, false, true) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        match self.0.release_file(ino.0) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn fsync(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        let fs = &self.0;
+        let result = match fs.files.lock().get(&ino.0).cloned() {
+            Some(of) => {
+                let mut of = of.lock();
+                fs.commit(ino.0, &mut of, true, false)
+            }
+            None => fs.store.sync(),
+        };
+        match result {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        match self.0.store.readdir_plus(ino.0) {
+            Ok(entries) => {
+                let fh = self.0.next_fh.fetch_add(1, Ordering::Relaxed);
+                self.0
+                    .dirs
+                    .lock()
+                    .insert(fh, Arc::new(DirHandle { entries }));
+                reply.opened(FileHandle(fh), FopenFlags::empty());
+            }
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn readdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        let Some(dir) = self.0.dirs.lock().get(&fh.0).cloned() else {
+            return reply.error(Errno::EBADF);
+        };
+        let parent = self
+            .0
+            .store
+            .getattr(ino.0)
+            .map(|n| n.parent)
+            .unwrap_or(ino.0);
+        let mut i = offset as usize;
+        // Offsets: 0 = ".", 1 = "..", 2.. = entries.
+        while i < dir.entries.len() + 2 {
+            let full = match i {
+                0 => reply.add(ino, 1, FileType::Directory, "."),
+                1 => reply.add(INodeNo(parent), 2, FileType::Directory, ".."),
+                _ => {
+                    let (e, _) = &dir.entries[i - 2];
+                    reply.add(
+                        INodeNo(e.ino),
+                        i as u64 + 1,
+                        file_type(e.kind),
+                        OsStr::from_bytes(&e.name),
+                    )
+                }
+            };
+            if full {
+                break;
+            }
+            i += 1;
+        }
+        reply.ok();
+    }
+
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        let fs = &self.0;
+        let Some(dir) = fs.dirs.lock().get(&fh.0).cloned() else {
+            return reply.error(Errno::EBADF);
+        };
+        let me = match fs.store.getattr(ino.0) {
+            Ok(n) => n,
+            Err(e) => return reply.error(errno(&e)),
+        };
+        let mut i = offset as usize;
+        while i < dir.entries.len() + 2 {
+            let full = match i {
+                0 => reply.add(ino, 1, ".", &TTL, &fs.attr(ino.0, &me), Generation(0)),
+                1 => {
+                    let pnode = fs.store.getattr(me.parent).unwrap_or_else(|_| me.clone());
+                    reply.add(
+                        INodeNo(me.parent),
+                        2,
+                        "..",
+                        &TTL,
+                        &fs.attr(me.parent, &pnode),
+                        Generation(0),
+                    )
+                }
+                _ => {
+                    let (e, node) = &dir.entries[i - 2];
+                    reply.add(
+                        INodeNo(e.ino),
+                        i as u64 + 1,
+                        OsStr::from_bytes(&e.name),
+                        &TTL,
+                        &fs.attr(e.ino, node),
+                        Generation(0),
+                    )
+                }
+            };
+            if full {
+                break;
+            }
+            i += 1;
+        }
+        reply.ok();
+    }
+
+    fn releasedir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
+        self.0.dirs.lock().remove(&fh.0);
+        reply.ok();
+    }
+
+    fn fsyncdir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        // Namespace changes are committed durably as they happen; sync covers earlier file commits.
+        match self.0.store.sync() {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        let files = self
+            .0
+            .store
+            .stats()
+            .map(|s| s.files + s.dirs + s.symlinks + s.other)
+            .unwrap_or(0);
+        let c =
+            std::ffi::CString::new(self.0.space_from.as_os_str().as_bytes()).unwrap_or_default();
+        // SAFETY: statvfs writes into the zeroed struct we pass.
+        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+        let ok = unsafe { libc::statvfs(c.as_ptr(), &mut st) } == 0;
+        if !ok {
+            return reply.statfs(0, 0, 0, files, 0, BLOCK as u32, 255, BLOCK as u32);
+        }
+        let scale = |blocks: u64| blocks * st.f_frsize / BLOCK;
+        reply.statfs(
+            scale(st.f_blocks),
+            scale(st.f_bfree),
+            scale(st.f_bavail),
+            files + st.f_ffree,
+            st.f_ffree,
+            BLOCK as u32,
+            255,
+            BLOCK as u32,
+        );
+    }
+
+    fn setxattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        let create = flags & libc::XATTR_CREATE != 0;
+        let replace = flags & libc::XATTR_REPLACE != 0;
+        match self
+            .0
+            .store
+            .set_xattr(ino.0, name.as_bytes(), value, create, replace)
+        {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        match self.0.store.get_xattr(ino.0, name.as_bytes()) {
+            Ok(v) if size == 0 => reply.size(v.len() as u32),
+            Ok(v) if v.len() > size as usize => reply.error(Errno::ERANGE),
+            Ok(v) => reply.data(&v),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        match self.0.store.getattr(ino.0) {
+            Ok(node) => {
+                let mut buf = Vec::new();
+                for k in node.xattrs.keys() {
+                    buf.extend_from_slice(k);
+                    buf.push(0);
+                }
+                if size == 0 {
+                    reply.size(buf.len() as u32)
+                } else if buf.len() > size as usize {
+                    reply.error(Errno::ERANGE)
+                } else {
+                    reply.data(&buf)
+                }
+            }
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        match self.0.store.remove_xattr(ino.0, name.as_bytes()) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn access(&self, req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
+        let node = match self.0.store.getattr(ino.0) {
+            Ok(n) => n,
+            Err(e) => return reply.error(errno(&e)),
+        };
+        let mask = mask.bits() as u32 & 7;
+        if mask == 0 || req.uid() == 0 {
+            return reply.ok();
+        }
+        let bits = if req.uid() == node.uid {
+            (node.perm >> 6) & 7
+        } else if req.gid() == node.gid {
+            (node.perm >> 3) & 7
+        } else {
+            node.perm & 7
+        } as u32;
+        if bits & mask == mask {
+            reply.ok()
+        } else {
+            reply.error(Errno::EACCES)
+        }
+    }
+
+    fn create(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        _flags: i32,
+        reply: ReplyCreate,
+    ) {
+        let fs = &self.0;
+        match fs.new_node(req, parent, name, Kind::File, mode, umask, 0, &[]) {
+            Ok((ino, node)) => {
+                fs.open_file(ino, &node);
+                fs.seen.lock().insert(ino, (node.mtime, node.size));
+                let fh = fs.next_fh.fetch_add(1, Ordering::Relaxed);
+                reply.created(
+                    &TTL,
+                    &fs.attr(ino, &node),
+                    Generation(0),
+                    FileHandle(fh),
+                    FopenFlags::empty(),
+                );
+            }
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn fallocate(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        length: u64,
+        mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        // Plain allocation (mode 0, or KEEP_SIZE) is supported; space is not reserved
+        // ahead in an object store, so it only extends the size when asked to.
+        if mode & !libc::FALLOC_FL_KEEP_SIZE != 0 {
+            return reply.error(Errno::EOPNOTSUPP);
+        }
+        let fs = &self.0;
+        let end = offset + length;
+        let result = (|| {
+            let size = match fs.files.lock().get(&ino.0).cloned() {
+                Some(of) => of.lock().size,
+                None => fs.store.getattr(ino.0)?.size,
+            };
+            if mode & libc::FALLOC_FL_KEEP_SIZE == 0 && end > size {
+                fs.settle(ino.0)?;
+                let node = fs.store.setattr(
+                    ino.0,
+                    &SetAttr {
+                        size: Some(end),
+                        ..Default::default()
+                    },
+                )?;
+                if let Some(of) = fs.files.lock().get(&ino.0).cloned() {
+                    of.lock().size = node.size;
+                }
+            }
+            Ok::<_, StoreError>(())
+        })();
+        match result {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+}
+
+/// Mounts `fs` at `dir` in the background. Dropping the session unmounts.
+pub fn mount(
+    fs: Arc<PerosFs>,
+    dir: &Path,
+    opts: &MountOptions,
+) -> std::io::Result<fuser::BackgroundSession> {
+    let mut config = fuser::Config::default();
+    config.mount_options = vec![
+        fuser::MountOption::FSName("peros".into()),
+        fuser::MountOption::Subtype("peros".into()),
+        fuser::MountOption::DefaultPermissions,
+        fuser::MountOption::NoAtime,
+    ];
+    if opts.allow_other {
+        config.acl = fuser::SessionACL::All;
+    }
+    config.n_threads = Some(opts.threads.max(1));
+    fs.start_syncer(Duration::from_secs(2));
+    fuser::spawn_mount(FuseAdapter(fs), dir, &config)
+}

@@ -37,6 +37,8 @@ const VERSIONS: TableDefinition<(&[u8], u64), &[u8]> = TableDefinition::new("ver
 /// Sealed objects known to exist in the backend: keyed name → sealed size.
 const OBJECTS: TableDefinition<&[u8], u64> = TableDefinition::new("objects");
 const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
+/// Inodes whose last link went while the file was open: freed at last close or next mount.
+const ORPHANS: TableDefinition<u64, ()> = TableDefinition::new("orphans");
 
 const CHUNK_PREFIX: &str = "chunks/";
 
@@ -217,7 +219,11 @@ pub struct Store {
     /// Writers hold it shared from the first upload to the commit that references it; `gc`
     /// holds it exclusively, so it never deletes an object a commit is about to reference.
     ingest: RwLock<()>,
+    /// Tells whether an inode is open (set by the FUSE layer), so unlink keeps it readable.
+    open_probe: RwLock<Option<OpenProbe>>,
 }
+
+type OpenProbe = Box<dyn Fn(Ino) -> bool + Send + Sync>;
 
 fn object_key(name: &ObjectName) -> String {
     let hex = name.to_hex();
@@ -400,8 +406,9 @@ impl Tx<'_> {
         }
     }
 
-    /// Drops one link to `ino`; frees the inode when it was the last.
-    fn drop_link(&self, ino: Ino, keep: usize) -> Result<()> {
+    /// Drops one link to `ino`; frees the inode when it was the last (or, if `is_open` says the
+    /// file is still open, keeps it as an orphan until [`Store::release_orphan`]).
+    fn drop_link(&self, ino: Ino, keep: usize, is_open: &dyn Fn(Ino) -> bool) -> Result<()> {
         let mut node = self.inode(ino)?;
         if node.kind == Kind::Dir {
             self.del_inode(ino)?;
@@ -413,7 +420,12 @@ impl Tx<'_> {
                 let path = self.path_of(ino)?;
                 self.add_version(&path, Self::version_of(&node, true), keep)?;
             }
-            self.del_inode(ino)?;
+            if is_open(ino) {
+                self.put_inode(ino, &node)?;
+                self.txn.open_table(ORPHANS)?.insert(ino, ())?;
+            } else {
+                self.del_inode(ino)?;
+            }
         } else {
             node.ctime = Time::now();
             self.put_inode(ino, &node)?;
@@ -449,6 +461,7 @@ impl Store {
             cache_capacity: opts.cache_bytes,
             versions_keep: opts.versions_keep.max(1),
             ingest: RwLock::new(()),
+            open_probe: RwLock::new(None),
         };
         store.ensure_root()?;
         Ok(store)
@@ -469,9 +482,54 @@ impl Store {
             txn.open_table(VERSIONS)?;
             txn.open_table(OBJECTS)?;
             txn.open_table(COUNTERS)?;
+            txn.open_table(ORPHANS)?;
         }
         txn.commit()?;
         Ok(())
+    }
+
+    /// Registers who knows which inodes are open (the FUSE layer's handle table).
+    pub fn set_open_probe(&self, probe: impl Fn(Ino) -> bool + Send + Sync + 'static) {
+        *self.open_probe.write().unwrap_or_else(|e| e.into_inner()) = Some(Box::new(probe));
+    }
+
+    fn is_open(&self, ino: Ino) -> bool {
+        self.open_probe
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .is_some_and(|p| p(ino))
+    }
+
+    /// Frees an orphan (unlinked while open) once its last handle is closed.
+    pub fn release_orphan(&self, ino: Ino) -> Result<()> {
+        self.write(false, |tx| {
+            let mut orphans = tx.txn.open_table(ORPHANS)?;
+            if orphans.remove(ino)?.is_some() {
+                drop(orphans);
+                tx.del_inode(ino)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Frees every orphan left by a previous run (nothing can have them open any more).
+    pub fn purge_orphans(&self) -> Result<u64> {
+        self.write(true, |tx| {
+            let mut orphans = tx.txn.open_table(ORPHANS)?;
+            let all: Vec<u64> = orphans
+                .iter()?
+                .map(|i| i.map(|(k, _)| k.value()))
+                .collect::<std::result::Result<_, _>>()?;
+            for ino in &all {
+                orphans.remove(*ino)?;
+            }
+            drop(orphans);
+            for ino in &all {
+                tx.del_inode(*ino)?;
+            }
+            Ok(all.len() as u64)
+        })
     }
 
     pub fn backend(&self) -> &Arc<dyn ObjectBackend> {
@@ -650,7 +708,7 @@ impl Store {
                 return Err(StoreError::IsDir(show(name)));
             }
             tx.del_entry(parent, name)?;
-            tx.drop_link(ino, self.versions_keep)?;
+            tx.drop_link(ino, self.versions_keep, &|i| self.is_open(i))?;
             let mut pnode = tx.inode(parent)?;
             pnode.mtime = Time::now();
             pnode.ctime = pnode.mtime;
@@ -811,7 +869,7 @@ impl Store {
                         (false, false) => {
                             // The replaced file's content stays in the path's history, and the
                             // new content follows it: editors save by renaming over the file.
-                            tx.drop_link(d, self.versions_keep)?;
+                            tx.drop_link(d, self.versions_keep, &|i| self.is_open(i))?;
                         }
                     }
                 }
@@ -857,7 +915,7 @@ impl Store {
                 return Err(StoreError::Invalid("truncate of a non-regular file".into()));
             }
             if size != node.size {
-                new_chunks = Some(self.resized_chunks(ino, &node, size)?);
+                new_chunks = Some(self.resized_chunks(ino, &node, size, &|_| false)?);
             }
         }
         let _guard = self.ingest.read().unwrap_or_else(|e| e.into_inner());
@@ -904,6 +962,7 @@ impl Store {
         ino: Ino,
         node: &Inode,
         size: u64,
+        overwritten: &dyn Fn(usize) -> bool,
     ) -> Result<(Vec<ChunkRef>, NewObjects)> {
         let mut chunks = node.chunks.clone();
         let mut objs = Vec::new();
@@ -914,6 +973,7 @@ impl Store {
             if let Some(last) = chunks.last_mut() {
                 if last.len as usize != tail {
                     match last.name {
+                        _ if overwritten(keep - 1) => last.len = tail as u32,
                         None => last.len = tail as u32,
                         Some(_) => {
                             let data = self.read_chunk(ino, keep - 1, last)?;
@@ -932,6 +992,7 @@ impl Store {
                 let new_len = (end - idx as u64 * CHUNK_SIZE as u64) as usize;
                 if new_len != last.len as usize {
                     match last.name {
+                        _ if overwritten(idx) => chunks[idx].len = new_len as u32,
                         None => chunks[idx].len = new_len as u32,
                         Some(_) => {
                             let mut data = self.read_chunk(ino, idx, &last)?.to_vec();
@@ -1116,13 +1177,14 @@ impl Store {
     ) -> Result<Inode> {
         let _guard = self.ingest.read().unwrap_or_else(|e| e.into_inner());
         let (chunks, objs, size) = self.ingest_reader(reader)?;
-        self.commit_chunks(ino, chunks, objs, size, mtime, durable)
+        self.commit_chunks(ino, chunks, objs, size, mtime, durable, true)
     }
 
     /// Applies whole-chunk replacements to file `ino` and sets its size: the write path of the
     /// FUSE layer. `dirty` maps chunk index → full new plaintext of that chunk (its length is
     /// the chunk's length: `CHUNK_SIZE` except for the last chunk). Chunks between the old end
     /// and a dirty chunk become holes.
+    #[allow(clippy::too_many_arguments)]
     pub fn write_chunks(
         &self,
         ino: Ino,
@@ -1130,11 +1192,12 @@ impl Store {
         size: u64,
         mtime: Option<Time>,
         durable: bool,
+        record_version: bool,
     ) -> Result<Inode> {
         let _guard = self.ingest.read().unwrap_or_else(|e| e.into_inner());
         let node = self.getattr(ino)?;
         let (mut chunks, mut objs) = if size != node.size {
-            self.resized_chunks(ino, &node, size)?
+            self.resized_chunks(ino, &node, size, &|i| dirty.contains_key(&i))?
         } else {
             (node.chunks.clone(), Vec::new())
         };
@@ -1148,9 +1211,10 @@ impl Store {
             chunks[idx] = cref;
             objs.extend(obj);
         }
-        self.commit_chunks(ino, chunks, objs, size, mtime, durable)
+        self.commit_chunks(ino, chunks, objs, size, mtime, durable, record_version)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn commit_chunks(
         &self,
         ino: Ino,
@@ -1159,6 +1223,7 @@ impl Store {
         size: u64,
         mtime: Option<Time>,
         durable: bool,
+        record_version: bool,
     ) -> Result<Inode> {
         if durable && !objs.is_empty() {
             self.backend.sync()?;
@@ -1179,8 +1244,10 @@ impl Store {
             node.mtime = mtime.unwrap_or(if changed { now } else { node.mtime });
             node.ctime = now;
             tx.put_inode(ino, &node)?;
-            let path = tx.path_of(ino)?;
-            tx.add_version(&path, Tx::version_of(&node, false), self.versions_keep)?;
+            if record_version {
+                let path = tx.path_of(ino)?;
+                tx.add_version(&path, Tx::version_of(&node, false), self.versions_keep)?;
+            }
             Ok(node)
         })
     }
@@ -1325,7 +1392,15 @@ impl Store {
         for (i, c) in rec.chunks.iter().enumerate() {
             self.read_chunk(ino, i, c)?;
         }
-        self.commit_chunks(ino, rec.chunks, Vec::new(), rec.size, Some(rec.mtime), true)?;
+        self.commit_chunks(
+            ino,
+            rec.chunks,
+            Vec::new(),
+            rec.size,
+            Some(rec.mtime),
+            true,
+            true,
+        )?;
         Ok(ino)
     }
 
@@ -1425,6 +1500,11 @@ impl Store {
             }
         }
         report.inodes = inodes.len() as u64;
+        let orphans: HashSet<Ino> = txn
+            .open_table(ORPHANS)?
+            .iter()?
+            .filter_map(|i| i.ok().map(|(k, _)| k.value()))
+            .collect();
         let mut links: HashMap<Ino, u32> = HashMap::new();
         let mut subdirs: HashMap<Ino, u32> = HashMap::new();
         for item in txn.open_table(DIRENTS)?.iter()? {
@@ -1455,7 +1535,7 @@ impl Store {
         drop(txn);
         let path_of = |ino: Ino| self.path_of(ino).map(|p| show(&p)).unwrap_or_default();
         for (ino, node) in &inodes {
-            if *ino == ROOT_INO {
+            if *ino == ROOT_INO || orphans.contains(ino) {
                 continue;
             }
             let n = links.get(ino).copied().unwrap_or(0);
