@@ -85,6 +85,18 @@ impl Home {
         self.data_dir.join("meta").join("peros.redb")
     }
 
+    pub fn socket_path(&self) -> PathBuf {
+        self.data_dir.join("control.sock")
+    }
+
+    pub fn pid_path(&self) -> PathBuf {
+        self.data_dir.join("daemon.pid")
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.data_dir.join("logs").join("daemon.log")
+    }
+
     pub fn load_config(&self) -> Result<Config> {
         let text = match fs::read_to_string(&self.config_file) {
             Ok(t) => t,
@@ -177,6 +189,11 @@ impl Home {
         )?;
         Ok(store)
     }
+}
+
+/// Whether unlocking this store's key will need a passphrase.
+pub fn needs_passphrase(home: &Home) -> Result<bool> {
+    Ok(Keyring::needs_passphrase(&home.key_file())?)
 }
 
 fn make_private_dir(dir: &Path) -> Result<()> {

@@ -4,6 +4,7 @@
 //! Exit codes: 0 success, 1 error (the message says what to do), 2 usage error,
 //! 3 `fsck` found problems.
 
+mod daemon;
 mod home;
 mod transfer;
 
@@ -11,6 +12,8 @@ use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
@@ -39,6 +42,17 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Mount the store at DIR (returns once the mount is ready; --foreground stays attached).
+    Mount {
+        dir: PathBuf,
+        #[arg(long)]
+        foreground: bool,
+        /// Let other users in (permissions are still enforced: default_permissions).
+        #[arg(long)]
+        allow_other: bool,
+    },
+    /// Unmount DIR: flushes everything and stops the daemon.
+    Umount { dir: PathBuf },
     /// Create a new store (key, metadata, object directory) in PEROS_HOME.
     Init {
         /// Keep the key unwrapped in a 0600 file instead of asking for a passphrase.
@@ -115,37 +129,99 @@ enum Command {
     },
 }
 
-fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let level = match cli.verbose {
-        0 => "warn",
-        1 => "info",
-        2 => "debug",
-        _ => "trace",
-    };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("PEROS_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    match run(cli) {
-        Ok(code) => code,
-        Err(e) => {
-            let mut msg = format!("peros: error: {e}");
-            for cause in e.chain().skip(1) {
-                msg.push_str(&format!(": {cause}"));
-            }
-            eprintln!("{msg}");
-            ExitCode::from(1)
+/// How a command reaches the store: its own (opened on demand) or the daemon's.
+pub struct Ctx {
+    pub cwd: PathBuf,
+    pub store: Option<Arc<Store>>,
+    pub daemon: Option<Arc<daemon::DaemonInfo>>,
+}
+
+impl Ctx {
+    fn store(&self, home: &Home) -> Result<Arc<Store>> {
+        match &self.store {
+            Some(s) => Ok(s.clone()),
+            None => Ok(Arc::new(home.open_store()?)),
         }
     }
 }
 
-fn print_json(v: &serde_json::Value) -> Result<()> {
-    let mut out = std::io::stdout().lock();
-    serde_json::to_writer_pretty(&mut out, v)?;
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args_os()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    // Commands other than init/mount/umount run inside a running daemon if there is one.
+    let local_only = args
+        .iter()
+        .skip(1)
+        .find(|a| !a.starts_with('-'))
+        .is_none_or(|c| matches!(c.as_str(), "init" | "mount" | "umount" | "help"));
+    if !local_only {
+        if let Ok(home) = Home::locate() {
+            if let Some(result) = daemon::try_forward(&home, args.clone()) {
+                return match result {
+                    Ok(code) => code,
+                    Err(e) => {
+                        eprintln!("peros: error: {e:#}");
+                        ExitCode::from(1)
+                    }
+                };
+            }
+        }
+    }
+    let ctx = Ctx {
+        cwd: std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")),
+        store: None,
+        daemon: None,
+    };
+    let code = run_args(args, ctx, &mut std::io::stdout(), &mut std::io::stderr());
+    ExitCode::from(code)
+}
+
+/// Parses `args` and runs the command, writing to `out`/`err`; returns the exit code.
+pub fn run_args(args: Vec<String>, ctx: Ctx, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
+    let cli = match Cli::try_parse_from(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            let text = e.render().ansi().to_string();
+            let code = e.exit_code() as u8;
+            if matches!(
+                e.kind(),
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion
+            ) {
+                let _ = write!(out, "{text}");
+                return 0;
+            }
+            let _ = write!(err, "{text}");
+            return code;
+        }
+    };
+    if ctx.daemon.is_none() {
+        let level = match cli.verbose {
+            0 => "warn",
+            1 => "info",
+            2 => "debug",
+            _ => "trace",
+        };
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_env("PEROS_LOG")
+                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
+            )
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
+    match run(cli, &ctx, out, err) {
+        Ok(code) => code,
+        Err(e) => {
+            let _ = writeln!(err, "peros: error: {e:#}");
+            let _ = out.flush();
+            1
+        }
+    }
+}
+
+fn print_json(out: &mut dyn Write, v: &serde_json::Value) -> Result<()> {
+    serde_json::to_writer_pretty(&mut *out, v)?;
     writeln!(out)?;
     Ok(())
 }
@@ -170,10 +246,34 @@ fn store_path(p: &str) -> Vec<u8> {
     peros_store::normalize_path(p.as_bytes())
 }
 
-fn run(cli: Cli) -> Result<ExitCode> {
+fn run(cli: Cli, ctx: &Ctx, out: &mut dyn Write, err: &mut dyn Write) -> Result<u8> {
     let home = Home::locate()?;
-    let quiet = cli.quiet;
+    // Progress bars only where a person watches: not inside the daemon.
+    let quiet = cli.quiet || ctx.daemon.is_some();
     match cli.command {
+        Command::Mount {
+            dir,
+            foreground,
+            allow_other,
+        } => {
+            let dir = std::path::absolute(ctx.cwd.join(&dir))?;
+            if foreground {
+                daemon::run_foreground(&home, &dir, allow_other)?;
+            } else {
+                daemon::spawn_background(&home, &dir, allow_other)?;
+                writeln!(
+                    out,
+                    "Mounted PerOS at {} (stop with: peros umount {})",
+                    dir.display(),
+                    dir.display()
+                )?;
+            }
+        }
+        Command::Umount { dir } => {
+            let dir = std::path::absolute(ctx.cwd.join(&dir))?;
+            daemon::unmount(&home, &dir)?;
+            writeln!(out, "Unmounted {}", dir.display())?;
+        }
         Command::Init {
             no_passphrase,
             json,
@@ -186,17 +286,21 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let keyring = home.init(pass)?;
             drop(keyring);
             // Create the metadata database and object directory now, so errors show at init.
-            let store = home.open_store()?;
+            let store = ctx.store(&home)?;
             if json {
-                print_json(&json!({
-                    "home": home.data_dir,
-                    "config": home.config_file,
-                    "public_key": store.keyring().public_key(),
-                    "passphrase": !no_passphrase,
-                }))?;
+                print_json(
+                    out,
+                    &json!({
+                        "home": home.data_dir,
+                        "config": home.config_file,
+                        "public_key": store.keyring().public_key(),
+                        "passphrase": !no_passphrase,
+                    }),
+                )?;
             } else {
-                println!("Created a PerOS store in {}", home.data_dir.display());
-                println!(
+                writeln!(out, "Created a PerOS store in {}", home.data_dir.display())?;
+                writeln!(
+                    out,
                     "  key:    {} ({})",
                     home.key_file().display(),
                     if no_passphrase {
@@ -204,17 +308,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     } else {
                         "passphrase-wrapped"
                     }
-                );
-                println!("  config: {}", home.config_file.display());
-                println!("Next: peros import ~/Documents");
+                )?;
+                writeln!(out, "  config: {}", home.config_file.display())?;
+                writeln!(out, "Next: peros import ~/Documents")?;
             }
         }
         Command::Import { src, dest, json } => {
-            let store = home.open_store()?;
+            let store = ctx.store(&home)?;
             let dest = match dest {
                 Some(d) => store_path(&d),
                 None => {
-                    let abs = std::fs::canonicalize(&src)
+                    let abs = std::fs::canonicalize(ctx.cwd.join(&src))
                         .with_context(|| format!("cannot import {}", src.display()))?;
                     let name = abs
                         .file_name()
@@ -225,39 +329,45 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     p
                 }
             };
-            let report = transfer::import(&store, &src, &dest, quiet || json)?;
+            let report = transfer::import(&store, &ctx.cwd.join(&src), &dest, quiet || json)?;
             if json {
-                print_json(&serde_json::to_value(&report)?)?;
+                print_json(out, &serde_json::to_value(&report)?)?;
             } else {
                 let mb = report.bytes as f64 / 1e6;
-                println!(
+                writeln!(out, 
                     "Imported {} files, {} directories, {} symlinks ({:.1} MB) into {} in {:.1}s ({:.0} MB/s)",
                     report.files, report.dirs, report.symlinks, mb,
                     String::from_utf8_lossy(&dest), report.seconds, mb / report.seconds.max(1e-9)
-                );
+                )?;
                 for s in &report.skipped {
-                    eprintln!("skipped: {s}");
+                    writeln!(err, "skipped: {s}")?;
                 }
             }
         }
         Command::Export { src, dest, json } => {
-            let store = home.open_store()?;
-            let report = transfer::export(&store, &store_path(&src), &dest, quiet || json)?;
+            let store = ctx.store(&home)?;
+            let report = transfer::export(
+                &store,
+                &store_path(&src),
+                &ctx.cwd.join(&dest),
+                quiet || json,
+            )?;
             if json {
-                print_json(&serde_json::to_value(&report)?)?;
+                print_json(out, &serde_json::to_value(&report)?)?;
             } else {
-                println!(
+                writeln!(
+                    out,
                     "Exported {} files, {} directories, {} symlinks ({:.1} MB) to {}",
                     report.files,
                     report.dirs,
                     report.symlinks,
                     report.bytes as f64 / 1e6,
                     dest.display()
-                );
+                )?;
             }
         }
         Command::Ls { path, long, json } => {
-            let store = home.open_store()?;
+            let store = ctx.store(&home)?;
             let p = store_path(&path);
             let (ino, node) = store.resolve(&p)?;
             let entries = if node.kind == Kind::Dir {
@@ -290,9 +400,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                         })
                     })
                     .collect();
-                print_json(&serde_json::Value::Array(list))?;
+                print_json(out, &serde_json::Value::Array(list))?;
             } else {
-                let mut out = std::io::stdout().lock();
                 for (e, n) in &entries {
                     if long {
                         write!(
@@ -314,14 +423,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Cat { paths } => {
-            let store = home.open_store()?;
-            let mut out = std::io::stdout().lock();
+            let store = ctx.store(&home)?;
             for p in paths {
-                cat(&store, &store_path(&p), &mut out).with_context(|| format!("cat {p}"))?;
+                cat(&store, &store_path(&p), out).with_context(|| format!("cat {p}"))?;
             }
         }
         Command::Rm { paths, recursive } => {
-            let store = home.open_store()?;
+            let store = ctx.store(&home)?;
             for p in paths {
                 let sp = store_path(&p);
                 let comps = peros_store::path_components(&sp);
@@ -344,7 +452,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Status { json } => {
-            let store = home.open_store()?;
+            let store = ctx.store(&home)?;
             let stats = store.stats()?;
             let overhead = if stats.logical_bytes > 0 {
                 stats.stored_bytes as f64 / stats.logical_bytes as f64
@@ -352,41 +460,64 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 0.0
             };
             if json {
-                print_json(&json!({
-                    "home": home.data_dir,
-                    "backend": store.backend().describe(),
-                    "public_key": store.keyring().public_key(),
-                    "daemon": false,
-                    "stats": stats,
-                    "stored_per_logical": overhead,
-                }))?;
+                print_json(
+                    out,
+                    &json!({
+                        "home": home.data_dir,
+                        "backend": store.backend().describe(),
+                        "public_key": store.keyring().public_key(),
+                        "daemon": ctx.daemon.as_ref().map(|d| json!({
+                            "pid": d.pid,
+                            "mountpoint": d.mountpoint,
+                            "reads": d.fs.counters.reads.load(Ordering::Relaxed),
+                            "read_bytes": d.fs.counters.read_bytes.load(Ordering::Relaxed),
+                            "writes": d.fs.counters.writes.load(Ordering::Relaxed),
+                            "write_bytes": d.fs.counters.write_bytes.load(Ordering::Relaxed),
+                            "commits": d.fs.counters.commits.load(Ordering::Relaxed),
+                        })),
+                        "stats": stats,
+                        "stored_per_logical": overhead,
+                    }),
+                )?;
             } else {
-                println!("home:     {}", home.data_dir.display());
-                println!("backend:  {}", store.backend().describe());
-                println!("key:      {}", store.keyring().public_key());
-                println!(
+                writeln!(out, "home:     {}", home.data_dir.display())?;
+                match &ctx.daemon {
+                    Some(d) => writeln!(
+                        out,
+                        "mount:    {} (daemon pid {})",
+                        d.mountpoint.display(),
+                        d.pid
+                    )?,
+                    None => writeln!(out, "mount:    not mounted")?,
+                }
+                writeln!(out, "backend:  {}", store.backend().describe())?;
+                writeln!(out, "key:      {}", store.keyring().public_key())?;
+                writeln!(
+                    out,
                     "files:    {} ({:.1} MB), {} directories, {} symlinks",
                     stats.files,
                     stats.logical_bytes as f64 / 1e6,
                     stats.dirs,
                     stats.symlinks
-                );
-                println!(
+                )?;
+                writeln!(
+                    out,
                     "objects:  {} ({:.1} MB stored, {:.3}× logical)",
                     stats.objects,
                     stats.stored_bytes as f64 / 1e6,
                     overhead
-                );
-                println!("versions: {}", stats.versions);
-                println!(
+                )?;
+                writeln!(out, "versions: {}", stats.versions)?;
+                writeln!(
+                    out,
                     "cache:    {:.1} / {:.0} MB",
                     stats.cache_bytes as f64 / 1e6,
                     stats.cache_capacity as f64 / 1e6
-                );
+                )?;
             }
         }
         Command::Fsck { quick, json } => {
-            let store = home.open_store()?;
+            let store = ctx.store(&home)?;
             let bar = counter_bar(quiet || json, "checking chunks");
             let report = store.fsck(quick, &|done, total| {
                 bar.set_length(total);
@@ -394,24 +525,25 @@ fn run(cli: Cli) -> Result<ExitCode> {
             })?;
             bar.finish_and_clear();
             if json {
-                print_json(&serde_json::to_value(&report)?)?;
+                print_json(out, &serde_json::to_value(&report)?)?;
             } else {
                 for p in &report.problems {
-                    println!("{}: {}: {}", p.kind, p.path, p.detail);
+                    writeln!(out, "{}: {}: {}", p.kind, p.path, p.detail)?;
                 }
-                println!(
+                writeln!(
+                    out,
                     "fsck: {} inodes, {} chunks checked, {} problems",
                     report.inodes,
                     report.chunks_checked,
                     report.problems.len()
-                );
+                )?;
             }
             if !report.problems.is_empty() {
-                return Ok(ExitCode::from(3));
+                return Ok(3);
             }
         }
         Command::Gc { json } => {
-            let store = home.open_store()?;
+            let store = ctx.store(&home)?;
             let bar = counter_bar(quiet || json, "removing");
             let report = store.gc(&|done, total| {
                 bar.set_length(total);
@@ -419,18 +551,19 @@ fn run(cli: Cli) -> Result<ExitCode> {
             })?;
             bar.finish_and_clear();
             if json {
-                print_json(&serde_json::to_value(&report)?)?;
+                print_json(out, &serde_json::to_value(&report)?)?;
             } else {
-                println!(
+                writeln!(
+                    out,
                     "gc: {} objects seen, {} removed, {:.1} MB freed",
                     report.objects_seen,
                     report.objects_removed,
                     report.bytes_freed as f64 / 1e6
-                );
+                )?;
             }
         }
         Command::Log { path, json } => {
-            let store = home.open_store()?;
+            let store = ctx.store(&home)?;
             let versions = store.versions(&store_path(&path))?;
             if versions.is_empty() {
                 bail!(
@@ -438,9 +571,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 );
             }
             if json {
-                print_json(&serde_json::to_value(&versions)?)?;
+                print_json(out, &serde_json::to_value(&versions)?)?;
             } else {
-                println!("{:>7}  {:<20}  {:>12}  note", "version", "recorded", "size");
+                writeln!(
+                    out,
+                    "{:>7}  {:<20}  {:>12}  note",
+                    "version", "recorded", "size"
+                )?;
                 let last = versions.last().map(|v| v.version);
                 for v in &versions {
                     let note = if v.deleted {
@@ -450,23 +587,24 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     } else {
                         ""
                     };
-                    println!(
+                    writeln!(
+                        out,
                         "{:>7}  {:<20}  {:>12}  {}",
                         v.version,
                         fmt_time(v.recorded),
                         v.size,
                         note
-                    );
+                    )?;
                 }
             }
         }
         Command::Restore { path, version } => {
-            let store = home.open_store()?;
+            let store = ctx.store(&home)?;
             store.restore(&store_path(&path), version)?;
-            println!("Restored {path} to version {version}");
+            writeln!(out, "Restored {path} to version {version}")?;
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(0)
 }
 
 fn cat(store: &Store, path: &[u8], out: &mut dyn Write) -> Result<()> {

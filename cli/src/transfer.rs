@@ -163,7 +163,16 @@ impl Importer<'_> {
                 Some((ino, _)) => ino,
                 None => {
                     self.store
-                        .create(parent, name, Kind::File, 0o600, uid, gid, 0, &[])?
+                        .create(
+                            parent,
+                            name,
+                            Kind::File,
+                            (meta.mode() & 0o7777) as u16,
+                            uid,
+                            gid,
+                            0,
+                            &[],
+                        )?
                         .0
                 }
             };

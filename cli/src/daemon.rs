@@ -1,0 +1,413 @@
+//! The mount daemon and its control socket ("one owner per store").
+//!
+//! While `peros mount` runs, its process owns the metadata database. Every other `peros`
+//! command finds the socket `PEROS_HOME/control.sock` (mode 0600) and runs *inside* the daemon:
+//! the client sends its arguments and working directory, the daemon runs the same command code
+//! against its open store and streams stdout/stderr back, then the exit code. Same commands,
+//! same output, with or without a mount.
+//!
+//! Frames on the socket: request = u32 length + JSON; response = repeated
+//! `[kind u8][len u32][bytes]`, kind 1 = stdout, 2 = stderr, 3 = exit code (1 byte).
+
+use std::io::{BufRead, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use peros_fs::{MountOptions, PerosFs};
+use peros_store::Store;
+use serde::{Deserialize, Serialize};
+
+use crate::home::Home;
+
+#[derive(Serialize, Deserialize)]
+pub struct Request {
+    pub args: Vec<String>,
+    pub cwd: PathBuf,
+}
+
+/// What the daemon shares with commands run through its socket.
+pub struct DaemonInfo {
+    pub mountpoint: PathBuf,
+    pub pid: u32,
+    pub fs: Arc<PerosFs>,
+    pub shutdown: mpsc::Sender<&'static str>,
+}
+
+const OUT: u8 = 1;
+const ERR: u8 = 2;
+const EXIT: u8 = 3;
+
+/// A writer that forwards everything as frames of one kind.
+pub struct FrameWriter {
+    stream: UnixStream,
+    kind: u8,
+}
+
+impl Write for FrameWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let mut frame = Vec::with_capacity(buf.len() + 5);
+        frame.push(self.kind);
+        frame.extend_from_slice(&(buf.len() as u32).to_le_bytes());
+        frame.extend_from_slice(buf);
+        self.stream.write_all(&frame)?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.stream.flush()
+    }
+}
+
+/// Sends this command to a running daemon. `None` if no daemon answers.
+pub fn try_forward(home: &Home, args: Vec<String>) -> Option<Result<ExitCode>> {
+    let sock = home.socket_path();
+    let mut stream = UnixStream::connect(&sock).ok()?;
+    let req = Request {
+        args,
+        cwd: std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")),
+    };
+    Some((|| {
+        let body = serde_json::to_vec(&req)?;
+        stream.write_all(&(body.len() as u32).to_le_bytes())?;
+        stream.write_all(&body)?;
+        let mut out = std::io::stdout().lock();
+        let mut err = std::io::stderr().lock();
+        loop {
+            let mut head = [0u8; 5];
+            if let Err(e) = stream.read_exact(&mut head) {
+                bail!(
+                    "the PerOS daemon closed the connection ({e}); see {} ",
+                    home.log_path().display()
+                );
+            }
+            let len = u32::from_le_bytes([head[1], head[2], head[3], head[4]]) as usize;
+            let mut data = vec![0u8; len];
+            stream.read_exact(&mut data)?;
+            match head[0] {
+                OUT => out.write_all(&data)?,
+                ERR => err.write_all(&data)?,
+                EXIT => {
+                    out.flush()?;
+                    return Ok(ExitCode::from(data.first().copied().unwrap_or(1)));
+                }
+                other => bail!("unexpected frame {other} from the daemon"),
+            }
+        }
+    })())
+}
+
+fn serve_one(mut stream: UnixStream, store: &Arc<Store>, info: &Arc<DaemonInfo>) -> Result<()> {
+    let mut len = [0u8; 4];
+    stream.read_exact(&mut len)?;
+    let len = u32::from_le_bytes(len) as usize;
+    if len > 16 << 20 {
+        bail!("request too large");
+    }
+    let mut body = vec![0u8; len];
+    stream.read_exact(&mut body)?;
+    let req: Request = serde_json::from_slice(&body)?;
+    let mut out = FrameWriter {
+        stream: stream.try_clone()?,
+        kind: OUT,
+    };
+    let mut err = FrameWriter {
+        stream: stream.try_clone()?,
+        kind: ERR,
+    };
+    let code = crate::run_args(
+        req.args,
+        crate::Ctx {
+            cwd: req.cwd,
+            store: Some(store.clone()),
+            daemon: Some(info.clone()),
+        },
+        &mut out,
+        &mut err,
+    );
+    let mut end = FrameWriter { stream, kind: EXIT };
+    end.write_all(&[code])?;
+    Ok(())
+}
+
+fn is_mounted(dir: &Path) -> bool {
+    let Ok(text) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    let want = dir.to_string_lossy();
+    text.lines().any(|l| {
+        l.split(' ')
+            .nth(4)
+            .is_some_and(|m| unescape_mount(m) == want)
+    })
+}
+
+fn unescape_mount(s: &str) -> String {
+    s.replace("\\040", " ")
+        .replace("\\011", "\t")
+        .replace("\\012", "\n")
+        .replace("\\134", "\\")
+}
+
+/// Clears a mount left by a killed daemon ("Transport endpoint is not connected").
+fn clear_stale_mount(dir: &Path) {
+    if let Err(e) = std::fs::metadata(dir) {
+        if e.raw_os_error() == Some(libc::ENOTCONN) || is_mounted(dir) {
+            let _ = std::process::Command::new("fusermount3")
+                .arg("-u")
+                .arg(dir)
+                .status();
+            if std::fs::metadata(dir).is_err() {
+                let _ = std::process::Command::new("umount")
+                    .arg("-l")
+                    .arg(dir)
+                    .status();
+            }
+        }
+    }
+}
+
+/// Runs the daemon in this process until unmounted or signalled.
+pub fn run_foreground(home: &Home, dir: &Path, allow_other: bool) -> Result<()> {
+    clear_stale_mount(dir);
+    let meta = std::fs::metadata(dir)
+        .with_context(|| format!("mount point {} (create it with mkdir)", dir.display()))?;
+    if !meta.is_dir() {
+        bail!("mount point {} is not a directory", dir.display());
+    }
+    if is_mounted(dir) {
+        bail!(
+            "{} is already a mount point: run `peros umount {}` first",
+            dir.display(),
+            dir.display()
+        );
+    }
+    if !Path::new("/dev/fuse").exists() {
+        bail!("/dev/fuse is missing: install fuse3 (apt-get install fuse3) and load the fuse module (modprobe fuse)");
+    }
+    let store = Arc::new(home.open_store()?);
+    let fs = PerosFs::new(store.clone(), home.data_dir.clone());
+    let session = peros_fs::mount(
+        fs.clone(),
+        dir,
+        &MountOptions {
+            allow_other,
+            space_from: home.data_dir.clone(),
+            threads: 4,
+        },
+    )
+    .with_context(|| format!("mounting on {}", dir.display()))?;
+
+    let (tx, rx) = mpsc::channel::<&'static str>();
+    let info = Arc::new(DaemonInfo {
+        mountpoint: dir.to_path_buf(),
+        pid: std::process::id(),
+        fs: fs.clone(),
+        shutdown: tx.clone(),
+    });
+
+    // Control socket.
+    let sock = home.socket_path();
+    if UnixStream::connect(&sock).is_ok() {
+        bail!(
+            "another PerOS daemon already serves {}",
+            home.data_dir.display()
+        );
+    }
+    let _ = std::fs::remove_file(&sock);
+    let listener =
+        UnixListener::bind(&sock).with_context(|| format!("binding {}", sock.display()))?;
+    std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600))?;
+    {
+        let store = store.clone();
+        let info = info.clone();
+        std::thread::Builder::new()
+            .name("peros-control".into())
+            .spawn(move || {
+                for conn in listener.incoming() {
+                    let Ok(conn) = conn else { continue };
+                    let store = store.clone();
+                    let info = info.clone();
+                    std::thread::spawn(move || {
+                        if let Err(e) = serve_one(conn, &store, &info) {
+                            tracing::warn!("control request failed: {e:#}");
+                        }
+                    });
+                }
+            })?;
+    }
+
+    // Signals.
+    {
+        let tx = tx.clone();
+        let mut signals = signal_hook::iterator::Signals::new([
+            signal_hook::consts::SIGTERM,
+            signal_hook::consts::SIGINT,
+            signal_hook::consts::SIGHUP,
+        ])?;
+        std::thread::spawn(move || {
+            if signals.forever().next().is_some() {
+                let _ = tx.send("signal");
+            }
+        });
+    }
+    // An external `fusermount3 -u` ends the session: notice it.
+    {
+        let tx = tx.clone();
+        let dir = dir.to_path_buf();
+        std::thread::spawn(move || loop {
+            std::thread::sleep(Duration::from_millis(500));
+            if !is_mounted(&dir) {
+                let _ = tx.send("unmounted");
+                return;
+            }
+        });
+    }
+    std::fs::write(
+        home.pid_path(),
+        format!("{}\n{}\n", std::process::id(), dir.display()),
+    )?;
+    println!("PEROS_READY {}", dir.display());
+    let _ = std::io::stdout().flush();
+
+    let why = rx.recv().unwrap_or("channel closed");
+    tracing::info!("shutting down ({why})");
+    let _ = std::fs::remove_file(&sock);
+    let flushed = fs.flush_all();
+    if is_mounted(dir) {
+        if let Err(e) = session.umount_and_join() {
+            tracing::warn!("unmount: {e}");
+            let _ = std::process::Command::new("fusermount3")
+                .arg("-u")
+                .arg("-z")
+                .arg(dir)
+                .status();
+        }
+    } else {
+        drop(session);
+    }
+    let _ = std::fs::remove_file(home.pid_path());
+    flushed.context("flushing buffered writes at shutdown")?;
+    Ok(())
+}
+
+/// Starts the daemon in the background and returns once the mount is ready.
+pub fn spawn_background(home: &Home, dir: &Path, allow_other: bool) -> Result<()> {
+    let exe = std::env::current_exe()?;
+    let log = home.log_path();
+    if let Some(p) = log.parent() {
+        std::fs::create_dir_all(p)?;
+    }
+    let logfile = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("mount").arg(dir).arg("--foreground");
+    if allow_other {
+        cmd.arg("--allow-other");
+    }
+    // A passphrase-protected key is unlocked here, where the terminal is.
+    if crate::home::needs_passphrase(home)? && std::env::var_os("PEROS_PASSPHRASE").is_none() {
+        let p = rpassword::prompt_password("PerOS passphrase: ")?;
+        cmd.env("PEROS_PASSPHRASE", p);
+    }
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(logfile);
+    // SAFETY: setsid in the child before exec detaches it from our terminal session.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().context("starting the PerOS daemon")?;
+    let stdout = child.stdout.take().expect("piped");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut reader = std::io::BufReader::new(stdout);
+        let mut line = String::new();
+        let ok = reader.read_line(&mut line).is_ok() && line.starts_with("PEROS_READY");
+        let _ = tx.send(ok);
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(ready) = rx.recv_timeout(Duration::from_millis(100)) {
+            if ready {
+                return Ok(());
+            }
+            let _ = child.wait();
+            bail!("the PerOS daemon failed to start:\n{}", tail(&log, 15));
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            bail!("the PerOS daemon exited ({status}):\n{}", tail(&log, 15));
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            bail!(
+                "the PerOS daemon did not become ready in 60 s:\n{}",
+                tail(&log, 15)
+            );
+        }
+    }
+}
+
+fn tail(path: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Asks the daemon serving `home` to unmount `dir` and waits for it to exit.
+pub fn unmount(home: &Home, dir: &Path) -> Result<()> {
+    let pid_info = std::fs::read_to_string(home.pid_path()).ok();
+    let pid: Option<i32> = pid_info
+        .as_ref()
+        .and_then(|t| t.lines().next())
+        .and_then(|l| l.trim().parse().ok());
+    let served = pid_info
+        .as_ref()
+        .and_then(|t| t.lines().nth(1))
+        .map(PathBuf::from);
+    if let (Some(pid), Some(served)) = (pid, served) {
+        if served != dir {
+            bail!(
+                "the daemon for {} serves {}, not {}",
+                home.data_dir.display(),
+                served.display(),
+                dir.display()
+            );
+        }
+        // SAFETY: kill with signal 0 only checks the process exists.
+        if unsafe { libc::kill(pid, 0) } == 0 {
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(120);
+            while unsafe { libc::kill(pid, 0) } == 0 {
+                if Instant::now() > deadline {
+                    bail!(
+                        "the daemon (pid {pid}) did not exit within 120 s; see {}",
+                        home.log_path().display()
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            return Ok(());
+        }
+    }
+    // No live daemon: clear a stale mount if there is one.
+    if is_mounted(dir) || std::fs::metadata(dir).is_err() {
+        clear_stale_mount(dir);
+        let _ = std::fs::remove_file(home.socket_path());
+        return Ok(());
+    }
+    bail!("{} is not mounted by PerOS", dir.display())
+}
