@@ -334,7 +334,8 @@ fn run(cli: Cli, ctx: &Ctx, out: &mut dyn Write, err: &mut dyn Write) -> Result<
                 print_json(out, &serde_json::to_value(&report)?)?;
             } else {
                 let mb = report.bytes as f64 / 1e6;
-                writeln!(out, 
+                writeln!(
+                    out,
                     "Imported {} files, {} directories, {} symlinks ({:.1} MB) into {} in {:.1}s ({:.0} MB/s)",
                     report.files, report.dirs, report.symlinks, mb,
                     String::from_utf8_lossy(&dest), report.seconds, mb / report.seconds.max(1e-9)

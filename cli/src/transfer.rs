@@ -397,9 +397,12 @@ impl Exporter<'_> {
 }
 
 fn temp_name(dest: &Path) -> PathBuf {
-    let mut name = dest.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".peros-partial-{}", std::process::id()));
-    dest.with_file_name(name)
+    let suffix = format!(".peros-partial-{}", std::process::id());
+    let name = dest.file_name().unwrap_or_default().as_bytes();
+    // A name holds 255 bytes at most: shorten the original part so the suffix fits.
+    let mut tmp = name[..name.len().min(255 - suffix.len())].to_vec();
+    tmp.extend_from_slice(suffix.as_bytes());
+    dest.with_file_name(OsStr::from_bytes(&tmp))
 }
 
 /// Copies store path `src` to local `dest` (which becomes the copy of `src`).
