@@ -276,6 +276,12 @@ pub fn run_foreground(home: &Home, dir: &Path, allow_other: bool) -> Result<()> 
     )?;
     println!("PEROS_READY {}", dir.display());
     let _ = std::io::stdout().flush();
+    // The parent stops reading after this line: send any later stdout to /dev/null.
+    if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
+        use std::os::fd::AsRawFd;
+        // SAFETY: dup2 onto stdout of a descriptor we own.
+        unsafe { libc::dup2(null.as_raw_fd(), 1) };
+    }
 
     let why = rx.recv().unwrap_or("channel closed");
     tracing::info!("shutting down ({why})");

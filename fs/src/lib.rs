@@ -990,6 +990,11 @@ impl Filesystem for FuseAdapter {
         _position: u32,
         reply: ReplyEmpty,
     ) {
+        // POSIX ACLs are not supported: refusing them makes tools such as `cp -a` fall back to
+        // chmod, instead of storing an ACL that would silently not apply to the mode bits.
+        if name.as_bytes().starts_with(b"system.posix_acl_") {
+            return reply.error(Errno::EOPNOTSUPP);
+        }
         let create = flags & libc::XATTR_CREATE != 0;
         let replace = flags & libc::XATTR_REPLACE != 0;
         match self
