@@ -542,6 +542,7 @@ fn fio_verify_passes_on_the_mount() {
             "--do_verify=1",
             "--verify_fatal=1",
             "--end_fsync=1",
+            "--verify_state_save=0",
         ])
         .arg(format!("--directory={}", m.dir.display()))
         .output()
