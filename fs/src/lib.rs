@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -105,8 +105,6 @@ pub struct PerosFs {
     /// Per inode, (mtime, size) when this mount last had it open: unchanged → keep page cache.
     seen: Mutex<HashMap<Ino, (Time, u64)>>,
     next_fh: AtomicU64,
-    /// Set when a commit was made non-durably; the syncer makes it durable.
-    unsynced: Arc<AtomicBool>,
     space_from: PathBuf,
     pub counters: Arc<FsCounters>,
 }
@@ -119,7 +117,6 @@ impl PerosFs {
             dirs: Mutex::new(HashMap::new()),
             seen: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
-            unsynced: Arc::new(AtomicBool::new(false)),
             space_from,
             counters: Arc::new(FsCounters::default()),
         })
@@ -173,7 +170,6 @@ impl PerosFs {
             }
             if durable {
                 self.store.sync()?;
-                self.unsynced.store(false, Ordering::Relaxed);
             }
             return Ok(());
         }
@@ -197,9 +193,6 @@ impl PerosFs {
                 self.counters.commits.fetch_add(1, Ordering::Relaxed);
                 if record_version {
                     of.changed = false;
-                }
-                if !durable {
-                    self.unsynced.store(true, Ordering::Relaxed);
                 }
                 self.seen.lock().insert(ino, (node.mtime, node.size));
                 Ok(())
@@ -375,7 +368,6 @@ impl PerosFs {
             self.commit(ino, &mut of, false, true)?;
         }
         self.store.sync()?;
-        self.unsynced.store(false, Ordering::Relaxed);
         Ok(())
     }
 
@@ -387,11 +379,8 @@ impl PerosFs {
             .spawn(move || loop {
                 std::thread::sleep(interval);
                 let Some(fs) = weak.upgrade() else { return };
-                if fs.unsynced.swap(false, Ordering::Relaxed) {
-                    if let Err(e) = fs.store.sync() {
-                        tracing::error!("background sync failed: {e}");
-                        fs.unsynced.store(true, Ordering::Relaxed);
-                    }
+                if let Err(e) = fs.store.sync_if_needed() {
+                    tracing::error!("background sync failed: {e}");
                 }
             })
             .expect("spawn syncer thread");
@@ -448,6 +437,7 @@ impl Filesystem for FuseAdapter {
         let supported = config.capabilities() & wanted;
         let _ = config.add_capabilities(supported);
         let fs = self.0.clone();
+        self.0.store.set_lazy_durability(true);
         self.0.store.set_open_probe({
             let weak = Arc::downgrade(&fs);
             move |ino| weak.upgrade().is_some_and(|f| f.is_open(ino))

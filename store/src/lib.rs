@@ -18,6 +18,7 @@ pub mod meta;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Read;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
@@ -221,6 +222,11 @@ pub struct Store {
     ingest: RwLock<()>,
     /// Tells whether an inode is open (set by the FUSE layer), so unlink keeps it readable.
     open_probe: RwLock<Option<OpenProbe>>,
+    /// Namespace and attribute changes commit without fsync; [`Store::sync`] (called by the
+    /// mount's syncer every few seconds, by fsync, and on drop) makes them durable.
+    lazy: AtomicBool,
+    /// A commit was made without fsync since the last [`Store::sync`].
+    unsynced: AtomicBool,
 }
 
 type OpenProbe = Box<dyn Fn(Ino) -> bool + Send + Sync>;
@@ -462,6 +468,8 @@ impl Store {
             versions_keep: opts.versions_keep.max(1),
             ingest: RwLock::new(()),
             open_probe: RwLock::new(None),
+            lazy: AtomicBool::new(false),
+            unsynced: AtomicBool::new(false),
         };
         store.ensure_root()?;
         Ok(store)
@@ -545,18 +553,51 @@ impl Store {
         let mut txn = self.db.begin_write()?;
         if !durable {
             txn.set_durability(redb::Durability::None)?;
+            self.unsynced.store(true, Ordering::SeqCst);
+        } else if self.unsynced.swap(false, Ordering::SeqCst) {
+            // This commit also makes earlier fsync-less commits durable: their objects first.
+            if let Err(e) = self.backend.sync() {
+                self.unsynced.store(true, Ordering::SeqCst);
+                return Err(e.into());
+            }
         }
-        let out = f(&Tx { txn: &txn })?;
+        let out = f(&Tx { txn: &txn });
+        let out = match out {
+            Ok(v) => v,
+            Err(e) => {
+                if durable {
+                    self.unsynced.store(true, Ordering::SeqCst);
+                }
+                return Err(e);
+            }
+        };
         txn.commit()?;
         Ok(out)
     }
 
+    /// Whether namespace changes are committed with fsync (false under a mount: see `lazy`).
+    fn eager(&self) -> bool {
+        !self.lazy.load(Ordering::Relaxed)
+    }
+
+    /// Commit namespace and attribute changes without fsync; the caller must call
+    /// [`Store::sync_if_needed`] periodically (the mount does, every 2 s) and on fsync.
+    pub fn set_lazy_durability(&self, lazy: bool) {
+        self.lazy.store(lazy, Ordering::Relaxed);
+    }
+
+    /// Syncs if anything was committed without fsync since the last sync.
+    pub fn sync_if_needed(&self) -> Result<()> {
+        if self.unsynced.load(Ordering::Relaxed) {
+            self.sync()?;
+        }
+        Ok(())
+    }
+
     /// Makes everything written so far durable: objects first, then metadata.
     pub fn sync(&self) -> Result<()> {
-        self.backend.sync()?;
-        let txn = self.db.begin_write()?;
-        txn.commit()?;
-        Ok(())
+        self.unsynced.store(true, Ordering::SeqCst);
+        self.write(true, |_| Ok(()))
     }
 
     // ----- reads of metadata -----
@@ -669,7 +710,7 @@ impl Store {
         target: &[u8],
     ) -> Result<(Ino, Inode)> {
         check_name(name)?;
-        self.write(true, |tx| {
+        self.write(self.eager(), |tx| {
             let mut pnode = tx.inode(parent)?;
             if pnode.kind != Kind::Dir {
                 return Err(StoreError::NotDir(show(&pnode.name)));
@@ -699,7 +740,7 @@ impl Store {
 
     /// Removes a non-directory entry.
     pub fn unlink(&self, parent: Ino, name: &[u8]) -> Result<()> {
-        self.write(true, |tx| {
+        self.write(self.eager(), |tx| {
             let ino = tx
                 .entry(parent, name)?
                 .ok_or_else(|| StoreError::NotFound(show(name)))?;
@@ -718,7 +759,7 @@ impl Store {
 
     /// Removes an empty directory.
     pub fn rmdir(&self, parent: Ino, name: &[u8]) -> Result<()> {
-        self.write(true, |tx| {
+        self.write(self.eager(), |tx| {
             let ino = tx
                 .entry(parent, name)?
                 .ok_or_else(|| StoreError::NotFound(show(name)))?;
@@ -757,7 +798,7 @@ impl Store {
     /// Adds a hard link to `ino`.
     pub fn link(&self, ino: Ino, new_parent: Ino, new_name: &[u8]) -> Result<Inode> {
         check_name(new_name)?;
-        self.write(true, |tx| {
+        self.write(self.eager(), |tx| {
             let mut node = tx.inode(ino)?;
             if node.kind == Kind::Dir {
                 return Err(StoreError::Invalid(
@@ -792,7 +833,7 @@ impl Store {
         mode: RenameMode,
     ) -> Result<()> {
         check_name(new_name)?;
-        self.write(true, |tx| {
+        self.write(self.eager(), |tx| {
             let src = tx
                 .entry(parent, name)?
                 .ok_or_else(|| StoreError::NotFound(show(name)))?;
@@ -922,7 +963,7 @@ impl Store {
         if new_chunks.is_some() {
             self.backend.sync()?;
         }
-        self.write(true, |tx| {
+        self.write(self.eager(), |tx| {
             let mut node = tx.inode(ino)?;
             let now = Time::now();
             if let Some(p) = attr.perm {
@@ -1027,7 +1068,7 @@ impl Store {
         create: bool,
         replace: bool,
     ) -> Result<()> {
-        self.write(true, |tx| {
+        self.write(self.eager(), |tx| {
             let mut node = tx.inode(ino)?;
             let exists = node.xattrs.contains_key(name);
             if create && exists {
@@ -1051,7 +1092,7 @@ impl Store {
     }
 
     pub fn remove_xattr(&self, ino: Ino, name: &[u8]) -> Result<()> {
-        self.write(true, |tx| {
+        self.write(self.eager(), |tx| {
             let mut node = tx.inode(ino)?;
             if node.xattrs.remove(name).is_none() {
                 return Err(StoreError::NoAttr(show(name)));
@@ -1651,6 +1692,14 @@ impl Store {
         }
         s.versions = txn.open_table(VERSIONS)?.len()?;
         Ok(s)
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        if let Err(e) = self.sync_if_needed() {
+            tracing::error!("final sync of the store failed: {e}");
+        }
     }
 }
 
