@@ -225,6 +225,8 @@ pub struct Store {
     /// Namespace and attribute changes commit without fsync; [`Store::sync`] (called by the
     /// mount's syncer every few seconds, by fsync, and on drop) makes them durable.
     lazy: AtomicBool,
+    /// Told about every committed change (the indexer's queue).
+    listener: RwLock<Option<ChangeListener>>,
     /// A commit was made without fsync since the last [`Store::sync`].
     unsynced: AtomicBool,
 }
@@ -277,7 +279,19 @@ pub fn normalize_path(path: &[u8]) -> Vec<u8> {
 /// Operations inside one write transaction.
 struct Tx<'a> {
     txn: &'a WriteTransaction,
+    /// Inodes written or removed, for the change listener; `true` = moved (renamed).
+    touched: std::cell::RefCell<Vec<Change>>,
 }
+
+/// One inode changed by a committed transaction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Change {
+    pub ino: Ino,
+    /// Its name or parent changed (a rename): for a directory, every path below it changed.
+    pub moved: bool,
+}
+
+type ChangeListener = Box<dyn Fn(&[Change]) + Send + Sync>;
 
 impl Tx<'_> {
     fn inode(&self, ino: Ino) -> Result<Inode> {
@@ -288,13 +302,19 @@ impl Tx<'_> {
         Ok(postcard::from_bytes(v.value())?)
     }
 
+    fn touch(&self, ino: Ino, moved: bool) {
+        self.touched.borrow_mut().push(Change { ino, moved });
+    }
+
     fn put_inode(&self, ino: Ino, inode: &Inode) -> Result<()> {
+        self.touch(ino, false);
         let bytes = postcard::to_allocvec(inode)?;
         self.txn.open_table(INODES)?.insert(ino, bytes.as_slice())?;
         Ok(())
     }
 
     fn del_inode(&self, ino: Ino) -> Result<()> {
+        self.touch(ino, false);
         self.txn.open_table(INODES)?.remove(ino)?;
         Ok(())
     }
@@ -469,6 +489,7 @@ impl Store {
             ingest: RwLock::new(()),
             open_probe: RwLock::new(None),
             lazy: AtomicBool::new(false),
+            listener: RwLock::new(None),
             unsynced: AtomicBool::new(false),
         };
         store.ensure_root()?;
@@ -478,7 +499,10 @@ impl Store {
     fn ensure_root(&self) -> Result<()> {
         let txn = self.db.begin_write()?;
         {
-            let tx = Tx { txn: &txn };
+            let tx = Tx {
+                txn: &txn,
+                touched: Default::default(),
+            };
             if tx.inode(ROOT_INO).is_err() {
                 // SAFETY: getuid/getgid cannot fail.
                 let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
@@ -507,6 +531,22 @@ impl Store {
             .unwrap_or_else(|e| e.into_inner())
             .as_ref()
             .is_some_and(|p| p(ino))
+    }
+
+    /// Registers the listener told about every committed change (after the commit).
+    pub fn set_change_listener(&self, listener: impl Fn(&[Change]) + Send + Sync + 'static) {
+        *self.listener.write().unwrap_or_else(|e| e.into_inner()) = Some(Box::new(listener));
+    }
+
+    /// Every inode of the store (for reconciliation after a crash or an offline change).
+    pub fn all_inodes(&self) -> Result<Vec<(Ino, Inode)>> {
+        let txn = self.db.begin_read()?;
+        let mut out = Vec::new();
+        for item in txn.open_table(INODES)?.iter()? {
+            let (k, v) = item?;
+            out.push((k.value(), postcard::from_bytes(v.value())?));
+        }
+        Ok(out)
     }
 
     /// Frees an orphan (unlinked while open) once its last handle is closed.
@@ -561,7 +601,11 @@ impl Store {
                 return Err(e.into());
             }
         }
-        let out = f(&Tx { txn: &txn });
+        let tx = Tx {
+            txn: &txn,
+            touched: Default::default(),
+        };
+        let out = f(&tx);
         let out = match out {
             Ok(v) => v,
             Err(e) => {
@@ -571,7 +615,14 @@ impl Store {
                 return Err(e);
             }
         };
+        let touched = tx.touched.take();
+        drop(tx);
         txn.commit()?;
+        if !touched.is_empty() {
+            if let Some(listener) = self.listener.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
+                listener(&touched);
+            }
+        }
         Ok(out)
     }
 
@@ -689,7 +740,11 @@ impl Store {
     /// The path an inode was created or last renamed under.
     pub fn path_of(&self, ino: Ino) -> Result<Vec<u8>> {
         let txn = self.db.begin_write()?;
-        let p = Tx { txn: &txn }.path_of(ino)?;
+        let p = Tx {
+            txn: &txn,
+            touched: Default::default(),
+        }
+        .path_of(ino)?;
         txn.abort()?;
         Ok(p)
     }
@@ -885,6 +940,8 @@ impl Store {
                     }
                     tx.put_inode(d, &dnode)?;
                     tx.put_inode(src, &snode)?;
+                    tx.touch(d, true);
+                    tx.touch(src, true);
                     for p in [parent, new_parent] {
                         let mut pn = tx.inode(p)?;
                         pn.mtime = now;
@@ -922,6 +979,7 @@ impl Store {
             snode.name = new_name.to_vec();
             snode.ctime = now;
             tx.put_inode(src, &snode)?;
+            tx.touch(src, true);
             if snode.kind == Kind::Dir && parent != new_parent {
                 let mut p = tx.inode(parent)?;
                 p.nlink = p.nlink.saturating_sub(1);
