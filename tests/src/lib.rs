@@ -353,7 +353,7 @@ pub struct Rng(u64);
 
 impl Rng {
     pub fn new(seed: u64) -> Self {
-        Rng(seed ^ 0x5eed_0f_9e_2026)
+        Rng(seed ^ 0x5eed_0f9e_2026)
     }
 
     pub fn next_u64(&mut self) -> u64 {
