@@ -55,7 +55,7 @@ say "read one back (decrypted from the sealed chunks)"
 show peros cat /examples/taxes-2024.md
 
 STEP=log
-say "every import or write records a version"
+say "changes are recorded as versions (peros log, peros restore)"
 show peros log /examples/taxes-2024.md
 
 STEP=fsck
