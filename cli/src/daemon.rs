@@ -36,6 +36,7 @@ pub struct DaemonInfo {
     pub mountpoint: PathBuf,
     pub pid: u32,
     pub fs: Arc<PerosFs>,
+    pub indexer: Option<Arc<peros_indexer::Indexer>>,
     pub shutdown: mpsc::Sender<&'static str>,
 }
 
@@ -193,6 +194,18 @@ pub fn run_foreground(home: &Home, dir: &Path, allow_other: bool) -> Result<()> 
         bail!("/dev/fuse is missing: install fuse3 (apt-get install fuse3) and load the fuse module (modprobe fuse)");
     }
     let store = Arc::new(home.open_store()?);
+    // The index follows every change; its workers run in the background, never in a callback.
+    let indexer = match peros_indexer::Indexer::open(store.clone(), home.index_options()?) {
+        Ok(ix) => {
+            ix.attach();
+            ix.start_workers();
+            Some(ix)
+        }
+        Err(e) => {
+            tracing::error!("search index unavailable: {e}");
+            None
+        }
+    };
     let fs = PerosFs::new(store.clone(), home.data_dir.clone());
     let session = peros_fs::mount(
         fs.clone(),
@@ -210,6 +223,7 @@ pub fn run_foreground(home: &Home, dir: &Path, allow_other: bool) -> Result<()> 
         mountpoint: dir.to_path_buf(),
         pid: std::process::id(),
         fs: fs.clone(),
+        indexer: indexer.clone(),
         shutdown: tx.clone(),
     });
 

@@ -20,6 +20,33 @@ use serde::{Deserialize, Serialize};
 pub struct Config {
     #[serde(default)]
     pub store: StoreConfig,
+    #[serde(default)]
+    pub index: IndexConfig,
+    #[serde(default)]
+    pub llm: LlmConfig,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct IndexConfig {
+    /// Directory with model.onnx and tokenizer files (default: $PEROS_MODEL_DIR, else the setup cache).
+    pub model_dir: Option<PathBuf>,
+    /// libonnxruntime.so (default: $ORT_DYLIB_PATH, else the setup cache).
+    pub ort_library: Option<PathBuf>,
+    /// Weight of semantic similarity in hybrid ranking, 0..1.
+    pub semantic_weight: Option<f32>,
+}
+
+/// An OpenAI-compatible chat endpoint for `peros ask` (and the agent).
+#[derive(Serialize, Deserialize, Debug, Clone, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct LlmConfig {
+    /// Base URL, e.g. http://127.0.0.1:8080/v1 (empty: no LLM, extractive answers).
+    pub endpoint: String,
+    pub model: String,
+    /// API key, or the name of an environment variable holding it as "env:NAME".
+    pub api_key: String,
+    pub max_tokens: u32,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone)]
@@ -97,6 +124,22 @@ impl Home {
         self.data_dir.join("logs").join("daemon.log")
     }
 
+    /// Index options: `PEROS_HOME/index`, model paths from the config or the environment.
+    pub fn index_options(&self) -> Result<peros_indexer::Options> {
+        let config = self.load_config()?;
+        let mut opts = peros_indexer::Options::new(peros_indexer::default_dir(&self.data_dir));
+        if let Some(d) = config.index.model_dir {
+            opts.model.model_dir = d;
+        }
+        if let Some(l) = config.index.ort_library {
+            opts.model.ort_library = l;
+        }
+        if let Some(w) = config.index.semantic_weight {
+            opts.semantic_weight = w;
+        }
+        Ok(opts)
+    }
+
     pub fn load_config(&self) -> Result<Config> {
         let text = match fs::read_to_string(&self.config_file) {
             Ok(t) => t,
@@ -141,7 +184,9 @@ impl Home {
             let text = format!(
                 "# PerOS configuration; every key is documented in examples/config.toml\n{}",
                 toml::to_string_pretty(&Config {
-                    store: StoreConfig::default()
+                    store: StoreConfig::default(),
+                    index: IndexConfig::default(),
+                    llm: LlmConfig::default(),
                 })?
             );
             fs::write(&self.config_file, text)?;

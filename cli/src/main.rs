@@ -4,6 +4,7 @@
 //! Exit codes: 0 success, 1 error (the message says what to do), 2 usage error,
 //! 3 `fsck` found problems.
 
+mod ask;
 mod daemon;
 mod home;
 mod transfer;
@@ -22,6 +23,7 @@ use peros_store::{Kind, Store, Time};
 use serde_json::json;
 
 use home::Home;
+use peros_indexer::{Indexer, Mode};
 
 #[derive(Parser)]
 #[command(
@@ -53,6 +55,36 @@ enum Command {
     },
     /// Unmount DIR: flushes everything and stops the daemon.
     Umount { dir: PathBuf },
+    /// Search the store: free text plus filters (ext: tag: path: modified:>DATE size:>N, AND/OR/NOT).
+    Search {
+        query: String,
+        /// hybrid (default), text or semantic.
+        #[arg(long, default_value = "hybrid")]
+        mode: Mode,
+        #[arg(long, default_value_t = 10)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Answer a question from your files, citing path and byte offset of each passage used.
+    Ask {
+        question: String,
+        /// Passages to retrieve.
+        #[arg(long, default_value_t = 5)]
+        passages: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the index state; --wait blocks until all pending indexing (text and vectors) is done.
+    Index {
+        #[arg(long)]
+        wait: bool,
+        /// With --wait: give up after this many seconds (exit 1).
+        #[arg(long, default_value_t = 600)]
+        timeout: u64,
+        #[arg(long)]
+        json: bool,
+    },
     /// Create a new store (key, metadata, object directory) in PEROS_HOME.
     Init {
         /// Keep the key unwrapped in a 0600 file instead of asking for a passphrase.
@@ -142,6 +174,28 @@ impl Ctx {
             Some(s) => Ok(s.clone()),
             None => Ok(Arc::new(home.open_store()?)),
         }
+    }
+
+    /// The daemon's live index, or this process's own, caught up with the store first
+    /// (text always; vectors when `vectors`), with a progress bar on long work.
+    fn indexer(
+        &self,
+        home: &Home,
+        vectors: bool,
+        quiet: bool,
+    ) -> Result<(Arc<Indexer>, Option<String>)> {
+        if let Some(ix) = self.daemon.as_ref().and_then(|d| d.indexer.clone()) {
+            return Ok((ix, None));
+        }
+        let store = self.store(home)?;
+        let ix = Indexer::open(store, home.index_options()?)?;
+        let bar = counter_bar(quiet, "indexing");
+        let missing = ix.catch_up(vectors, &|_, done, total| {
+            bar.set_length(total);
+            bar.set_position(done);
+        })?;
+        bar.finish_and_clear();
+        Ok((ix, missing.map(|e| e.to_string())))
     }
 }
 
@@ -273,6 +327,91 @@ fn run(cli: Cli, ctx: &Ctx, out: &mut dyn Write, err: &mut dyn Write) -> Result<
             let dir = std::path::absolute(ctx.cwd.join(&dir))?;
             daemon::unmount(&home, &dir)?;
             writeln!(out, "Unmounted {}", dir.display())?;
+        }
+        Command::Search {
+            query,
+            mode,
+            limit,
+            json,
+        } => {
+            let (ix, missing) = ctx.indexer(&home, mode != Mode::Text, quiet || json)?;
+            let mut outcome = ix.search(&query, mode, limit)?;
+            if outcome.note.is_none() {
+                outcome.note = missing;
+            }
+            if json {
+                print_json(out, &serde_json::to_value(&outcome)?)?;
+            } else {
+                if let Some(n) = &outcome.note {
+                    writeln!(err, "note: {n}")?;
+                }
+                if outcome.hits.is_empty() {
+                    writeln!(err, "no matches for {query:?}")?;
+                }
+                for h in &outcome.hits {
+                    writeln!(out, "{:.3}  {}  @{}", h.score, h.path, h.offset)?;
+                    if !h.snippet.is_empty() {
+                        writeln!(out, "       {}", h.snippet.replace('\n', " "))?;
+                    }
+                }
+            }
+        }
+        Command::Ask {
+            question,
+            passages,
+            json,
+        } => {
+            let (ix, missing) = ctx.indexer(&home, true, quiet || json)?;
+            let answer = ask::answer(&home, &ix, &question, passages, missing)?;
+            if json {
+                print_json(out, &serde_json::to_value(&answer)?)?;
+            } else {
+                writeln!(out, "{}", answer.answer)?;
+                writeln!(out)?;
+                for (i, c) in answer.citations.iter().enumerate() {
+                    writeln!(out, "[{}] {} @{}", i + 1, c.path, c.offset)?;
+                }
+                if let Some(n) = &answer.note {
+                    writeln!(err, "note: {n}")?;
+                }
+            }
+        }
+        Command::Index {
+            wait,
+            timeout,
+            json,
+        } => {
+            let (ix, missing) = ctx.indexer(&home, wait, quiet || json)?;
+            if wait
+                && ctx.daemon.is_some()
+                && !ix.wait_idle(true, std::time::Duration::from_secs(timeout))?
+            {
+                bail!("indexing did not finish within {timeout} s; see `peros index`");
+            }
+            let st = ix.status()?;
+            if json {
+                let mut v = serde_json::to_value(&st)?;
+                v["note"] = json!(missing);
+                print_json(out, &v)?;
+            } else {
+                writeln!(
+                    out,
+                    "files:    {} indexed, {} chunks, {} vectors",
+                    st.files, st.chunks, st.vectors
+                )?;
+                writeln!(
+                    out,
+                    "pending:  {} files (text), {} chunks (vectors)",
+                    st.pending_text, st.pending_vectors
+                )?;
+                writeln!(out, "embedder: {}", st.embedder)?;
+                for (p, e) in &st.errors {
+                    writeln!(out, "not indexed: {p}: {e}")?;
+                }
+                if let Some(m) = missing {
+                    writeln!(err, "note: {m}")?;
+                }
+            }
         }
         Command::Init {
             no_passphrase,

@@ -1,0 +1,486 @@
+//! The query language: free text plus filters.
+//!
+//! ```text
+//! invoice 2024 ext:pdf tag:work path:projects/ modified:>2024-01-01 size:>1M
+//! report (ext:pdf OR ext:docx) NOT path:archive/
+//! ```
+//! Words that are not filters form the free text. Filters combine with AND (implicit),
+//! OR, NOT (or a leading `-`), and parentheses. Dates are `YYYY-MM-DD`; sizes take the
+//! suffixes k, M, G (powers of 1024).
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum Cmp {
+    Gt,
+    Ge,
+    Lt,
+    Le,
+    Eq,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum Filter {
+    Ext(String),
+    Tag(String),
+    /// Path prefix or substring (matched case-insensitively against the store path).
+    Path(String),
+    /// Seconds since the epoch.
+    Modified(Cmp, i64),
+    Size(Cmp, u64),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum Expr {
+    Filter(Filter),
+    And(Vec<Expr>),
+    Or(Vec<Expr>),
+    Not(Box<Expr>),
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct Query {
+    pub text: String,
+    pub filter: Option<Expr>,
+}
+
+/// What a filter is checked against.
+pub struct FileFacts<'a> {
+    pub path: &'a str,
+    pub ext: &'a str,
+    pub mtime: i64,
+    pub size: u64,
+    pub tags: &'a [String],
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[error("bad query {query:?}: {reason}")]
+pub struct QueryError {
+    pub query: String,
+    pub reason: String,
+}
+
+fn cmp_num<T: PartialOrd>(cmp: &Cmp, a: T, b: T) -> bool {
+    match cmp {
+        Cmp::Gt => a > b,
+        Cmp::Ge => a >= b,
+        Cmp::Lt => a < b,
+        Cmp::Le => a <= b,
+        Cmp::Eq => a == b,
+    }
+}
+
+impl Filter {
+    pub fn matches(&self, f: &FileFacts) -> bool {
+        match self {
+            Filter::Ext(e) => f.ext.eq_ignore_ascii_case(e),
+            Filter::Tag(t) => f.tags.iter().any(|x| x.eq_ignore_ascii_case(t)),
+            Filter::Path(p) => {
+                let path = f.path.to_lowercase();
+                let p = p.to_lowercase();
+                let rel = path.trim_start_matches('/');
+                rel.starts_with(p.trim_start_matches('/')) || path.contains(&p)
+            }
+            Filter::Modified(c, t) => cmp_num(c, f.mtime, *t),
+            Filter::Size(c, s) => cmp_num(c, f.size, *s),
+        }
+    }
+}
+
+impl Expr {
+    pub fn matches(&self, f: &FileFacts) -> bool {
+        match self {
+            Expr::Filter(x) => x.matches(f),
+            Expr::And(v) => v.iter().all(|e| e.matches(f)),
+            Expr::Or(v) => v.iter().any(|e| e.matches(f)),
+            Expr::Not(e) => !e.matches(f),
+        }
+    }
+}
+
+impl Query {
+    pub fn matches(&self, f: &FileFacts) -> bool {
+        self.filter.as_ref().is_none_or(|e| e.matches(f))
+    }
+
+    /// The free-text words, lowercased (for snippets).
+    pub fn terms(&self) -> Vec<String> {
+        self.text
+            .split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty())
+            .map(str::to_lowercase)
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Tok {
+    Word(String),
+    Filter(Filter),
+    And,
+    Or,
+    Not,
+    Open,
+    Close,
+}
+
+fn parse_date(s: &str) -> Option<i64> {
+    let mut parts = s.split('-');
+    let y: i64 = parts.next()?.parse().ok()?;
+    let m: i64 = parts.next().map(|p| p.parse().ok()).unwrap_or(Some(1))?;
+    let d: i64 = parts.next().map(|p| p.parse().ok()).unwrap_or(Some(1))?;
+    if parts.next().is_some() || !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+        return None;
+    }
+    // Days from civil (Howard Hinnant's algorithm).
+    let y2 = if m <= 2 { y - 1 } else { y };
+    let era = if y2 >= 0 { y2 } else { y2 - 399 } / 400;
+    let yoe = y2 - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    Some((era * 146097 + doe - 719468) * 86400)
+}
+
+fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let (num, mult) = match s.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
+        Some((i, _)) => {
+            let unit = s[i..].to_ascii_lowercase();
+            let mult = match unit.trim_end_matches("ib").trim_end_matches('b') {
+                "" => 1,
+                "k" => 1 << 10,
+                "m" => 1 << 20,
+                "g" => 1 << 30,
+                "t" => 1u64 << 40,
+                _ => return None,
+            };
+            (&s[..i], mult)
+        }
+        None => (s, 1),
+    };
+    let n: f64 = num.parse().ok()?;
+    if n < 0.0 {
+        return None;
+    }
+    Some((n * mult as f64) as u64)
+}
+
+fn split_cmp(v: &str) -> (Cmp, &str) {
+    for (p, c) in [
+        (">=", Cmp::Ge),
+        ("<=", Cmp::Le),
+        (">", Cmp::Gt),
+        ("<", Cmp::Lt),
+        ("=", Cmp::Eq),
+    ] {
+        if let Some(rest) = v.strip_prefix(p) {
+            return (c, rest);
+        }
+    }
+    (Cmp::Eq, v)
+}
+
+fn filter_of(key: &str, value: &str, q: &str) -> Result<Option<Filter>, QueryError> {
+    let err = |reason: String| QueryError {
+        query: q.to_string(),
+        reason,
+    };
+    let key = key.to_ascii_lowercase();
+    if value.is_empty() && matches!(key.as_str(), "ext" | "tag" | "path" | "modified" | "size") {
+        return Err(err(format!(
+            "`{key}:` needs a value, e.g. {key}:{}",
+            example(&key)
+        )));
+    }
+    Ok(Some(match key.as_str() {
+        "ext" => Filter::Ext(value.trim_start_matches('.').to_string()),
+        "tag" => Filter::Tag(value.to_string()),
+        "path" => Filter::Path(value.to_string()),
+        "modified" | "mtime" => {
+            let (c, rest) = split_cmp(value);
+            let t = parse_date(rest).ok_or_else(|| {
+                err(format!(
+                    "`{rest}` is not a date: write modified:>2024-01-01"
+                ))
+            })?;
+            // `modified:=DAY` and `<=DAY` mean the whole day.
+            match c {
+                Cmp::Le => Filter::Modified(Cmp::Lt, t + 86400),
+                Cmp::Gt => Filter::Modified(Cmp::Ge, t + 86400),
+                other => Filter::Modified(other, t),
+            }
+        }
+        "size" => {
+            let (c, rest) = split_cmp(value);
+            let n = parse_size(rest).ok_or_else(|| {
+                err(format!(
+                    "`{rest}` is not a size: write size:>1M or size:<10k"
+                ))
+            })?;
+            Filter::Size(c, n)
+        }
+        _ => return Ok(None),
+    }))
+}
+
+fn example(key: &str) -> &'static str {
+    match key {
+        "ext" => "pdf",
+        "tag" => "work",
+        "path" => "projects/",
+        "modified" => ">2024-01-01",
+        _ => ">1M",
+    }
+}
+
+fn tokenize(q: &str) -> Result<Vec<Tok>, QueryError> {
+    let mut toks = Vec::new();
+    let mut chars = q.chars().peekable();
+    while let Some(&c) = chars.peek() {
+        if c.is_whitespace() {
+            chars.next();
+            continue;
+        }
+        if c == '(' || c == ')' {
+            chars.next();
+            toks.push(if c == '(' { Tok::Open } else { Tok::Close });
+            continue;
+        }
+        let mut word = String::new();
+        if c == '"' {
+            chars.next();
+            for c in chars.by_ref() {
+                if c == '"' {
+                    break;
+                }
+                word.push(c);
+            }
+            toks.push(Tok::Word(word));
+            continue;
+        }
+        while let Some(&c) = chars.peek() {
+            if c.is_whitespace() || c == '(' || c == ')' {
+                break;
+            }
+            word.push(c);
+            chars.next();
+        }
+        let (negated, body) = match word.strip_prefix('-') {
+            Some(rest) if rest.contains(':') => (true, rest.to_string()),
+            _ => (false, word.clone()),
+        };
+        match body.as_str() {
+            "AND" => toks.push(Tok::And),
+            "OR" => toks.push(Tok::Or),
+            "NOT" => toks.push(Tok::Not),
+            _ => {
+                if let Some((k, v)) = body.split_once(':') {
+                    if let Some(f) = filter_of(k, v, q)? {
+                        if negated {
+                            toks.push(Tok::Not);
+                        }
+                        toks.push(Tok::Filter(f));
+                        continue;
+                    }
+                }
+                toks.push(Tok::Word(word));
+            }
+        }
+    }
+    Ok(toks)
+}
+
+/// Parses a query; words become free text, filters an expression.
+pub fn parse(q: &str) -> Result<Query, QueryError> {
+    let toks = tokenize(q)?;
+    let mut words = Vec::new();
+    let mut ftoks = Vec::new();
+    for t in toks {
+        match t {
+            Tok::Word(w) => words.push(w),
+            other => ftoks.push(other),
+        }
+    }
+    // Drop operators left dangling by removed words ("tax AND ext:pdf" → "ext:pdf").
+    let mut p = Parser {
+        toks: ftoks,
+        pos: 0,
+        q,
+    };
+    let filter = if p.toks.is_empty() {
+        None
+    } else {
+        let e = p.or()?;
+        if p.pos != p.toks.len() {
+            return Err(QueryError {
+                query: q.into(),
+                reason: "unbalanced parentheses or a stray operator".into(),
+            });
+        }
+        e
+    };
+    Ok(Query {
+        text: words.join(" "),
+        filter,
+    })
+}
+
+struct Parser<'a> {
+    toks: Vec<Tok>,
+    pos: usize,
+    q: &'a str,
+}
+
+impl Parser<'_> {
+    fn peek(&self) -> Option<&Tok> {
+        self.toks.get(self.pos)
+    }
+
+    fn or(&mut self) -> Result<Option<Expr>, QueryError> {
+        let mut parts = Vec::new();
+        if let Some(e) = self.and()? {
+            parts.push(e);
+        }
+        while self.peek() == Some(&Tok::Or) {
+            self.pos += 1;
+            if let Some(e) = self.and()? {
+                parts.push(e);
+            }
+        }
+        Ok(match parts.len() {
+            0 => None,
+            1 => parts.pop(),
+            _ => Some(Expr::Or(parts)),
+        })
+    }
+
+    fn and(&mut self) -> Result<Option<Expr>, QueryError> {
+        let mut parts = Vec::new();
+        loop {
+            match self.peek() {
+                Some(Tok::And) => {
+                    self.pos += 1;
+                }
+                Some(Tok::Or) | Some(Tok::Close) | None => break,
+                _ => {
+                    if let Some(e) = self.unary()? {
+                        parts.push(e);
+                    }
+                }
+            }
+        }
+        Ok(match parts.len() {
+            0 => None,
+            1 => parts.pop(),
+            _ => Some(Expr::And(parts)),
+        })
+    }
+
+    fn unary(&mut self) -> Result<Option<Expr>, QueryError> {
+        match self.peek().cloned() {
+            Some(Tok::Not) => {
+                self.pos += 1;
+                Ok(self.unary()?.map(|e| Expr::Not(Box::new(e))))
+            }
+            Some(Tok::Open) => {
+                self.pos += 1;
+                let e = self.or()?;
+                if self.peek() != Some(&Tok::Close) {
+                    return Err(QueryError {
+                        query: self.q.into(),
+                        reason: "missing `)`".into(),
+                    });
+                }
+                self.pos += 1;
+                Ok(e)
+            }
+            Some(Tok::Filter(f)) => {
+                self.pos += 1;
+                Ok(Some(Expr::Filter(f)))
+            }
+            _ => {
+                self.pos += 1;
+                Ok(None)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts<'a>(
+        path: &'a str,
+        ext: &'a str,
+        mtime: i64,
+        size: u64,
+        tags: &'a [String],
+    ) -> FileFacts<'a> {
+        FileFacts {
+            path,
+            ext,
+            mtime,
+            size,
+            tags,
+        }
+    }
+
+    #[test]
+    fn words_and_filters_separate() {
+        let q = parse("tax invoice ext:pdf modified:>2024-01-01 size:>1M").unwrap();
+        assert_eq!(q.text, "tax invoice");
+        let tags = vec![];
+        let jan2 = parse_date("2024-01-03").unwrap();
+        assert!(q.matches(&facts("/a/b.pdf", "pdf", jan2, 2 << 20, &tags)));
+        assert!(!q.matches(&facts("/a/b.pdf", "pdf", jan2, 1000, &tags)));
+        assert!(!q.matches(&facts("/a/b.txt", "txt", jan2, 2 << 20, &tags)));
+        assert!(!q.matches(&facts(
+            "/a/b.pdf",
+            "pdf",
+            parse_date("2023-12-31").unwrap(),
+            2 << 20,
+            &tags
+        )));
+    }
+
+    #[test]
+    fn boolean_filters() {
+        let q = parse("report (ext:pdf OR ext:docx) NOT path:archive/").unwrap();
+        assert_eq!(q.text, "report");
+        let t = vec!["work".to_string()];
+        assert!(q.matches(&facts("/docs/r.pdf", "pdf", 0, 1, &t)));
+        assert!(q.matches(&facts("/docs/r.docx", "docx", 0, 1, &t)));
+        assert!(!q.matches(&facts("/docs/r.md", "md", 0, 1, &t)));
+        assert!(!q.matches(&facts("/archive/r.pdf", "pdf", 0, 1, &t)));
+        let q = parse("-tag:work").unwrap();
+        assert!(!q.matches(&facts("/x", "", 0, 1, &t)));
+        assert!(parse("tag:work")
+            .unwrap()
+            .matches(&facts("/x", "", 0, 1, &t)));
+    }
+
+    #[test]
+    fn bad_queries_explain_themselves() {
+        let e = parse("modified:>yesterday").unwrap_err();
+        assert!(e.reason.contains("not a date"), "{e}");
+        assert!(parse("size:>lots")
+            .unwrap_err()
+            .reason
+            .contains("not a size"));
+        assert!(parse("(ext:pdf").unwrap_err().reason.contains(')'));
+        assert!(parse("ext:").unwrap_err().reason.contains("needs a value"));
+        // Unknown keys are plain words (e.g. "re:meeting").
+        assert_eq!(parse("re:meeting").unwrap().text, "re:meeting");
+    }
+
+    #[test]
+    fn sizes_and_dates() {
+        assert_eq!(parse_size("1M"), Some(1 << 20));
+        assert_eq!(parse_size("10k"), Some(10 << 10));
+        assert_eq!(parse_size("1.5G"), Some(3 << 29));
+        assert_eq!(parse_date("1970-01-02"), Some(86400));
+        assert_eq!(parse_date("2024-01-01"), Some(1704067200));
+    }
+}
