@@ -34,7 +34,9 @@ use peros_store::{
 /// pick up those changes.
 const TTL: Duration = Duration::from_secs(1);
 /// Dirty bytes per file before the buffer is sealed and committed without waiting for close.
-const MAX_DIRTY_PER_FILE: usize = 16 * CHUNK_SIZE;
+const MAX_DIRTY_PER_FILE: usize = 64 * CHUNK_SIZE;
+/// Chunks being decrypted ahead of a sequential reader, at most.
+const MAX_READAHEAD: usize = 2;
 const BLOCK: u64 = 4096;
 
 fn errno(e: &StoreError) -> Errno {
@@ -105,6 +107,7 @@ pub struct PerosFs {
     /// Per inode, (mtime, size) when this mount last had it open: unchanged → keep page cache.
     seen: Mutex<HashMap<Ino, (Time, u64)>>,
     next_fh: AtomicU64,
+    readahead: Arc<std::sync::atomic::AtomicUsize>,
     space_from: PathBuf,
     pub counters: Arc<FsCounters>,
 }
@@ -117,6 +120,7 @@ impl PerosFs {
             dirs: Mutex::new(HashMap::new()),
             seen: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
+            readahead: Default::default(),
             space_from,
             counters: Arc::new(FsCounters::default()),
         })
@@ -264,6 +268,7 @@ impl PerosFs {
         let of = self.files.lock().get(&ino).cloned();
         let node = self.store.getattr(ino)?;
         let Some(of) = of else {
+            self.read_ahead(ino, &node, offset + size as u64);
             return self.store.read_from(ino, &node, offset, size);
         };
         let of = of.lock();
@@ -296,6 +301,33 @@ impl PerosFs {
             pos += take as u64;
         }
         Ok(out)
+    }
+
+    /// Decrypts the chunk after `end` in the background when a reader nears it, so sequential
+    /// reads do not wait for each 4 MiB chunk in turn.
+    fn read_ahead(&self, ino: Ino, node: &Inode, end: u64) {
+        let idx = (end / CHUNK_SIZE as u64) as usize;
+        let within = end % CHUNK_SIZE as u64;
+        if within < CHUNK_SIZE as u64 / 2 {
+            return;
+        }
+        let next = idx + 1;
+        let Some(c) = node.chunks.get(next).copied() else {
+            return;
+        };
+        if self.store.chunk_cached(&c) {
+            return;
+        }
+        if self.readahead.fetch_add(1, Ordering::SeqCst) >= MAX_READAHEAD {
+            self.readahead.fetch_sub(1, Ordering::SeqCst);
+            return;
+        }
+        let store = self.store.clone();
+        let counter = self.readahead.clone();
+        std::thread::spawn(move || {
+            let _ = store.read_chunk(ino, next, &c);
+            counter.fetch_sub(1, Ordering::SeqCst);
+        });
     }
 
     fn write_at(&self, ino: Ino, offset: u64, data: &[u8]) -> Result<(), StoreError> {

@@ -479,11 +479,23 @@ impl Store {
             db,
             keyring,
             backend,
-            cache: quick_cache::sync::Cache::with_weighter(
-                1024,
-                opts.cache_bytes.max(CHUNK_SIZE as u64),
-                ChunkWeighter,
-            ),
+            // One shard: entries are 4 MiB, so lock contention is negligible, while quick_cache's
+            // default shards split the budget so finely that a 64-chunk file thrashed a
+            // 256 MiB cache (measured: 706 loads of 64 chunks in 10 s of random reads).
+            cache:
+                quick_cache::sync::Cache::with_options(
+                    quick_cache::OptionsBuilder::new()
+                        .shards(1)
+                        .estimated_items_capacity(
+                            (opts.cache_bytes / CHUNK_SIZE as u64).max(4) as usize
+                        )
+                        .weight_capacity(opts.cache_bytes.max(CHUNK_SIZE as u64))
+                        .build()
+                        .expect("valid cache options"),
+                    ChunkWeighter,
+                    Default::default(),
+                    Default::default(),
+                ),
             cache_capacity: opts.cache_bytes,
             versions_keep: opts.versions_keep.max(1),
             ingest: RwLock::new(()),
@@ -619,7 +631,12 @@ impl Store {
         drop(tx);
         txn.commit()?;
         if !touched.is_empty() {
-            if let Some(listener) = self.listener.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            if let Some(listener) = self
+                .listener
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_ref()
+            {
                 listener(&touched);
             }
         }
@@ -1176,8 +1193,9 @@ impl Store {
         }
         let sealed = self.keyring.seal(data)?;
         let size = sealed.len() as u64;
+        // Not cached here: the writer's page cache holds the data, and a 4 MiB copy per chunk
+        // cost a fifth of sequential-write CPU.
         self.backend.put(&object_key(&name), Bytes::from(sealed))?;
-        self.cache.insert(name, Arc::new(data.to_vec()));
         Ok((cref, Some((name, size))))
     }
 
