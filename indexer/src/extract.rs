@@ -887,15 +887,15 @@ mod tests {
         assert!(x.text.starts_with("Project Aurora"));
         // (The zip must stay under 64 x the budget.)
         let x = ok_with("r.docx", &docx, 30);
-        assert_eq!(x.text, "Project Aurora\nName:\tValue & mo");
+        assert_eq!(x.text, "Project Aurora\nName:\tValue & m");
         // Budget inside a multi-byte character.
         let docx = build_docx("<w:p><w:r><w:t>ab🦀cd</w:t></w:r></w:p>");
         assert_eq!(ok_with("r.docx", &docx, 30).text, "ab🦀cd");
         assert_eq!(ok_with("r.docx", &docx, 20).text, "ab🦀cd");
         let long = format!("<w:p><w:r><w:t>{}</w:t></w:r></w:p>", "ab🦀".repeat(100));
         let docx = build_docx(&long);
-        let x = ok_with("r.docx", &docx, 31);
-        assert_eq!(x.text, "ab🦀".repeat(5));
+        let x = ok_with("r.docx", &docx, 34);
+        assert_eq!(x.text, "ab🦀".repeat(5) + "ab");
     }
 
     #[test]
@@ -926,7 +926,11 @@ mod tests {
     /// A minimal one-page PDF showing `text` in Helvetica, with a correct
     /// cross-reference table.
     fn build_pdf(text: &str) -> Vec<u8> {
-        let content = format!("BT\n/F1 24 Tf\n72 720 Td\n({text}) Tj\nET\n");
+        build_pdf_content(&format!("BT\n/F1 24 Tf\n72 720 Td\n({text}) Tj\nET\n"))
+    }
+
+    /// The same PDF with a given page content stream.
+    fn build_pdf_content(content: &str) -> Vec<u8> {
         let objects = [
             "<< /Type /Catalog /Pages 2 0 R >>".to_string(),
             "<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_string(),
@@ -983,7 +987,22 @@ mod tests {
         assert_eq!(x.kind, DocKind::Pdf);
         assert_eq!(x.text, "Hello PDF world");
         // And truncated to the budget.
-        assert_eq!(ok_with("hello.pdf", &pdf, 5).text, "Hello");
+        assert_eq!(ok_with("hello.pdf", &pdf, 11).text, "Hello PDF w");
+    }
+
+    #[test]
+    fn pdf_parser_panics_become_failed() {
+        // pdf-extract panics on a font that the page does not define, and
+        // on a text operator without its operand.
+        for content in [
+            "BT\n/F2 24 Tf\n72 720 Td\n(x) Tj\nET\n",
+            "BT\n/F1 Tf\n(x) Tj\nET\n",
+        ] {
+            match extract("crash.pdf", &build_pdf_content(content), MAX) {
+                Err(ExtractError::Failed(msg)) => assert!(msg.contains("crashed"), "{msg}"),
+                other => panic!("expected a caught panic, got {other:?}"),
+            }
+        }
     }
 
     #[test]
