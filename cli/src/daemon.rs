@@ -67,8 +67,26 @@ impl Write for FrameWriter {
     }
 }
 
-/// Sends this command to a running daemon. `None` if no daemon answers.
+/// Sends this command to a running daemon, relaying its output. `None` if no daemon answers.
 pub fn try_forward(home: &Home, args: Vec<String>) -> Option<Result<ExitCode>> {
+    let mut out = std::io::stdout().lock();
+    let mut err = std::io::stderr().lock();
+    forward_to(home, args, &mut out, &mut err).map(|r| r.map(ExitCode::from))
+}
+
+/// Like [`try_forward`], collecting stdout and stderr.
+pub fn forward_capture(home: &Home, args: Vec<String>) -> Option<Result<(u8, Vec<u8>, Vec<u8>)>> {
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let r = forward_to(home, args, &mut out, &mut err)?;
+    Some(r.map(|code| (code, out, err)))
+}
+
+fn forward_to(
+    home: &Home,
+    args: Vec<String>,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Option<Result<u8>> {
     let sock = home.socket_path();
     let mut stream = UnixStream::connect(&sock).ok()?;
     let req = Request {
@@ -79,13 +97,11 @@ pub fn try_forward(home: &Home, args: Vec<String>) -> Option<Result<ExitCode>> {
         let body = serde_json::to_vec(&req)?;
         stream.write_all(&(body.len() as u32).to_le_bytes())?;
         stream.write_all(&body)?;
-        let mut out = std::io::stdout().lock();
-        let mut err = std::io::stderr().lock();
         loop {
             let mut head = [0u8; 5];
             if let Err(e) = stream.read_exact(&mut head) {
                 bail!(
-                    "the PerOS daemon closed the connection ({e}); see {} ",
+                    "the PerOS daemon closed the connection ({e}); see {}",
                     home.log_path().display()
                 );
             }
@@ -97,7 +113,7 @@ pub fn try_forward(home: &Home, args: Vec<String>) -> Option<Result<ExitCode>> {
                 ERR => err.write_all(&data)?,
                 EXIT => {
                     out.flush()?;
-                    return Ok(ExitCode::from(data.first().copied().unwrap_or(1)));
+                    return Ok(data.first().copied().unwrap_or(1));
                 }
                 other => bail!("unexpected frame {other} from the daemon"),
             }

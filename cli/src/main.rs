@@ -8,6 +8,7 @@ mod ask;
 mod daemon;
 mod home;
 mod transfer;
+mod watch;
 
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
@@ -74,6 +75,12 @@ enum Command {
         passages: usize,
         #[arg(long)]
         json: bool,
+    },
+    /// Import a local folder and keep the store copy in sync with it (create/modify/delete/rename).
+    Watch {
+        dir: PathBuf,
+        /// Store path (default: /<name of DIR>).
+        dest: Option<String>,
     },
     /// Show the index state; --wait blocks until all pending indexing (text and vectors) is done.
     Index {
@@ -208,7 +215,7 @@ fn main() -> ExitCode {
         .iter()
         .skip(1)
         .find(|a| !a.starts_with('-'))
-        .is_none_or(|c| matches!(c.as_str(), "init" | "mount" | "umount" | "help"));
+        .is_none_or(|c| matches!(c.as_str(), "init" | "mount" | "umount" | "watch" | "help"));
     if !local_only {
         if let Ok(home) = Home::locate() {
             if let Some(result) = daemon::try_forward(&home, args.clone()) {
@@ -375,6 +382,19 @@ fn run(cli: Cli, ctx: &Ctx, out: &mut dyn Write, err: &mut dyn Write) -> Result<
                     writeln!(err, "note: {n}")?;
                 }
             }
+        }
+        Command::Watch { dir, dest } => {
+            let abs = std::fs::canonicalize(ctx.cwd.join(&dir))
+                .with_context(|| format!("cannot watch {}", dir.display()))?;
+            let dest = dest.unwrap_or_else(|| {
+                format!(
+                    "/{}",
+                    abs.file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_else(|| "watched".into())
+                )
+            });
+            return watch::watch(&home, &abs, &dest, out, err);
         }
         Command::Index {
             wait,
