@@ -619,10 +619,23 @@ fn run(cli: Cli, ctx: &Ctx, out: &mut dyn Write, err: &mut dyn Write) -> Result<
             } else {
                 0.0
             };
+            // The index queue and extraction failures (without a daemon: as left on disk).
+            let index = match ctx.daemon.as_ref().and_then(|d| d.indexer.clone()) {
+                Some(ix) => ix.status().map_err(|e| e.to_string()),
+                None => home
+                    .index_options()
+                    .map_err(|e| e.to_string())
+                    .and_then(|o| Indexer::open(store.clone(), o).map_err(|e| e.to_string()))
+                    .and_then(|ix| ix.status().map_err(|e| e.to_string())),
+            };
             if json {
                 print_json(
                     out,
                     &json!({
+                        "index": match &index {
+                            Ok(st) => serde_json::to_value(st)?,
+                            Err(e) => json!({"error": e}),
+                        },
                         "home": home.data_dir,
                         "backend": store.backend().describe(),
                         "public_key": store.keyring().public_key(),
@@ -668,6 +681,19 @@ fn run(cli: Cli, ctx: &Ctx, out: &mut dyn Write, err: &mut dyn Write) -> Result<
                     overhead
                 )?;
                 writeln!(out, "versions: {}", stats.versions)?;
+                match &index {
+                    Ok(st) => {
+                        writeln!(
+                            out,
+                            "index:    {} files, {} chunks, {} vectors; pending {} files, {} chunks; embedder {}",
+                            st.files, st.chunks, st.vectors, st.pending_text, st.pending_vectors, st.embedder
+                        )?;
+                        for (p, e) in st.errors.iter().take(10) {
+                            writeln!(out, "          not indexed: {p}: {e}")?;
+                        }
+                    }
+                    Err(e) => writeln!(out, "index:    unavailable: {e}")?,
+                }
                 writeln!(
                     out,
                     "cache:    {:.1} / {:.0} MB",
