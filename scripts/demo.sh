@@ -83,6 +83,27 @@ fi
 # --- mount -----------------------------------------------------------------------------------
 # The store as a real file system: any program reads and writes it. While mounted, the other
 # commands (ls, cat, status ...) run inside the mount's daemon through its control socket.
+# Search and ask: through the mount's daemon when mounted, else the CLI indexes by itself.
+search_and_ask() {
+    STEP=index
+    say "index (text is searchable at once; embeddings follow in the background)"
+    show peros index --wait
+    STEP=search
+    say "hybrid search: words plus meaning"
+    show peros search 'invoice 2024'
+    show peros search 'who repairs the boiler' --mode semantic --limit 3
+    say "filters: only PDFs, only Markdown changed after 2024-06-01"
+    show peros search 'ext:pdf'
+    show peros search 'ext:md modified:>2024-06-01'
+    STEP=ask
+    say "ask a question: the answer cites file and byte offset"
+    show peros ask 'When is the tax filing deadline?'
+}
+
+if [[ "${PEROS_DEMO_MOUNT:-1}" != 1 ]]; then
+    search_and_ask
+fi
+
 if [[ "${PEROS_DEMO_MOUNT:-1}" == 1 ]]; then
     STEP=mount
     MNT=${PEROS_MNT:-/tmp/peros-demo-mnt}
@@ -95,6 +116,7 @@ if [[ "${PEROS_DEMO_MOUNT:-1}" == 1 ]]; then
     show grep -l -i invoice -r "$MNT/examples"
     show sh -c "echo 'Call the chimney sweep about the 2024 invoice.' >> '$MNT/examples/taxes-2024.md'"
     show tail -n 2 "$MNT/examples/taxes-2024.md"
+    search_and_ask
     show peros status
     STEP=umount
     show peros umount "$MNT"
@@ -106,10 +128,6 @@ fi
 #   mkdir "$MNT/@views/taxes 2024"; ls "$MNT/@views/taxes 2024"
 # and `peros views` once the indexer (tantivy + embeddings) lands.
 
-# --- search / ask (to come) ------------------------------------------------------------------
-# Hybrid search and the planner, e.g.
-#   peros search 'invoice modified:>2024-01-01'
-#   peros ask 'put everything about the 2024 tax return into one view'
 
 STEP=done
 say "done: the store is in $PEROS_HOME (remove it to start over)"
