@@ -1002,11 +1002,15 @@ impl Indexer {
                 Err(e) => return Err(e),
             }
         }
+        // BM25 is normalised by the best text score, but never by less than a floor: when the
+        // best match is weak (only "a" or "by" matched), it must not count as a perfect one and
+        // outrank a strong semantic match (seen with paraphrased queries).
+        const BM25_FLOOR: f32 = 4.0;
         let max_text = text_best
             .values()
             .map(|v| v.0)
             .fold(0f32, f32::max)
-            .max(1e-6);
+            .max(BM25_FLOOR);
         let w = self.opts.semantic_weight;
         let mut fused: Vec<(Ino, f32, u64)> = Vec::new();
         let inos: HashSet<Ino> = text_best.keys().chain(sem_best.keys()).copied().collect();
