@@ -587,3 +587,82 @@ pub fn unique_marker(tag: &str) -> String {
         std::process::id()
     )
 }
+
+// ----- mounts -----
+
+/// A store mounted with `peros mount` at `scratch/mnt`; unmounts (and clears a stale mount)
+/// when dropped, so tests clean up on every path.
+pub struct Mounted<'a> {
+    pub env: &'a Env,
+    pub dir: PathBuf,
+}
+
+impl<'a> Mounted<'a> {
+    pub fn new(env: &'a Env, extra: &[&str]) -> Self {
+        let dir = env.path("mnt");
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut args = vec!["mount".to_string(), dir.display().to_string()];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        env.ok(&args);
+        Mounted { env, dir }
+    }
+
+    pub fn p(&self, rel: &str) -> PathBuf {
+        self.dir.join(rel)
+    }
+
+    pub fn daemon_pid(&self) -> i32 {
+        let text = std::fs::read_to_string(self.env.home.join("daemon.pid")).expect("daemon.pid");
+        text.lines().next().unwrap().trim().parse().unwrap()
+    }
+
+    pub fn unmount(self) {
+        let dir = self.dir.clone();
+        self.env.ok(["umount".as_ref(), dir.as_os_str()]);
+        std::mem::forget(self);
+        assert!(!is_mounted(&dir), "still mounted after umount");
+    }
+}
+
+impl Drop for Mounted<'_> {
+    fn drop(&mut self) {
+        let _ = self.env.run(["umount".as_ref(), self.dir.as_os_str()]);
+        if is_mounted(&self.dir) {
+            let _ = std::process::Command::new("fusermount3")
+                .arg("-u")
+                .arg("-z")
+                .arg(&self.dir)
+                .status();
+        }
+    }
+}
+
+pub fn is_mounted(dir: &std::path::Path) -> bool {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let want = dir.to_string_lossy().replace(' ', "\\040");
+    text.lines()
+        .any(|l| l.split(' ').nth(4) == Some(want.as_str()))
+}
+
+pub fn sh(cmd: &str) {
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "`{cmd}` failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+pub fn have(tool: &str) -> bool {
+    std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}"))
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}

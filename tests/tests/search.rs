@@ -12,76 +12,10 @@
 use std::collections::BTreeSet;
 use std::fs;
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use peros_tests::*;
-
-// ----- the mount guard (as in mount.rs) -----
-
-/// A mounted store; unmounts (and clears a stale mount) when dropped.
-struct Mounted<'a> {
-    env: &'a Env,
-    dir: PathBuf,
-}
-
-impl<'a> Mounted<'a> {
-    fn new(env: &'a Env, extra: &[&str]) -> Self {
-        let dir = env.path("mnt");
-        fs::create_dir_all(&dir).unwrap();
-        let mut args = vec!["mount".to_string(), dir.display().to_string()];
-        args.extend(extra.iter().map(|s| s.to_string()));
-        env.ok(&args);
-        Mounted { env, dir }
-    }
-
-    fn p(&self, rel: &str) -> PathBuf {
-        self.dir.join(rel)
-    }
-
-    fn daemon_pid(&self) -> i32 {
-        let text = fs::read_to_string(self.env.home.join("daemon.pid")).expect("daemon.pid");
-        text.lines().next().unwrap().trim().parse().unwrap()
-    }
-
-    fn unmount(self) {
-        let dir = self.dir.clone();
-        self.env.ok(["umount".as_ref(), dir.as_os_str()]);
-        std::mem::forget(self);
-        assert!(!is_mounted(&dir), "still mounted after umount");
-    }
-}
-
-impl Drop for Mounted<'_> {
-    fn drop(&mut self) {
-        let _ = self.env.run(["umount".as_ref(), self.dir.as_os_str()]);
-        if is_mounted(&self.dir) {
-            let _ = Command::new("fusermount3")
-                .arg("-u")
-                .arg("-z")
-                .arg(&self.dir)
-                .status();
-        }
-    }
-}
-
-fn is_mounted(dir: &Path) -> bool {
-    let text = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let want = dir.to_string_lossy().replace(' ', "\\040");
-    text.lines()
-        .any(|l| l.split(' ').nth(4) == Some(want.as_str()))
-}
-
-fn sh(cmd: &str) {
-    let out = Command::new("sh").arg("-c").arg(cmd).output().unwrap();
-    assert!(
-        out.status.success(),
-        "`{cmd}` failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 // ----- search helpers -----
 
