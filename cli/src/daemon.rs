@@ -9,7 +9,9 @@
 //! Frames on the socket: request = u32 length + JSON; response = repeated
 //! `[kind u8][len u32][bytes]`, kind 1 = stdout, 2 = stderr, 3 = exit code (1 byte).
 
+use std::ffi::OsString;
 use std::io::{BufRead, Read, Write};
+use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -27,7 +29,8 @@ use crate::home::Home;
 
 #[derive(Serialize, Deserialize)]
 pub struct Request {
-    pub args: Vec<String>,
+    /// Raw argument bytes: file names need not be UTF-8.
+    pub args: Vec<Vec<u8>>,
     pub cwd: PathBuf,
 }
 
@@ -68,14 +71,14 @@ impl Write for FrameWriter {
 }
 
 /// Sends this command to a running daemon, relaying its output. `None` if no daemon answers.
-pub fn try_forward(home: &Home, args: Vec<String>) -> Option<Result<ExitCode>> {
+pub fn try_forward(home: &Home, args: Vec<OsString>) -> Option<Result<ExitCode>> {
     let mut out = std::io::stdout().lock();
     let mut err = std::io::stderr().lock();
     forward_to(home, args, &mut out, &mut err).map(|r| r.map(ExitCode::from))
 }
 
 /// Like [`try_forward`], collecting stdout and stderr.
-pub fn forward_capture(home: &Home, args: Vec<String>) -> Option<Result<(u8, Vec<u8>, Vec<u8>)>> {
+pub fn forward_capture(home: &Home, args: Vec<OsString>) -> Option<Result<(u8, Vec<u8>, Vec<u8>)>> {
     let (mut out, mut err) = (Vec::new(), Vec::new());
     let r = forward_to(home, args, &mut out, &mut err)?;
     Some(r.map(|code| (code, out, err)))
@@ -83,14 +86,14 @@ pub fn forward_capture(home: &Home, args: Vec<String>) -> Option<Result<(u8, Vec
 
 fn forward_to(
     home: &Home,
-    args: Vec<String>,
+    args: Vec<OsString>,
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Option<Result<u8>> {
     let sock = home.socket_path();
     let mut stream = UnixStream::connect(&sock).ok()?;
     let req = Request {
-        args,
+        args: args.into_iter().map(|a| a.into_vec()).collect(),
         cwd: std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")),
     };
     Some((|| {
@@ -140,7 +143,7 @@ fn serve_one(mut stream: UnixStream, store: &Arc<Store>, info: &Arc<DaemonInfo>)
         kind: ERR,
     };
     let code = crate::run_args(
-        req.args,
+        req.args.into_iter().map(OsString::from_vec).collect(),
         crate::Ctx {
             cwd: req.cwd,
             store: Some(store.clone()),

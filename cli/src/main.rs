@@ -10,6 +10,7 @@ mod home;
 mod transfer;
 mod watch;
 
+use std::ffi::{OsStr, OsString};
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
@@ -80,7 +81,7 @@ enum Command {
     Watch {
         dir: PathBuf,
         /// Store path (default: /<name of DIR>).
-        dest: Option<String>,
+        dest: Option<OsString>,
     },
     /// Show the index state; --wait blocks until all pending indexing (text and vectors) is done.
     Index {
@@ -103,13 +104,13 @@ enum Command {
     /// Copy a local file or directory tree into the store (DEST defaults to /<name of SRC>).
     Import {
         src: PathBuf,
-        dest: Option<String>,
+        dest: Option<OsString>,
         #[arg(long)]
         json: bool,
     },
     /// Copy a store file or tree out to a local path (DEST becomes the copy of SRC).
     Export {
-        src: String,
+        src: OsString,
         dest: PathBuf,
         #[arg(long)]
         json: bool,
@@ -117,7 +118,7 @@ enum Command {
     /// List a directory of the store.
     Ls {
         #[arg(default_value = "/")]
-        path: String,
+        path: OsString,
         /// Long format: type, mode, size, mtime.
         #[arg(short, long)]
         long: bool,
@@ -127,12 +128,12 @@ enum Command {
     /// Write files' contents to standard output.
     Cat {
         #[arg(required = true)]
-        paths: Vec<String>,
+        paths: Vec<OsString>,
     },
     /// Remove a file (or, with -r, a directory tree). Versions stay restorable.
     Rm {
         #[arg(required = true)]
-        paths: Vec<String>,
+        paths: Vec<OsString>,
         #[arg(short, long)]
         recursive: bool,
     },
@@ -156,13 +157,13 @@ enum Command {
     },
     /// List the recorded versions of a path (also after it was deleted).
     Log {
-        path: String,
+        path: OsString,
         #[arg(long)]
         json: bool,
     },
     /// Make version N of PATH its current content (recreating it if deleted).
     Restore {
-        path: String,
+        path: OsString,
         #[arg(long)]
         version: u64,
     },
@@ -207,15 +208,19 @@ impl Ctx {
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args_os()
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect();
+    // Arguments stay bytes end to end: file names need not be UTF-8.
+    let args: Vec<OsString> = std::env::args_os().collect();
     // Commands other than init/mount/umount run inside a running daemon if there is one.
     let local_only = args
         .iter()
         .skip(1)
-        .find(|a| !a.starts_with('-'))
-        .is_none_or(|c| matches!(c.as_str(), "init" | "mount" | "umount" | "watch" | "help"));
+        .find(|a| !a.as_bytes().starts_with(b"-"))
+        .is_none_or(|c| {
+            matches!(
+                c.to_str(),
+                Some("init" | "mount" | "umount" | "watch" | "help")
+            )
+        });
     if !local_only {
         if let Ok(home) = Home::locate() {
             if let Some(result) = daemon::try_forward(&home, args.clone()) {
@@ -239,7 +244,7 @@ fn main() -> ExitCode {
 }
 
 /// Parses `args` and runs the command, writing to `out`/`err`; returns the exit code.
-pub fn run_args(args: Vec<String>, ctx: Ctx, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
+pub fn run_args(args: Vec<OsString>, ctx: Ctx, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
     let cli = match Cli::try_parse_from(&args) {
         Ok(c) => c,
         Err(e) => {
@@ -303,7 +308,7 @@ fn counter_bar(quiet: bool, verb: &str) -> ProgressBar {
     bar
 }
 
-fn store_path(p: &str) -> Vec<u8> {
+fn store_path(p: &OsStr) -> Vec<u8> {
     peros_store::normalize_path(p.as_bytes())
 }
 
@@ -393,8 +398,9 @@ fn run(cli: Cli, ctx: &Ctx, out: &mut dyn Write, err: &mut dyn Write) -> Result<
                         .map(|n| n.to_string_lossy().into_owned())
                         .unwrap_or_else(|| "watched".into())
                 )
+                .into()
             });
-            return watch::watch(&home, &abs, &dest, out, err);
+            return watch::watch(&home, &abs, &dest.to_string_lossy(), out, err);
         }
         Command::Index {
             wait,
@@ -585,7 +591,8 @@ fn run(cli: Cli, ctx: &Ctx, out: &mut dyn Write, err: &mut dyn Write) -> Result<
         Command::Cat { paths } => {
             let store = ctx.store(&home)?;
             for p in paths {
-                cat(&store, &store_path(&p), out).with_context(|| format!("cat {p}"))?;
+                cat(&store, &store_path(&p), out)
+                    .with_context(|| format!("cat {}", p.display()))?;
             }
         }
         Command::Rm { paths, recursive } => {
@@ -600,10 +607,10 @@ fn run(cli: Cli, ctx: &Ctx, out: &mut dyn Write, err: &mut dyn Write) -> Result<
                 let (parent, _) = store.resolve(parent_path)?;
                 let (_, node) = store
                     .lookup(parent, name)
-                    .map_err(|_| anyhow::anyhow!("{p}: no such file or directory"))?;
+                    .map_err(|_| anyhow::anyhow!("{}: no such file or directory", p.display()))?;
                 if node.kind == Kind::Dir {
                     if !recursive {
-                        bail!("{p} is a directory: use rm -r");
+                        bail!("{} is a directory: use rm -r", p.display());
                     }
                     store.remove_tree(parent, name)?;
                 } else {
@@ -753,7 +760,8 @@ fn run(cli: Cli, ctx: &Ctx, out: &mut dyn Write, err: &mut dyn Write) -> Result<
             let versions = store.versions(&store_path(&path))?;
             if versions.is_empty() {
                 bail!(
-                    "{path}: no recorded versions (is the path right? versions are kept per path)"
+                    "{}: no recorded versions (is the path right? versions are kept per path)",
+                    path.display()
                 );
             }
             if json {
@@ -787,7 +795,7 @@ fn run(cli: Cli, ctx: &Ctx, out: &mut dyn Write, err: &mut dyn Write) -> Result<
         Command::Restore { path, version } => {
             let store = ctx.store(&home)?;
             store.restore(&store_path(&path), version)?;
-            writeln!(out, "Restored {path} to version {version}")?;
+            writeln!(out, "Restored {} to version {version}", path.display())?;
         }
     }
     Ok(0)

@@ -18,8 +18,8 @@ use crate::home::Home;
 
 /// Runs one `peros` command (through the daemon if there is one) and returns its exit code.
 fn exec(home: &Home, args: Vec<String>, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
-    let mut full = vec!["peros".to_string(), "-q".to_string()];
-    full.extend(args);
+    let mut full: Vec<std::ffi::OsString> = vec!["peros".into(), "-q".into()];
+    full.extend(args.into_iter().map(Into::into));
     match crate::daemon::forward_capture(home, full.clone()) {
         Some(Ok((code, o, e))) => {
             let _ = out.write_all(&o);

@@ -254,7 +254,6 @@ fn export_of_single_files_and_subtrees() {
 /// UTF-8 is imported and exported correctly but cannot be named in `cat`, `ls`, `rm`, `log`
 /// or `restore`: the argument is converted lossily and the lookup fails.
 #[test]
-#[ignore = "known bug: cli/src/main.rs takes store paths as String (lossy for non-UTF-8 names)"]
 fn cli_addresses_non_utf8_names() {
     let env = Env::init();
     let src = env.path("src");
