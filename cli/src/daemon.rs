@@ -78,7 +78,10 @@ pub fn try_forward(home: &Home, args: Vec<OsString>) -> Option<Result<ExitCode>>
 }
 
 /// Like [`try_forward`], collecting stdout and stderr.
-pub fn forward_capture(home: &Home, args: Vec<OsString>) -> Option<Result<(u8, Vec<u8>, Vec<u8>)>> {
+/// Exit code, stdout and stderr of a command run in the daemon.
+pub type Captured = (u8, Vec<u8>, Vec<u8>);
+
+pub fn forward_capture(home: &Home, args: Vec<OsString>) -> Option<Result<Captured>> {
     let (mut out, mut err) = (Vec::new(), Vec::new());
     let r = forward_to(home, args, &mut out, &mut err)?;
     Some(r.map(|code| (code, out, err)))

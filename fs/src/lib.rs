@@ -422,6 +422,7 @@ impl PerosFs {
         reply.entry(&TTL, &self.attr(ino, node), Generation(0));
     }
 
+    #[allow(clippy::too_many_arguments)] // mirrors the kernel's mknod/mkdir/symlink arguments
     fn new_node(
         &self,
         req: &Request,

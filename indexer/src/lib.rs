@@ -107,6 +107,9 @@ struct ChunkRec {
     text: String,
 }
 
+/// A file's state and its chunks (with ids) as written to the text index.
+type FileDocs = (Ino, FileState, Vec<(u64, ChunkRec)>);
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub enum Mode {
     #[default]
@@ -576,7 +579,7 @@ impl Indexer {
         }
         // Allocate chunk ids, write state, then the text index.
         let txn = self.db.begin_write()?;
-        let mut docs: Vec<(Ino, FileState, Vec<(u64, ChunkRec)>)> = Vec::new();
+        let mut docs: Vec<FileDocs> = Vec::new();
         {
             let mut files = txn.open_table(FILES)?;
             let mut chunks = txn.open_table(CHUNKS)?;
