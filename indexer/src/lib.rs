@@ -419,12 +419,18 @@ impl Indexer {
         let me = self.clone();
         std::thread::Builder::new()
             .name("peros-index-text".into())
-            .spawn(move || me.text_worker())
+            .spawn(move || {
+                background_priority();
+                me.text_worker()
+            })
             .expect("spawn text worker");
         let me = self.clone();
         std::thread::Builder::new()
             .name("peros-index-vectors".into())
-            .spawn(move || me.vector_worker())
+            .spawn(move || {
+                background_priority();
+                me.vector_worker()
+            })
             .expect("spawn vector worker");
     }
 
@@ -439,8 +445,15 @@ impl Indexer {
                 let mut q = self.queue.lock();
                 if q.is_empty() {
                     self.wake.wait_for(&mut q, Duration::from_millis(500));
+                    if q.is_empty() {
+                        continue;
+                    }
+                    // Settle briefly: a burst of creates becomes one batch and one commit.
+                    drop(q);
+                    std::thread::sleep(SETTLE);
+                    q = self.queue.lock();
                 }
-                let take: Vec<Ino> = q.iter().take(256).copied().collect();
+                let take: Vec<Ino> = q.iter().take(512).copied().collect();
                 for i in &take {
                     q.remove(i);
                 }
@@ -1100,6 +1113,18 @@ impl Indexer {
             });
         }
         Ok(out)
+    }
+}
+
+/// How long the text worker lets a burst of changes accumulate before indexing them.
+const SETTLE: Duration = Duration::from_millis(150);
+
+/// Indexing yields the CPU to the file system: the calling thread gets the lowest priority.
+fn background_priority() {
+    // SAFETY: setpriority on this thread's own id (Linux: per-thread nice values).
+    unsafe {
+        let tid = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 19);
     }
 }
 
