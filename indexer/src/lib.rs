@@ -1004,11 +1004,11 @@ impl Indexer {
                             }
                         }
                     }
-                    let st = self.status()?;
-                    if st.pending_vectors > 0 {
+                    // Only the queue length: `status()` scans every file's state.
+                    let pending = self.db.begin_read()?.open_table(EMBED_QUEUE)?.len()?;
+                    if pending > 0 {
                         outcome.note = Some(format!(
-                            "{} passages are still being embedded; semantic results may be incomplete (`peros index --wait`)",
-                            st.pending_vectors
+                            "{pending} passages are still being embedded; semantic results may be incomplete (`peros index --wait`)"
                         ));
                     }
                 }
