@@ -51,7 +51,7 @@ const USAGE: &str = "usage: search-bench [--corpus DIR] [--questions FILE] [--ou
   --out FILE        Markdown report (default perfs/results/search-<UTC date>.md)
   --append          append to --out instead of replacing it
   --work DIR        where the temporary store and index go (default /var/tmp)
-  --weights LIST    hybrid semantic_weight variants (default 0.2,0.4,0.5,0.6,0.7,0.8)
+  --weights LIST    hybrid semantic_weight variants (default 0.2,0.4,0.6,0.7,0.8,0.9)
   --fresh K         write->searchable samples (default 20; 50 with --scale)
   --limit-pages N   only the first N pages (quick trial)
   --scale N         latency run with ~N synthetic chunks and the HashingEmbedder stand-in
@@ -70,7 +70,7 @@ fn parse_args() -> Result<Args> {
             .join(format!("search-{}.md", utc_date())),
         append: false,
         work: PathBuf::from("/var/tmp"),
-        weights: vec![0.2, 0.4, 0.5, 0.6, 0.7, 0.8],
+        weights: vec![0.2, 0.4, 0.6, 0.7, 0.8, 0.9],
         scale: None,
         fresh: 0,
         limit_pages: None,
@@ -398,6 +398,31 @@ fn ask_all(ix: &Indexer, qs: &[Question], mode: Mode) -> Result<ModeResult> {
     Ok(r)
 }
 
+/// What reciprocal-rank fusion of the product's own text and semantic rankings would score:
+/// computed here from two `search` calls per question (top 50 each), to compare fusion
+/// methods. Not something the indexer does.
+fn rrf_what_if(ix: &Indexer, qs: &[Question]) -> Result<ModeResult> {
+    let mut r = ModeResult::default();
+    for q in qs {
+        let mut score: std::collections::HashMap<String, f64> = Default::default();
+        for mode in [Mode::Text, Mode::Semantic] {
+            for (i, h) in ix.search(&q.text, mode, 50)?.hits.iter().enumerate() {
+                *score.entry(h.path.clone()).or_default() += 1.0 / (60.0 + i as f64 + 1.0);
+            }
+        }
+        let mut ranked: Vec<(String, f64)> = score.into_iter().collect();
+        ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        r.ranks.push(
+            ranked
+                .iter()
+                .take(10)
+                .position(|(p, _)| page_of(p) == q.page)
+                .map(|i| i + 1),
+        );
+    }
+    Ok(r)
+}
+
 fn mode_row(name: &str, r: &ModeResult) -> String {
     format!(
         "| {name} | {:.3} | {:.3} | {:.3} | {:.1} | {:.1} |",
@@ -650,6 +675,7 @@ fn quality_run(args: &Args) -> Result<String> {
     let text = ask_all(&ix, &qs, Mode::Text)?;
     let sem = ask_all(&ix, &qs, Mode::Semantic)?;
     let hyb = ask_all(&ix, &qs, Mode::Hybrid)?;
+    let rrf = rrf_what_if(&ix, &qs)?;
 
     // 6. Write → searchable, with the real model (small corpus).
     let fresh = fresh_samples(&store, &ix, args.fresh, true)?;
@@ -670,6 +696,15 @@ fn quality_run(args: &Args) -> Result<String> {
     say(&mut md, mode_row("text", &text));
     say(&mut md, mode_row("semantic", &sem));
     say(&mut md, mode_row("hybrid (w = 0.6, default)", &hyb));
+    say(
+        &mut md,
+        format!(
+            "| *what-if, not a product mode*: RRF (k = 60) of the text and semantic top 50 | {:.3} | {:.3} | {:.3} | | |",
+            rrf.recall_at(5),
+            rrf.recall_at(10),
+            rrf.mrr()
+        ),
+    );
     let best_single = |f: &dyn Fn(&ModeResult) -> f64| f(&text).max(f(&sem));
     say(
         &mut md,
@@ -973,6 +1008,9 @@ struct Stage {
     files: usize,
     chunks: u64,
     text_index: Duration,
+    /// Size of state.redb after text indexing and after vector indexing, bytes.
+    redb_after_text: u64,
+    redb_after_vectors: u64,
     vector_index: Duration,
     write: Duration,
     modes: Vec<(&'static str, Vec<Duration>)>,
@@ -1050,12 +1088,19 @@ fn scale_run(args: &Args, target_chunks: usize) -> Result<String> {
                 i
             }
         };
+        let redb_size = || {
+            std::fs::metadata(opts.dir.join("state.redb"))
+                .map(|m| m.len())
+                .unwrap_or(0)
+        };
         let (r, text_index, _) = timed(|| ix.catch_up(false, &|_, _, _| {}));
         r?;
+        let redb_after_text = redb_size();
         let (r, vector_index, _) = timed(|| ix.catch_up(true, &|_, _, _| {}));
         if let Some(e) = r? {
             bail!("stand-in embedding failed: {e}");
         }
+        let redb_after_vectors = redb_size();
         let st = ix.status()?;
         eprintln!(
             "stage: {} files, {} chunks, {} vectors; text {:.1}s, vectors {:.1}s",
@@ -1092,6 +1137,8 @@ fn scale_run(args: &Args, target_chunks: usize) -> Result<String> {
             files: st.files as usize,
             chunks: st.chunks,
             text_index,
+            redb_after_text,
+            redb_after_vectors,
             vector_index,
             write,
             modes,
@@ -1104,6 +1151,7 @@ fn scale_run(args: &Args, target_chunks: usize) -> Result<String> {
     let fresh = fresh_samples(&store, &ix, args.fresh, false)?;
     let hwm_end = proc_status_mib("VmHWM");
     let index_bytes = dir_size(&opts.dir);
+    let text_dir_bytes = dir_size(&opts.dir.join("text"));
     let store_bytes = dir_size(&tmp.path().join("store"));
     let vectors_n = ix.status()?.vectors;
     drop(ix);
@@ -1196,29 +1244,33 @@ fn scale_run(args: &Args, target_chunks: usize) -> Result<String> {
             pct_ms(&s.status, 50.0)
         ));
     }
-    say("\n| stage | store writes s | text indexing s | chunks/s | vectors (stand-in) s | chunks/s | VmRSS MiB | VmHWM MiB |".into());
-    say("|---:|---:|---:|---:|---:|---:|---:|---:|".into());
+    say("\n| stage | store writes s | text indexing s | chunks/s | vectors (stand-in) s | chunks/s | state.redb MB after text / after vectors | VmRSS MiB | VmHWM MiB |".into());
+    say("|---:|---:|---:|---:|---:|---:|---:|---:|---:|".into());
     let mut prev = 0u64;
     for s in &stages {
         let n = (s.chunks - prev) as f64;
         prev = s.chunks;
         say(format!(
-            "| {} chunks | {:.1} | {:.1} | {:.0} | {:.1} | {:.0} | {:.0} | {:.0} |",
+            "| {} chunks | {:.1} | {:.1} | {:.0} | {:.1} | {:.0} | {:.0} / {:.0} | {:.0} | {:.0} |",
             s.chunks,
             s.write.as_secs_f64(),
             s.text_index.as_secs_f64(),
             n / s.text_index.as_secs_f64(),
             s.vector_index.as_secs_f64(),
             n / s.vector_index.as_secs_f64(),
+            s.redb_after_text as f64 / 1e6,
+            s.redb_after_vectors as f64 / 1e6,
             s.rss,
             s.hwm
         ));
     }
     say(format!(
         "\nVector indexing with the stand-in measures the indexer's own per-chunk cost (queue, redb, HNSW insert) without the model. \
-         **Peak RSS (VmHWM) {:.0} MiB** at the end; index directory {:.0} MB, store {:.0} MB on disk.\n",
+         **Peak RSS (VmHWM) {:.0} MiB** at the end; index directory {:.0} MB (of which tantivy {:.0} MB; 384-d f32 vectors alone are {:.0} MB), store {:.0} MB on disk.\n",
         hwm_end,
         index_bytes as f64 / 1e6,
+        text_dir_bytes as f64 / 1e6,
+        vectors_n as f64 * DIM as f64 * 4.0 / 1e6,
         store_bytes as f64 / 1e6
     ));
     say(format!(
