@@ -323,6 +323,8 @@ pub fn run_foreground(home: &Home, dir: &Path, allow_other: bool) -> Result<()> 
     tracing::info!("shutting down ({why})");
     let _ = std::fs::remove_file(&sock);
     let flushed = fs.flush_all();
+    // The final snapshot is pushed (flush_all syncs): give the tenant's lease back now.
+    peros_store::tenant::release_all();
     if is_mounted(dir) {
         if let Err(e) = session.umount_and_join() {
             tracing::warn!("unmount: {e}");

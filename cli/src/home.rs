@@ -52,7 +52,7 @@ pub struct LlmConfig {
 #[derive(Serialize, Deserialize, Debug, Clone)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
-    /// `local` (objects under `objects_dir`).
+    /// `local` (objects under `objects_dir`) or `s3://BUCKET/PREFIX` (see crate::remote).
     pub backend: String,
     /// Directory for the local backend, relative to the data directory unless absolute.
     pub objects_dir: PathBuf,
@@ -60,6 +60,30 @@ pub struct StoreConfig {
     pub cache_mb: u64,
     /// Versions kept per path.
     pub versions_keep: usize,
+    // ----- remote (`s3://…`) backends; see crate::remote and examples/config.toml -----
+    /// S3 endpoint URL (default: `AWS_ENDPOINT_URL`, else AWS).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// Region (default: `AWS_REGION`, else us-east-1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// Access key id (default: `AWS_ACCESS_KEY_ID`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access_key_id: Option<String>,
+    /// Secret key, or `env:NAME` (default: `AWS_SECRET_ACCESS_KEY`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret_access_key: Option<String>,
+    /// Allow plain-HTTP endpoints (default: `AWS_ALLOW_HTTP`, else false).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allow_http: Option<bool>,
+    /// Directory of the local cache of sealed chunks, relative to the data directory.
+    pub disk_cache_dir: PathBuf,
+    /// Bytes of sealed chunks kept on local disk, MiB.
+    pub disk_cache_mb: u64,
+    /// How long fsync waits for uploads before failing with EIO, seconds.
+    pub sync_timeout_secs: u64,
+    /// Lease duration on the tenant, seconds (renewed every third of it).
+    pub lease_secs: u64,
 }
 
 impl Default for StoreConfig {
@@ -69,6 +93,15 @@ impl Default for StoreConfig {
             objects_dir: PathBuf::from("objects"),
             cache_mb: 256,
             versions_keep: 32,
+            endpoint: None,
+            region: None,
+            access_key_id: None,
+            secret_access_key: None,
+            allow_http: None,
+            disk_cache_dir: PathBuf::from("cache"),
+            disk_cache_mb: 2048,
+            sync_timeout_secs: 30,
+            lease_secs: 30,
         }
     }
 }
@@ -161,8 +194,15 @@ impl Home {
         self.key_file().exists()
     }
 
-    /// Creates the directories (0700), the key file and the default config.
-    pub fn init(&self, passphrase: Option<SecretString>) -> Result<Keyring> {
+    /// Creates the directories (0700), the key file and the config with this `[store]`
+    /// section (`local`, or `s3://…`). For `init --from`, `existing_key` holds the bytes of
+    /// the store's key file: installed as is (mode 0600) and unlocked to check it.
+    pub fn init_with(
+        &self,
+        passphrase: Option<SecretString>,
+        store: StoreConfig,
+        existing_key: Option<&[u8]>,
+    ) -> Result<Keyring> {
         if self.is_initialized() {
             bail!(
                 "a store already exists in {} (key {}); use it, or point PEROS_HOME elsewhere",
@@ -184,12 +224,32 @@ impl Home {
             let text = format!(
                 "# PerOS configuration; every key is documented in examples/config.toml\n{}",
                 toml::to_string_pretty(&Config {
-                    store: StoreConfig::default(),
+                    store,
                     index: IndexConfig::default(),
                     llm: LlmConfig::default(),
                 })?
             );
-            fs::write(&self.config_file, text)?;
+            // 0600: it may come to hold S3 credentials.
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut f = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&self.config_file)
+                .with_context(|| format!("creating {}", self.config_file.display()))?;
+            std::io::Write::write_all(&mut f, text.as_bytes())?;
+        }
+        if let Some(bytes) = existing_key {
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut f = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(self.key_file())
+                .with_context(|| format!("creating {}", self.key_file().display()))?;
+            std::io::Write::write_all(&mut f, bytes)?;
+            f.sync_all()?;
+            return Ok(Keyring::load(&self.key_file(), read_passphrase_for_unlock)?);
         }
         let keyring = Keyring::generate();
         keyring.save(&self.key_file(), passphrase.as_ref())?;
@@ -206,8 +266,15 @@ impl Home {
         }
         let config = self.load_config()?;
         // The key is unlocked before anything else is opened, so a wrong passphrase modifies nothing.
-        let keyring = Keyring::load(&self.key_file(), read_passphrase_for_unlock)?;
-        let backend = match config.store.backend.as_str() {
+        let keyring = Arc::new(Keyring::load(&self.key_file(), read_passphrase_for_unlock)?);
+        make_private_dir(&self.data_dir.join("meta"))?;
+        let mut tenant = None;
+        let backend: Arc<dyn peros_store::ObjectBackend> = match config.store.backend.as_str() {
+            url if crate::remote::is_remote(url) => {
+                let (backend, t) = crate::remote::open(self, &config.store, &keyring)?;
+                tenant = Some(t);
+                backend
+            }
             "local" => {
                 let dir = if config.store.objects_dir.is_absolute() {
                     config.store.objects_dir.clone()
@@ -215,23 +282,25 @@ impl Home {
                     self.data_dir.join(&config.store.objects_dir)
                 };
                 make_private_dir(&dir)?;
-                ObjectStoreBackend::local(&dir)?
+                Arc::new(ObjectStoreBackend::local(&dir)?)
             }
             other => bail!(
-                "{}: store.backend = {other:?} is not supported; use \"local\"",
+                "{}: store.backend = {other:?} is not supported; use \"local\" or \"s3://BUCKET/PREFIX\"",
                 self.config_file.display()
             ),
         };
-        make_private_dir(&self.data_dir.join("meta"))?;
         let store = Store::open(
             &self.meta_file(),
-            Arc::new(keyring),
-            Arc::new(backend),
+            keyring,
+            backend,
             StoreOptions {
                 cache_bytes: config.store.cache_mb * 1024 * 1024,
                 versions_keep: config.store.versions_keep,
             },
         )?;
+        if let Some(t) = tenant {
+            t.install(&store);
+        }
         Ok(store)
     }
 }

@@ -7,6 +7,7 @@
 mod ask;
 mod daemon;
 mod home;
+mod remote;
 mod transfer;
 mod watch;
 
@@ -98,6 +99,17 @@ enum Command {
         /// Keep the key unwrapped in a 0600 file instead of asking for a passphrase.
         #[arg(long)]
         no_passphrase: bool,
+        /// Keep the chunks and the encrypted metadata in s3://BUCKET/PREFIX (one prefix per
+        /// user; endpoint and credentials from AWS_* variables or the config).
+        #[arg(long, value_name = "URL", conflicts_with = "from")]
+        store: Option<String>,
+        /// Bring an existing store up in this (fresh) PEROS_HOME from s3://BUCKET/PREFIX.
+        #[arg(long, value_name = "URL")]
+        from: Option<String>,
+        /// With --from: the store's key file (default: its passphrase-wrapped key from the
+        /// bucket, unlocked with PEROS_PASSPHRASE or a prompt).
+        #[arg(long, value_name = "FILE", requires = "from")]
+        key: Option<PathBuf>,
         #[arg(long)]
         json: bool,
     },
@@ -240,6 +252,8 @@ fn main() -> ExitCode {
         daemon: None,
     };
     let code = run_args(args, ctx, &mut std::io::stdout(), &mut std::io::stderr());
+    // A remote store's lease must not outlive the command (threads may still hold the store).
+    peros_store::tenant::release_all();
     ExitCode::from(code)
 }
 
@@ -440,18 +454,48 @@ fn run(cli: Cli, ctx: &Ctx, out: &mut dyn Write, err: &mut dyn Write) -> Result<
             }
         }
         Command::Init {
-            no_passphrase,
+            no_passphrase: _,
+            store: None,
+            from: Some(url),
+            key,
             json,
         } => {
+            return init_from(&home, ctx, &url, key.as_deref(), json, out);
+        }
+        Command::Init {
+            no_passphrase,
+            store: store_url,
+            from: _,
+            key: _,
+            json,
+        } => {
+            let cfg = match &store_url {
+                Some(url) => {
+                    let cfg = remote::config_for(url)?;
+                    if home.is_initialized() {
+                        bail!("a store already exists in {}", home.data_dir.display());
+                    }
+                    remote::check_new(&cfg)?;
+                    cfg
+                }
+                None => home::StoreConfig::default(),
+            };
             let pass = if no_passphrase {
                 None
             } else {
                 Some(home::read_new_passphrase()?)
             };
-            let keyring = home.init(pass)?;
+            let keyring = home.init_with(pass, cfg.clone(), None)?;
             drop(keyring);
             // Create the metadata database and object directory now, so errors show at init.
             let store = ctx.store(&home)?;
+            if store_url.is_some() {
+                // The first snapshot (and the wrapped key) make the tenant movable at once.
+                store.sync()?;
+                if !no_passphrase {
+                    remote::upload_key(&cfg, &home.key_file())?;
+                }
+            }
             if json {
                 print_json(
                     out,
@@ -797,6 +841,67 @@ fn run(cli: Cli, ctx: &Ctx, out: &mut dyn Write, err: &mut dyn Write) -> Result<
             store.restore(&store_path(&path), version)?;
             writeln!(out, "Restored {} to version {version}", path.display())?;
         }
+    }
+    Ok(0)
+}
+
+/// `peros init --from URL`: a fresh home for an existing remote store.
+fn init_from(
+    home: &Home,
+    ctx: &Ctx,
+    url: &str,
+    key: Option<&std::path::Path>,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<u8> {
+    if home.is_initialized() {
+        bail!(
+            "a store already exists in {}: `init --from` needs a fresh PEROS_HOME",
+            home.data_dir.display()
+        );
+    }
+    let cfg = remote::config_for(url)?;
+    let key_bytes = remote::key_bytes(&cfg, key)?;
+    let config_existed = home.config_file.exists();
+    let result = (|| -> Result<(Arc<Store>, peros_store::Stats)> {
+        home.init_with(None, cfg, Some(&key_bytes))?;
+        let store = ctx.store(home)?;
+        let stats = store.stats()?;
+        Ok((store, stats))
+    })();
+    let (store, stats) = match result {
+        Ok(v) => v,
+        Err(e) => {
+            // Leave the home as it was, so that a retry (another key, the right passphrase) works.
+            let _ = std::fs::remove_file(home.key_file());
+            let _ = std::fs::remove_file(home.meta_file());
+            let _ = std::fs::remove_file(home.data_dir.join("meta").join("remote.json"));
+            if !config_existed {
+                let _ = std::fs::remove_file(&home.config_file);
+            }
+            return Err(e);
+        }
+    };
+    if json {
+        print_json(
+            out,
+            &json!({
+                "home": home.data_dir,
+                "from": url,
+                "public_key": store.keyring().public_key(),
+                "stats": stats,
+            }),
+        )?;
+    } else {
+        writeln!(
+            out,
+            "Restored {url} into {}: {} files, {} directories ({:.1} MB)",
+            home.data_dir.display(),
+            stats.files,
+            stats.dirs,
+            stats.logical_bytes as f64 / 1e6
+        )?;
+        writeln!(out, "Next: peros mount DIR")?;
     }
     Ok(0)
 }

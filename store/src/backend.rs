@@ -43,7 +43,21 @@ pub struct ObjectStoreBackend {
     /// `syncfs(2)`, instead of an fsync per object (which made small-file imports 10× slower).
     local_root: Option<PathBuf>,
     description: String,
-    runtime: tokio::runtime::Runtime,
+}
+
+/// The one I/O runtime of the process, shared by every backend (a thousand tenants in one
+/// process must not mean a thousand thread pools). Callers block on it from their own
+/// threads; it is never entered from inside itself.
+pub fn runtime() -> &'static tokio::runtime::Runtime {
+    static RT: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("peros-objects")
+            .enable_all()
+            .build()
+            .expect("cannot start the object store I/O runtime")
+    })
 }
 
 impl ObjectStoreBackend {
@@ -74,21 +88,11 @@ impl ObjectStoreBackend {
         local_root: Option<PathBuf>,
         description: String,
     ) -> Result<Self, BackendError> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("peros-objects")
-            .enable_all()
-            .build()
-            .map_err(|e| BackendError::Other {
-                key: String::new(),
-                detail: format!("cannot start the I/O runtime: {e}"),
-            })?;
         Ok(Self {
             store,
             prefix: prefix.trim_matches('/').to_string(),
             local_root,
             description,
-            runtime,
         })
     }
 
@@ -125,10 +129,7 @@ impl ObjectBackend for ObjectStoreBackend {
             mode: PutMode::Create,
             ..Default::default()
         };
-        match self
-            .runtime
-            .block_on(self.store.put_opts(&path, data.into(), opts))
-        {
+        match runtime().block_on(self.store.put_opts(&path, data.into(), opts)) {
             Ok(_) => Ok(()),
             // Content-addressed: an existing object already holds these bytes.
             Err(object_store::Error::AlreadyExists { .. }) => Ok(()),
@@ -138,7 +139,7 @@ impl ObjectBackend for ObjectStoreBackend {
 
     fn get(&self, key: &str) -> Result<Bytes, BackendError> {
         let path = self.path(key);
-        self.runtime.block_on(async {
+        runtime().block_on(async {
             match self.store.get(&path).await {
                 Ok(r) => r.bytes().await.map_err(|e| other(key, e)),
                 Err(object_store::Error::NotFound { .. }) => {
@@ -151,7 +152,7 @@ impl ObjectBackend for ObjectStoreBackend {
 
     fn delete(&self, key: &str) -> Result<(), BackendError> {
         let path = self.path(key);
-        match self.runtime.block_on(self.store.delete(&path)) {
+        match runtime().block_on(self.store.delete(&path)) {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(other(key, e)),
         }
@@ -159,8 +160,7 @@ impl ObjectBackend for ObjectStoreBackend {
 
     fn list(&self, prefix: &str) -> Result<Vec<(String, u64)>, BackendError> {
         let path = self.path(prefix);
-        let metas: Vec<_> = self
-            .runtime
+        let metas: Vec<_> = runtime()
             .block_on(self.store.list(Some(&path)).try_collect())
             .map_err(|e: object_store::Error| other(prefix, e))?;
         Ok(metas

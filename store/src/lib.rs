@@ -13,12 +13,15 @@
 //! It must not know about FUSE, the CLI, indexing or policy: callers translate to and from it.
 
 pub mod backend;
+pub mod cached;
 pub mod meta;
+pub mod s3;
+pub mod tenant;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Read;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
@@ -30,6 +33,7 @@ use redb::{
 use serde::Serialize;
 
 pub use backend::{BackendError, ObjectBackend, ObjectStoreBackend};
+pub use cached::{CacheOptions, CacheStats, CachedBackend};
 pub use meta::*;
 
 const INODES: TableDefinition<u64, &[u8]> = TableDefinition::new("inodes");
@@ -229,6 +233,19 @@ pub struct Store {
     listener: RwLock<Option<ChangeListener>>,
     /// A commit was made without fsync since the last [`Store::sync`].
     unsynced: AtomicBool,
+    /// Commits that changed something (not the empty ones of `sync`): lets a
+    /// [`DurableHook`] tell whether the metadata changed since it last looked.
+    commits: AtomicU64,
+    /// Told after each durable point (remote stores push their metadata snapshot there).
+    hook: RwLock<Option<Arc<dyn DurableHook>>>,
+    meta_path: std::path::PathBuf,
+}
+
+/// Told after each durable point of the store: [`Store::sync`], a durable content commit,
+/// and close. Remote stores use it to push the encrypted metadata snapshot
+/// ([`tenant::Tenant`]); an error fails the sync (and so the caller's fsync).
+pub trait DurableHook: Send + Sync {
+    fn after_durable(&self, store: &Store) -> Result<()>;
 }
 
 type OpenProbe = Box<dyn Fn(Ino) -> bool + Send + Sync>;
@@ -503,6 +520,9 @@ impl Store {
             lazy: AtomicBool::new(false),
             listener: RwLock::new(None),
             unsynced: AtomicBool::new(false),
+            commits: AtomicU64::new(0),
+            hook: RwLock::new(None),
+            meta_path: meta_path.to_path_buf(),
         };
         store.ensure_root()?;
         Ok(store)
@@ -602,6 +622,16 @@ impl Store {
 
     /// Runs `f` in one write transaction and commits (durably if `durable`).
     fn write<T>(&self, durable: bool, f: impl FnOnce(&Tx) -> Result<T>) -> Result<T> {
+        self.write_counted(durable, true, f)
+    }
+
+    /// [`Store::write`]; `counted`: the commit may change data (bumps [`Store::commit_count`]).
+    fn write_counted<T>(
+        &self,
+        durable: bool,
+        counted: bool,
+        f: impl FnOnce(&Tx) -> Result<T>,
+    ) -> Result<T> {
         let mut txn = self.db.begin_write()?;
         if !durable {
             txn.set_durability(redb::Durability::None)?;
@@ -630,6 +660,9 @@ impl Store {
         let touched = tx.touched.take();
         drop(tx);
         txn.commit()?;
+        if counted {
+            self.commits.fetch_add(1, Ordering::SeqCst);
+        }
         if !touched.is_empty() {
             if let Some(listener) = self
                 .listener
@@ -662,10 +695,60 @@ impl Store {
         Ok(())
     }
 
-    /// Makes everything written so far durable: objects first, then metadata.
+    /// Makes everything written so far durable: objects first, then metadata (then, for a
+    /// remote store, the metadata snapshot in the bucket: see [`DurableHook`]).
     pub fn sync(&self) -> Result<()> {
         self.unsynced.store(true, Ordering::SeqCst);
-        self.write(true, |_| Ok(()))
+        self.write_counted(true, false, |_| Ok(()))?;
+        self.run_hook()
+    }
+
+    fn run_hook(&self) -> Result<()> {
+        let hook = self.hook.read().unwrap_or_else(|e| e.into_inner()).clone();
+        match hook {
+            Some(h) => h.after_durable(self),
+            None => Ok(()),
+        }
+    }
+
+    /// Registers the hook told after each durable point (see [`DurableHook`]).
+    pub fn set_durable_hook(&self, hook: Arc<dyn DurableHook>) {
+        *self.hook.write().unwrap_or_else(|e| e.into_inner()) = Some(hook);
+    }
+
+    /// Commits made so far by this process that may have changed the metadata.
+    pub fn commit_count(&self) -> u64 {
+        self.commits.load(Ordering::SeqCst)
+    }
+
+    /// A consistent copy of the metadata database file, with the [`Store::commit_count`] it
+    /// reflects. Everything is made durable first (objects, then metadata); the copy is
+    /// taken while holding the write lock right after a durable commit, so it is the image a
+    /// crash at that instant would leave: redb opens it (repairing its allocator state) with
+    /// every committed change.
+    pub fn snapshot_image(&self) -> Result<(Vec<u8>, u64)> {
+        for _ in 0..20 {
+            self.unsynced.store(true, Ordering::SeqCst);
+            self.write_counted(true, false, |_| Ok(()))?;
+            let txn = self.db.begin_write()?;
+            if self.unsynced.load(Ordering::SeqCst) {
+                // A lazy commit slipped in between: make it durable too and try again.
+                txn.abort()?;
+                continue;
+            }
+            let count = self.commit_count();
+            let image = std::fs::read(&self.meta_path)?;
+            txn.abort()?;
+            return Ok((image, count));
+        }
+        Err(StoreError::Db(
+            "could not take a metadata snapshot: the store kept changing".into(),
+        ))
+    }
+
+    /// The metadata database file.
+    pub fn meta_path(&self) -> &Path {
+        &self.meta_path
     }
 
     // ----- reads of metadata -----
@@ -1345,7 +1428,7 @@ impl Store {
         if durable && !objs.is_empty() {
             self.backend.sync()?;
         }
-        self.write(durable, |tx| {
+        let node = self.write(durable, |tx| {
             let mut node = tx.inode(ino)?;
             if node.kind != Kind::File {
                 return Err(StoreError::Invalid(format!(
@@ -1366,7 +1449,11 @@ impl Store {
                 tx.add_version(&path, Tx::version_of(&node, false), self.versions_keep)?;
             }
             Ok(node)
-        })
+        })?;
+        if durable {
+            self.run_hook()?;
+        }
+        Ok(node)
     }
 
     /// Chunks, seals and uploads everything `reader` yields, two chunks at a time in parallel.
@@ -1775,6 +1862,8 @@ impl Drop for Store {
     fn drop(&mut self) {
         if let Err(e) = self.sync_if_needed() {
             tracing::error!("final sync of the store failed: {e}");
+        } else if let Err(e) = self.run_hook() {
+            tracing::error!("final metadata snapshot failed: {e}");
         }
     }
 }
