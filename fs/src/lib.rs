@@ -26,8 +26,13 @@ use fuser::{
 };
 use parking_lot::Mutex;
 use peros_store::{
-    DirEntry, Ino, Inode, Kind, RenameMode, SetAttr, Store, StoreError, Time, CHUNK_SIZE,
+    DirEntry, Ino, Inode, Kind, RenameMode, SetAttr, Store, StoreError, Time, CHUNK_SIZE, ROOT_INO,
 };
+
+pub mod virt;
+mod virt_ops;
+use virt::{is_virtual, VInodes};
+pub use virt::{Listing, ListingEntry, QueryDirError, QueryDirs};
 
 /// How long the kernel may trust attributes and entries. Only this mount changes the store
 /// while it runs (other commands go through its control socket), so a short TTL suffices to
@@ -80,6 +85,9 @@ struct OpenFile {
 
 struct DirHandle {
     entries: Vec<(DirEntry, Inode)>,
+    /// Virtual entries after the stored ones (the query directories at the root, and
+    /// everything in a query directory).
+    extra: Vec<(Vec<u8>, FileAttr)>,
 }
 
 /// Counters shown by `peros status`.
@@ -110,6 +118,15 @@ pub struct PerosFs {
     readahead: Arc<std::sync::atomic::AtomicUsize>,
     space_from: PathBuf,
     pub counters: Arc<FsCounters>,
+    query_dirs: std::sync::OnceLock<QueryDirsMount>,
+    vinodes: VInodes,
+}
+
+/// The query directories and the names they appear under at the root.
+struct QueryDirsMount {
+    dirs: Arc<dyn QueryDirs>,
+    views_name: Vec<u8>,
+    search_name: Vec<u8>,
 }
 
 impl PerosFs {
@@ -123,7 +140,18 @@ impl PerosFs {
             readahead: Default::default(),
             space_from,
             counters: Arc::new(FsCounters::default()),
+            query_dirs: std::sync::OnceLock::new(),
+            vinodes: VInodes::default(),
         })
+    }
+
+    /// Shows `dirs` at the root under `views_name` and `search_name` (once, before mounting).
+    pub fn set_query_dirs(&self, dirs: Arc<dyn QueryDirs>, views_name: &str, search_name: &str) {
+        let _ = self.query_dirs.set(QueryDirsMount {
+            dirs,
+            views_name: views_name.as_bytes().to_vec(),
+            search_name: search_name.as_bytes().to_vec(),
+        });
     }
 
     fn attr(&self, ino: Ino, node: &Inode) -> FileAttr {
@@ -418,6 +446,18 @@ impl PerosFs {
             .expect("spawn syncer thread");
     }
 
+    /// Creating `name` in `parent` is refused: a reserved name at the root (EEXIST) or a
+    /// query directory (read-only: EACCES).
+    fn refuse_virtual(&self, parent: Ino, name: &[u8]) -> Option<Errno> {
+        if is_virtual(parent) {
+            Some(Errno::EACCES)
+        } else if self.reserved(parent, name).is_some() {
+            Some(Errno::EEXIST)
+        } else {
+            None
+        }
+    }
+
     fn entry_reply(&self, reply: ReplyEntry, ino: Ino, node: &Inode) {
         reply.entry(&TTL, &self.attr(ino, node), Generation(0));
     }
@@ -488,6 +528,12 @@ impl Filesystem for FuseAdapter {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        if let Some(r) = self.0.virtual_lookup(parent.0, name.as_bytes()) {
+            return match r {
+                Ok(attr) => reply.entry(&TTL, &attr, Generation(0)),
+                Err(e) => reply.error(e),
+            };
+        }
         match self.0.store.lookup(parent.0, name.as_bytes()) {
             Ok((ino, node)) => self.0.entry_reply(reply, ino, &node),
             Err(e) => reply.error(errno(&e)),
@@ -495,6 +541,12 @@ impl Filesystem for FuseAdapter {
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        if is_virtual(ino.0) {
+            return match self.0.vattr(ino.0) {
+                Ok(attr) => reply.attr(&TTL, &attr),
+                Err(e) => reply.error(e),
+            };
+        }
         match self.0.store.getattr(ino.0) {
             Ok(node) => reply.attr(&TTL, &self.0.attr(ino.0, &node)),
             Err(e) => reply.error(errno(&e)),
@@ -520,6 +572,9 @@ impl Filesystem for FuseAdapter {
         reply: ReplyAttr,
     ) {
         let fs = &self.0;
+        if is_virtual(ino.0) {
+            return reply.error(Errno::EPERM);
+        }
         let result = (|| {
             if size.is_some() || mtime.is_some() {
                 fs.settle(ino.0)?;
@@ -559,6 +614,12 @@ impl Filesystem for FuseAdapter {
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        if is_virtual(ino.0) {
+            return match self.0.vreadlink(ino.0) {
+                Ok(t) => reply.data(&t),
+                Err(e) => reply.error(e),
+            };
+        }
         match self.0.store.getattr(ino.0) {
             Ok(node) if node.kind == Kind::Symlink => reply.data(&node.target),
             Ok(_) => reply.error(Errno::EINVAL),
@@ -576,6 +637,9 @@ impl Filesystem for FuseAdapter {
         rdev: u32,
         reply: ReplyEntry,
     ) {
+        if let Some(e) = self.0.refuse_virtual(parent.0, name.as_bytes()) {
+            return reply.error(e);
+        }
         let kind = match mode & libc::S_IFMT {
             libc::S_IFREG => Kind::File,
             libc::S_IFIFO => Kind::Fifo,
@@ -602,6 +666,15 @@ impl Filesystem for FuseAdapter {
         umask: u32,
         reply: ReplyEntry,
     ) {
+        if is_virtual(parent.0) {
+            return match self.0.vmkdir(parent.0, name.as_bytes()) {
+                Ok(attr) => reply.entry(&TTL, &attr, Generation(0)),
+                Err(e) => reply.error(e),
+            };
+        }
+        if let Some(e) = self.0.refuse_virtual(parent.0, name.as_bytes()) {
+            return reply.error(e);
+        }
         match self
             .0
             .new_node(req, parent, name, Kind::Dir, mode, umask, 0, &[])
@@ -612,6 +685,13 @@ impl Filesystem for FuseAdapter {
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        if let Some(e) = self.0.refuse_virtual(parent.0, name.as_bytes()) {
+            return reply.error(if is_virtual(parent.0) {
+                e
+            } else {
+                Errno::EPERM
+            });
+        }
         match self.0.store.unlink(parent.0, name.as_bytes()) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno(&e)),
@@ -619,6 +699,15 @@ impl Filesystem for FuseAdapter {
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        if is_virtual(parent.0) {
+            return match self.0.vrmdir(parent.0, name.as_bytes()) {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(e),
+            };
+        }
+        if self.0.reserved(parent.0, name.as_bytes()).is_some() {
+            return reply.error(Errno::EPERM);
+        }
         match self.0.store.rmdir(parent.0, name.as_bytes()) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno(&e)),
@@ -633,6 +722,9 @@ impl Filesystem for FuseAdapter {
         target: &Path,
         reply: ReplyEntry,
     ) {
+        if let Some(e) = self.0.refuse_virtual(parent.0, link_name.as_bytes()) {
+            return reply.error(e);
+        }
         match self.0.new_node(
             req,
             parent,
@@ -667,6 +759,20 @@ impl Filesystem for FuseAdapter {
         } else {
             return reply.error(Errno::EINVAL);
         };
+        if is_virtual(parent.0) || is_virtual(newparent.0) {
+            return match self
+                .0
+                .vrename(parent.0, name.as_bytes(), newparent.0, newname.as_bytes())
+            {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(e),
+            };
+        }
+        if self.0.reserved(parent.0, name.as_bytes()).is_some()
+            || self.0.reserved(newparent.0, newname.as_bytes()).is_some()
+        {
+            return reply.error(Errno::EPERM);
+        }
         // Buffered writes are committed first, so the version recorded under the new name is complete.
         if let Ok((ino, _)) = self.0.store.lookup(parent.0, name.as_bytes()) {
             if let Err(e) = self.0.settle(ino) {
@@ -693,6 +799,12 @@ impl Filesystem for FuseAdapter {
         newname: &OsStr,
         reply: ReplyEntry,
     ) {
+        if is_virtual(ino.0) {
+            return reply.error(Errno::EPERM);
+        }
+        if let Some(e) = self.0.refuse_virtual(newparent.0, newname.as_bytes()) {
+            return reply.error(e);
+        }
         match self.0.store.link(ino.0, newparent.0, newname.as_bytes()) {
             Ok(node) => self.0.entry_reply(reply, ino.0, &node),
             Err(e) => reply.error(errno(&e)),
@@ -701,6 +813,13 @@ impl Filesystem for FuseAdapter {
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let fs = &self.0;
+        if is_virtual(ino.0) {
+            return reply.error(match fs.vattr(ino.0) {
+                Ok(a) if a.kind == FileType::Directory => Errno::EISDIR,
+                Ok(_) => Errno::ELOOP,
+                Err(e) => e,
+            });
+        }
         let node = match fs.store.getattr(ino.0) {
             Ok(n) => n,
             Err(e) => return reply.error(errno(&e)),
@@ -843,16 +962,28 @@ impl Filesystem for FuseAdapter {
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        match self.0.store.readdir_plus(ino.0) {
-            Ok(entries) => {
-                let fh = self.0.next_fh.fetch_add(1, Ordering::Relaxed);
-                self.0
-                    .dirs
+        let fs = &self.0;
+        let listing = if is_virtual(ino.0) {
+            fs.virtual_entries(ino.0).map(|extra| (Vec::new(), extra))
+        } else {
+            match fs.store.readdir_plus(ino.0) {
+                Ok(mut entries) => fs.virtual_entries(ino.0).map(|extra| {
+                    // A stored entry with a reserved name (imported before) stays hidden.
+                    entries.retain(|(e, _)| fs.reserved(ino.0, &e.name).is_none());
+                    (entries, extra)
+                }),
+                Err(e) => Err(errno(&e)),
+            }
+        };
+        match listing {
+            Ok((entries, extra)) => {
+                let fh = fs.next_fh.fetch_add(1, Ordering::Relaxed);
+                fs.dirs
                     .lock()
-                    .insert(fh, Arc::new(DirHandle { entries }));
+                    .insert(fh, Arc::new(DirHandle { entries, extra }));
                 reply.opened(FileHandle(fh), FopenFlags::empty());
             }
-            Err(e) => reply.error(errno(&e)),
+            Err(e) => reply.error(e),
         }
     }
 
@@ -867,18 +998,26 @@ impl Filesystem for FuseAdapter {
         let Some(dir) = self.0.dirs.lock().get(&fh.0).cloned() else {
             return reply.error(Errno::EBADF);
         };
-        let parent = self
-            .0
-            .store
-            .getattr(ino.0)
-            .map(|n| n.parent)
-            .unwrap_or(ino.0);
+        let parent = if is_virtual(ino.0) {
+            self.0.vparent(ino.0)
+        } else {
+            self.0
+                .store
+                .getattr(ino.0)
+                .map(|n| n.parent)
+                .unwrap_or(ino.0)
+        };
         let mut i = offset as usize;
-        // Offsets: 0 = ".", 1 = "..", 2.. = entries.
-        while i < dir.entries.len() + 2 {
+        let stored = dir.entries.len();
+        // Offsets: 0 = ".", 1 = "..", 2.. = stored entries, then virtual ones.
+        while i < stored + dir.extra.len() + 2 {
             let full = match i {
                 0 => reply.add(ino, 1, FileType::Directory, "."),
                 1 => reply.add(INodeNo(parent), 2, FileType::Directory, ".."),
+                _ if i - 2 >= stored => {
+                    let (name, attr) = &dir.extra[i - 2 - stored];
+                    reply.add(attr.ino, i as u64 + 1, attr.kind, OsStr::from_bytes(name))
+                }
                 _ => {
                     let (e, _) = &dir.entries[i - 2];
                     reply.add(
@@ -909,14 +1048,52 @@ impl Filesystem for FuseAdapter {
         let Some(dir) = fs.dirs.lock().get(&fh.0).cloned() else {
             return reply.error(Errno::EBADF);
         };
+        let stored = dir.entries.len();
+        if is_virtual(ino.0) {
+            let me = match fs.vattr(ino.0) {
+                Ok(a) => a,
+                Err(e) => return reply.error(e),
+            };
+            let parent = fs.vparent(ino.0);
+            let pattr = if is_virtual(parent) {
+                fs.vattr(parent).unwrap_or(me)
+            } else {
+                match fs.store.getattr(parent) {
+                    Ok(n) => fs.attr(parent, &n),
+                    Err(_) => me,
+                }
+            };
+            let mut i = offset as usize;
+            while i < dir.extra.len() + 2 {
+                let full = match i {
+                    0 => reply.add(ino, 1, ".", &TTL, &me, Generation(0)),
+                    1 => reply.add(INodeNo(parent), 2, "..", &TTL, &pattr, Generation(0)),
+                    _ => {
+                        let (name, attr) = &dir.extra[i - 2];
+                        let n = OsStr::from_bytes(name);
+                        reply.add(attr.ino, i as u64 + 1, n, &TTL, attr, Generation(0))
+                    }
+                };
+                if full {
+                    break;
+                }
+                i += 1;
+            }
+            return reply.ok();
+        }
         let me = match fs.store.getattr(ino.0) {
             Ok(n) => n,
             Err(e) => return reply.error(errno(&e)),
         };
         let mut i = offset as usize;
-        while i < dir.entries.len() + 2 {
+        while i < stored + dir.extra.len() + 2 {
             let full = match i {
                 0 => reply.add(ino, 1, ".", &TTL, &fs.attr(ino.0, &me), Generation(0)),
+                _ if i >= 2 && i - 2 >= stored => {
+                    let (name, attr) = &dir.extra[i - 2 - stored];
+                    let n = OsStr::from_bytes(name);
+                    reply.add(attr.ino, i as u64 + 1, n, &TTL, attr, Generation(0))
+                }
                 1 => {
                     let pnode = fs.store.getattr(me.parent).unwrap_or_else(|_| me.clone());
                     reply.add(
@@ -1018,6 +1195,9 @@ impl Filesystem for FuseAdapter {
         if name.as_bytes().starts_with(b"system.posix_acl_") {
             return reply.error(Errno::EOPNOTSUPP);
         }
+        if is_virtual(ino.0) {
+            return reply.error(Errno::EPERM);
+        }
         let create = flags & libc::XATTR_CREATE != 0;
         let replace = flags & libc::XATTR_REPLACE != 0;
         match self
@@ -1031,6 +1211,14 @@ impl Filesystem for FuseAdapter {
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        if is_virtual(ino.0) {
+            return match self.0.vxattr(ino.0, name.as_bytes()) {
+                Ok(v) if size == 0 => reply.size(v.len() as u32),
+                Ok(v) if v.len() > size as usize => reply.error(Errno::ERANGE),
+                Ok(v) => reply.data(&v),
+                Err(e) => reply.error(e),
+            };
+        }
         match self.0.store.get_xattr(ino.0, name.as_bytes()) {
             Ok(v) if size == 0 => reply.size(v.len() as u32),
             Ok(v) if v.len() > size as usize => reply.error(Errno::ERANGE),
@@ -1040,13 +1228,24 @@ impl Filesystem for FuseAdapter {
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        match self.0.store.getattr(ino.0) {
-            Ok(node) => {
-                let mut buf = Vec::new();
-                for k in node.xattrs.keys() {
-                    buf.extend_from_slice(k);
-                    buf.push(0);
-                }
+        let names = if is_virtual(ino.0) {
+            self.0.vxattr_names(ino.0)
+        } else {
+            self.0
+                .store
+                .getattr(ino.0)
+                .map(|node| {
+                    let mut buf = Vec::new();
+                    for k in node.xattrs.keys() {
+                        buf.extend_from_slice(k);
+                        buf.push(0);
+                    }
+                    buf
+                })
+                .map_err(|e| errno(&e))
+        };
+        match names {
+            Ok(buf) => {
                 if size == 0 {
                     reply.size(buf.len() as u32)
                 } else if buf.len() > size as usize {
@@ -1055,11 +1254,14 @@ impl Filesystem for FuseAdapter {
                     reply.data(&buf)
                 }
             }
-            Err(e) => reply.error(errno(&e)),
+            Err(e) => reply.error(e),
         }
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        if is_virtual(ino.0) {
+            return reply.error(Errno::EPERM);
+        }
         match self.0.store.remove_xattr(ino.0, name.as_bytes()) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno(&e)),
@@ -1067,9 +1269,21 @@ impl Filesystem for FuseAdapter {
     }
 
     fn access(&self, req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
-        let node = match self.0.store.getattr(ino.0) {
-            Ok(n) => n,
-            Err(e) => return reply.error(errno(&e)),
+        let node = if is_virtual(ino.0) {
+            match self.0.vattr(ino.0) {
+                Ok(a) => Inode {
+                    perm: a.perm,
+                    uid: a.uid,
+                    gid: a.gid,
+                    ..Inode::new(Kind::Dir, a.perm, a.uid, a.gid, ROOT_INO, b"")
+                },
+                Err(e) => return reply.error(e),
+            }
+        } else {
+            match self.0.store.getattr(ino.0) {
+                Ok(n) => n,
+                Err(e) => return reply.error(errno(&e)),
+            }
         };
         let mask = mask.bits() as u32 & 7;
         if mask == 0 || req.uid() == 0 {
@@ -1100,6 +1314,9 @@ impl Filesystem for FuseAdapter {
         reply: ReplyCreate,
     ) {
         let fs = &self.0;
+        if let Some(e) = fs.refuse_virtual(parent.0, name.as_bytes()) {
+            return reply.error(e);
+        }
         match fs.new_node(req, parent, name, Kind::File, mode, umask, 0, &[]) {
             Ok((ino, node)) => {
                 fs.open_file(ino, &node);

@@ -22,7 +22,7 @@ pub mod vectors;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -138,6 +138,13 @@ pub struct Hit {
     pub path: String,
     pub ino: Ino,
     pub score: f32,
+    /// Modification time (seconds since the epoch) and size when indexed.
+    pub mtime: i64,
+    pub size: u64,
+    /// The text query matched this file (always true for filter-only queries).
+    pub text_match: bool,
+    /// Best cosine similarity of a passage to the query (0 when not computed).
+    pub similarity: f32,
     /// Byte offset of the best passage (in the file for text types, in the extracted text
     /// for PDF/DOCX/HTML).
     pub offset: u64,
@@ -222,6 +229,11 @@ pub struct Indexer {
     busy: Mutex<usize>,
     idle: Condvar,
     stop: AtomicBool,
+    /// Bumped after every change to what a search can return (text commit, new vectors):
+    /// views poll it to know when to re-evaluate.
+    generation: AtomicU64,
+    /// Recent query embeddings: views re-run the same queries on every index change.
+    query_vectors: Mutex<HashMap<String, Vec<f32>>>,
 }
 
 fn ext_of(path: &str) -> String {
@@ -330,6 +342,8 @@ impl Indexer {
             busy: Mutex::new(0),
             idle: Condvar::new(),
             stop: AtomicBool::new(false),
+            generation: AtomicU64::new(1),
+            query_vectors: Mutex::new(HashMap::new()),
         });
         me.reconcile()?;
         Ok(me)
@@ -671,7 +685,27 @@ impl Indexer {
         }
         txn.commit()?;
         self.reader.reload()?;
+        self.generation.fetch_add(1, Ordering::SeqCst);
         Ok(())
+    }
+
+    /// Changes whenever search results may have changed.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
+    /// The embedding of a query text, cached (bounded) because views repeat their queries.
+    fn embed_query(&self, text: &str) -> Result<Vec<f32>> {
+        if let Some(v) = self.query_vectors.lock().get(text) {
+            return Ok(v.clone());
+        }
+        let v = self.embed_texts(&[text])?.pop().unwrap_or_default();
+        let mut cache = self.query_vectors.lock();
+        if cache.len() >= 512 {
+            cache.clear();
+        }
+        cache.insert(text.to_string(), v.clone());
+        Ok(v)
     }
 
     fn clear_pending(&self, inos: &[Ino]) -> Result<()> {
@@ -812,6 +846,7 @@ impl Indexer {
                 }
             }
             txn.commit()?;
+            self.generation.fetch_add(1, Ordering::SeqCst);
             Ok(ids.len())
         })();
         *self.busy.lock() -= 1;
@@ -962,7 +997,7 @@ impl Indexer {
     pub fn search(&self, query_text: &str, mode: Mode, limit: usize) -> Result<SearchOutcome> {
         let q = parse_query(query_text)?;
         let mut outcome = SearchOutcome::default();
-        let pool = (limit * 20).max(200);
+        let pool = (limit * 20).clamp(200, 100_000);
         // Per file: best text score, best semantic score, best chunk for each.
         let mut text_best: HashMap<Ino, (f32, u64)> = HashMap::new();
         let mut sem_best: HashMap<Ino, (f32, u64)> = HashMap::new();
@@ -978,9 +1013,9 @@ impl Indexer {
             }
         }
         if mode != Mode::Text {
-            match self.embed_texts(&[q.text.as_str()]) {
+            match self.embed_query(q.text.as_str()) {
                 Ok(v) => {
-                    let ids = self.vectors.search(&v[0], pool);
+                    let ids = self.vectors.search(&v, pool);
                     let recs = self.chunk_recs(&ids.iter().map(|(i, _)| *i).collect::<Vec<_>>())?;
                     // chunk_recs skips missing ids: match by position only where present.
                     let by_id: HashMap<u64, Ino> = {
@@ -1028,7 +1063,7 @@ impl Indexer {
             .fold(0f32, f32::max)
             .max(BM25_FLOOR);
         let w = self.opts.semantic_weight;
-        let mut fused: Vec<(Ino, f32, u64)> = Vec::new();
+        let mut fused: Vec<(Ino, f32, u64, bool, f32)> = Vec::new();
         let inos: HashSet<Ino> = text_best.keys().chain(sem_best.keys()).copied().collect();
         for ino in inos {
             let t = text_best.get(&ino);
@@ -1055,11 +1090,17 @@ impl Indexer {
                 (_, Some(t), None) => t.1,
                 _ => continue,
             };
-            fused.push((ino, score, chunk));
+            fused.push((
+                ino,
+                score,
+                chunk,
+                t.is_some(),
+                s.map(|x| x.0).unwrap_or(0.0),
+            ));
         }
         fused.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         let terms = q.terms();
-        for (ino, score, chunk_id) in fused {
+        for (ino, score, chunk_id, text_match, similarity) in fused {
             if outcome.hits.len() >= limit {
                 break;
             }
@@ -1072,6 +1113,10 @@ impl Indexer {
             let rec = self.chunk_recs(&[chunk_id])?.pop();
             let (offset, passage) = rec.map(|r| (r.offset, r.text)).unwrap_or_default();
             outcome.hits.push(Hit {
+                mtime: st.mtime,
+                size: st.size,
+                text_match,
+                similarity,
                 path: st.path,
                 ino,
                 score,
@@ -1104,6 +1149,10 @@ impl Indexer {
             };
             let passage = rec.as_ref().map(|r| r.text.clone()).unwrap_or_default();
             out.hits.push(Hit {
+                mtime: st.mtime,
+                size: st.size,
+                text_match: true,
+                similarity: 0.0,
                 path: st.path,
                 ino,
                 score: 1.0,

@@ -1,0 +1,201 @@
+//! Query directories: the seam between the file system and whoever evaluates queries.
+//!
+//! The mount shows two reserved entries at its root (by default `@views` and `@search`).
+//! Their contents are not stored: a [`QueryDirs`] implementation (the `peros-views` crate)
+//! supplies ready-made listings, and this module only hands out inode numbers for them and
+//! answers the kernel. Every call here must be cheap: listings are precomputed in the
+//! background; `search` may run a quick text-only query and refine it later.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use parking_lot::Mutex;
+use peros_store::Ino;
+
+/// One entry of a query directory: a symlink to a real file.
+#[derive(Clone, Debug)]
+pub struct ListingEntry {
+    /// Name shown in the directory (readable, unique within the listing).
+    pub name: Vec<u8>,
+    /// Relative symlink target (`../../path/in/store`).
+    pub target: Vec<u8>,
+    /// The real file's inode.
+    pub ino: Ino,
+    pub score: f32,
+    /// The real file's modification time (seconds) and size, shown on the link.
+    pub mtime: i64,
+    pub size: u64,
+}
+
+/// The evaluated contents of one view or search.
+#[derive(Clone, Debug, Default)]
+pub struct Listing {
+    pub query: String,
+    /// How it was evaluated: "text", "hybrid", or "filter".
+    pub mode: String,
+    /// Why results may be partial (model missing, embeddings pending).
+    pub note: Option<String>,
+    pub entries: Vec<ListingEntry>,
+    pub by_name: HashMap<Vec<u8>, usize>,
+    /// When the contents last changed (the directory's mtime).
+    pub changed: Option<SystemTime>,
+}
+
+impl Listing {
+    pub fn new(
+        query: String,
+        mode: String,
+        note: Option<String>,
+        entries: Vec<ListingEntry>,
+    ) -> Self {
+        let by_name = entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e.name.clone(), i))
+            .collect();
+        Self {
+            query,
+            mode,
+            note,
+            entries,
+            by_name,
+            changed: Some(SystemTime::now()),
+        }
+    }
+
+    pub fn get(&self, name: &[u8]) -> Option<&ListingEntry> {
+        self.by_name.get(name).map(|&i| &self.entries[i])
+    }
+
+    /// Same entries (names, targets, order)? Used to keep the old `changed` time.
+    pub fn same_entries(&self, other: &Listing) -> bool {
+        self.entries.len() == other.entries.len()
+            && self
+                .entries
+                .iter()
+                .zip(&other.entries)
+                .all(|(a, b)| a.name == b.name && a.target == b.target && a.ino == b.ino)
+    }
+}
+
+/// Why a view operation was refused; mapped to an errno by the file system.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryDirError {
+    /// Malformed name or query (EINVAL).
+    #[error("{0}")]
+    Invalid(String),
+    #[error("view {0:?} already exists")]
+    Exists(String),
+    #[error("no view named {0:?}")]
+    NotFound(String),
+    /// views.toml could not be read or written (EIO).
+    #[error("{0}")]
+    Config(String),
+}
+
+impl QueryDirError {
+    pub fn errno(&self) -> i32 {
+        match self {
+            QueryDirError::Invalid(_) => libc::EINVAL,
+            QueryDirError::Exists(_) => libc::EEXIST,
+            QueryDirError::NotFound(_) => libc::ENOENT,
+            QueryDirError::Config(_) => libc::EIO,
+        }
+    }
+}
+
+/// What the file system needs from the views service.
+pub trait QueryDirs: Send + Sync {
+    /// Names of the declared views, sorted.
+    fn view_names(&self) -> Vec<String>;
+    /// The current listing of a view (None = no such view).
+    fn view(&self, name: &str) -> Option<Arc<Listing>>;
+    /// Listing for a free-text query under `@search` (cached; refined in the background).
+    fn search(&self, text: &str) -> Result<Arc<Listing>, QueryDirError>;
+    /// Searches still cached, newest first (what `ls @search` shows).
+    fn recent_searches(&self) -> Vec<String>;
+    /// `mkdir @views/NAME`: a view named and defined by NAME.
+    fn create_view(&self, name: &str) -> Result<(), QueryDirError>;
+    /// `rmdir @views/NAME`.
+    fn remove_view(&self, name: &str) -> Result<(), QueryDirError>;
+    /// `mv @views/A @views/B`.
+    fn rename_view(&self, from: &str, to: &str) -> Result<(), QueryDirError>;
+    /// When the set of views last changed (the `@views` directory's mtime).
+    fn views_changed(&self) -> SystemTime;
+}
+
+/// Inode numbers of virtual nodes have this bit set; store inodes never reach it.
+pub const VIRTUAL_BIT: u64 = 1 << 62;
+pub const VIEWS_INO: u64 = VIRTUAL_BIT | 1;
+pub const SEARCH_INO: u64 = VIRTUAL_BIT | 2;
+
+pub fn is_virtual(ino: u64) -> bool {
+    ino & VIRTUAL_BIT != 0
+}
+
+/// What a virtual inode stands for.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum VNode {
+    ViewsRoot,
+    SearchRoot,
+    View(String),
+    Search(String),
+    /// An entry of a view or search directory: its directory's inode and its name.
+    Entry {
+        dir: u64,
+        name: Vec<u8>,
+    },
+}
+
+/// Stable inode numbers for virtual nodes while the mount runs. An entry keeps its number as
+/// long as its name and target stay the same; a changed target gets a new number, so the
+/// kernel's cached symlink (FUSE_CACHE_SYMLINKS) can never point to the old place.
+#[derive(Default)]
+pub struct VInodes {
+    inner: Mutex<VInodeMaps>,
+}
+
+#[derive(Default)]
+struct VInodeMaps {
+    by_node: HashMap<(VNode, Vec<u8>), u64>,
+    by_ino: HashMap<u64, VNode>,
+    next: u64,
+}
+
+/// Numbers handed out before the maps are reset (bounds memory with many searches).
+const MAX_VIRTUAL_INODES: usize = 2_000_000;
+
+impl VInodes {
+    /// The inode for `node`; `target` distinguishes entries whose link changed.
+    pub fn ino(&self, node: VNode, target: &[u8]) -> u64 {
+        match node {
+            VNode::ViewsRoot => return VIEWS_INO,
+            VNode::SearchRoot => return SEARCH_INO,
+            _ => {}
+        }
+        let mut m = self.inner.lock();
+        let key = (node, target.to_vec());
+        if let Some(&i) = m.by_node.get(&key) {
+            return i;
+        }
+        if m.by_node.len() >= MAX_VIRTUAL_INODES {
+            // Old numbers become stale (ENOENT); directories are re-looked-up by name.
+            m.by_node.clear();
+            m.by_ino.clear();
+        }
+        m.next += 1;
+        let ino = VIRTUAL_BIT | (m.next + 16);
+        m.by_ino.insert(ino, key.0.clone());
+        m.by_node.insert(key, ino);
+        ino
+    }
+
+    pub fn node(&self, ino: u64) -> Option<VNode> {
+        match ino {
+            VIEWS_INO => Some(VNode::ViewsRoot),
+            SEARCH_INO => Some(VNode::SearchRoot),
+            _ => self.inner.lock().by_ino.get(&ino).cloned(),
+        }
+    }
+}
