@@ -23,6 +23,8 @@ use std::sync::OnceLock;
 
 pub use serde_json::Value;
 
+pub mod seaweed;
+
 pub const MIB: usize = 1024 * 1024;
 /// The store's fixed chunk size.
 pub const CHUNK: usize = 4 * MIB;
@@ -87,6 +89,31 @@ pub struct Env {
     pub scratch: PathBuf,
     /// Given to every command as `PEROS_PASSPHRASE` when set.
     pub passphrase: Option<String>,
+    /// The store lives in S3 (`init --store URL`); its `AWS_*` variables go to every command.
+    pub s3: Option<S3Target>,
+}
+
+/// Where an [`Env`]'s store lives in S3, and the variables that reach the server.
+#[derive(Clone, Debug)]
+pub struct S3Target {
+    pub url: String,
+    pub env: Vec<(String, String)>,
+}
+
+/// The backend the ordinary tests use: `PEROS_TEST_BACKEND=s3` puts every [`Env::init`] store
+/// in a fresh prefix of one SeaweedFS per test binary (scripts/test.sh runs the round-trip
+/// and mount tests a second time so).
+pub fn test_backend_s3() -> Option<S3Target> {
+    if std::env::var("PEROS_TEST_BACKEND").as_deref() != Ok("s3") {
+        return None;
+    }
+    let Some(server) = seaweed::shared() else {
+        panic!("PEROS_TEST_BACKEND=s3 but {}", seaweed::skip_message());
+    };
+    Some(S3Target {
+        url: format!("s3://{}/{}", seaweed::BUCKET, seaweed::unique_prefix("env")),
+        env: server.aws_env(),
+    })
 }
 
 impl Default for Env {
@@ -110,13 +137,16 @@ impl Env {
             home,
             scratch,
             passphrase: None,
+            s3: None,
         }
     }
 
-    /// A fresh store made with `peros init --no-passphrase`.
+    /// A fresh store made with `peros init --no-passphrase` (in S3 when
+    /// `PEROS_TEST_BACKEND=s3`: see [`test_backend_s3`]).
     pub fn init() -> Self {
-        let env = Self::new();
-        env.ok(["init", "--no-passphrase"]);
+        let mut env = Self::new();
+        env.s3 = test_backend_s3();
+        env.ok(env.init_args(&["init", "--no-passphrase"]));
         env
     }
 
@@ -124,8 +154,26 @@ impl Env {
     pub fn init_with_passphrase(passphrase: &str) -> Self {
         let mut env = Self::new();
         env.passphrase = Some(passphrase.to_string());
-        env.ok(["init"]);
+        env.s3 = test_backend_s3();
+        env.ok(env.init_args(&["init"]));
         env
+    }
+
+    /// A fresh store in `target` (`peros init --no-passphrase --store URL`).
+    pub fn init_s3(target: S3Target) -> Self {
+        let mut env = Self::new();
+        env.s3 = Some(target);
+        env.ok(env.init_args(&["init", "--no-passphrase"]));
+        env
+    }
+
+    fn init_args(&self, base: &[&str]) -> Vec<String> {
+        let mut v: Vec<String> = base.iter().map(|s| s.to_string()).collect();
+        if let Some(t) = &self.s3 {
+            v.push("--store".into());
+            v.push(t.url.clone());
+        }
+        v
     }
 
     /// A path in the scratch directory.
@@ -154,6 +202,16 @@ impl Env {
             .stdin(Stdio::null());
         if let Some(p) = &self.passphrase {
             cmd.env("PEROS_PASSPHRASE", p);
+        }
+        for v in [
+            "AWS_ENDPOINT_URL",
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+        ] {
+            cmd.env_remove(v);
+        }
+        if let Some(t) = &self.s3 {
+            cmd.envs(t.env.iter().map(|(k, v)| (k, v)));
         }
         cmd
     }
