@@ -5,6 +5,7 @@
 #    about a second on a re-run) and writes $PEROS_CACHE/env.sh, which is sourced here.
 # 2. cargo build --workspace --all-targets
 # 3. cargo test --workspace -- --test-threads=2   (FUSE tests mount for real: run as root)
+# 4. the round-trip and mount tests again with PEROS_TEST_BACKEND=s3 (stores in a local SeaweedFS)
 #
 # Environment: CARGO_TARGET_DIR (default /var/tmp/peros-target), PEROS_CACHE (default /var/cache/peros),
 # PEROS_SETUP_LLM=1 to also build llama-server and the LLM model in setup.
@@ -35,5 +36,7 @@ echo "==> environment: CARGO_TARGET_DIR=$CARGO_TARGET_DIR ORT_DYLIB_PATH=$ORT_DY
 
 run build cargo build --workspace --all-targets
 run test cargo test --workspace -- --test-threads=2
+# Second pass: the store and mount tests again, every store in S3 (one SeaweedFS per test binary).
+run test-s3 env PEROS_TEST_BACKEND=s3 cargo test -p peros-tests --test roundtrip --test mount -- --test-threads=2
 STEP=done
 printf '==> all steps passed in %ds\n' "$((SECONDS - T0))"
