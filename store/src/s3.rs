@@ -158,6 +158,23 @@ impl Remote {
         }
     }
 
+    /// Another prefix of the same bucket through the same client (one connection pool for
+    /// many tenants in one process): `sub` is appended to this prefix.
+    pub fn with_prefix(&self, sub: &str) -> Self {
+        let sub = sub.trim_matches('/');
+        let prefix = if self.prefix.is_empty() {
+            sub.to_string()
+        } else {
+            format!("{}/{sub}", self.prefix)
+        };
+        Self {
+            store: self.store.clone(),
+            url: format!("{}/{sub}", self.url.trim_end_matches('/')),
+            prefix,
+            endpoint: self.endpoint.clone(),
+        }
+    }
+
     /// `s3://BUCKET/PREFIX`.
     pub fn url(&self) -> &str {
         &self.url
