@@ -40,6 +40,8 @@ pub struct DaemonInfo {
     pub pid: u32,
     pub fs: Arc<PerosFs>,
     pub indexer: Option<Arc<peros_indexer::Indexer>>,
+    /// Declarative views (None when the index could not be opened).
+    pub views: Option<Arc<peros_views::Views>>,
     pub shutdown: mpsc::Sender<&'static str>,
 }
 
@@ -229,6 +231,16 @@ pub fn run_foreground(home: &Home, dir: &Path, allow_other: bool) -> Result<()> 
         }
     };
     let fs = PerosFs::new(store.clone(), home.data_dir.clone());
+    let views = match &indexer {
+        Some(ix) => {
+            let (views_name, search_name) = home.query_dir_names()?;
+            let views = peros_views::Views::open(home.views_file(), ix.clone(), store.clone());
+            views.start();
+            fs.set_query_dirs(views.clone(), &views_name, &search_name);
+            Some(views)
+        }
+        None => None,
+    };
     let session = peros_fs::mount(
         fs.clone(),
         dir,
@@ -246,6 +258,7 @@ pub fn run_foreground(home: &Home, dir: &Path, allow_other: bool) -> Result<()> 
         pid: std::process::id(),
         fs: fs.clone(),
         indexer: indexer.clone(),
+        views: views.clone(),
         shutdown: tx.clone(),
     });
 
@@ -322,6 +335,9 @@ pub fn run_foreground(home: &Home, dir: &Path, allow_other: bool) -> Result<()> 
     let why = rx.recv().unwrap_or("channel closed");
     tracing::info!("shutting down ({why})");
     let _ = std::fs::remove_file(&sock);
+    if let Some(v) = &views {
+        v.shutdown();
+    }
     let flushed = fs.flush_all();
     // The final snapshot is pushed (flush_all syncs): give the tenant's lease back now.
     peros_store::tenant::release_all();

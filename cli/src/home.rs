@@ -24,6 +24,18 @@ pub struct Config {
     pub index: IndexConfig,
     #[serde(default)]
     pub llm: LlmConfig,
+    #[serde(default)]
+    pub views: ViewsConfig,
+}
+
+/// Where the query directories appear at the mount root.
+#[derive(Serialize, Deserialize, Debug, Clone, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct ViewsConfig {
+    /// Name of the views directory (default `@views`).
+    pub views_dir: Option<String>,
+    /// Name of the search directory (default `@search`).
+    pub search_dir: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, Default)]
@@ -145,6 +157,36 @@ impl Home {
         self.data_dir.join("meta").join("peros.redb")
     }
 
+    /// `views.toml`, beside config.toml (in PEROS_HOME).
+    pub fn views_file(&self) -> PathBuf {
+        self.config_file
+            .parent()
+            .map(|p| p.join("views.toml"))
+            .unwrap_or_else(|| self.data_dir.join("views.toml"))
+    }
+
+    /// Names of the views and search directories at the mount root.
+    pub fn query_dir_names(&self) -> Result<(String, String)> {
+        let c = self.load_config()?.views;
+        let views = c.views_dir.unwrap_or_else(|| "@views".into());
+        let search = c.search_dir.unwrap_or_else(|| "@search".into());
+        for (key, name) in [("views_dir", &views), ("search_dir", &search)] {
+            if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+                anyhow::bail!(
+                    "{}: [views] {key} = {name:?} is not a usable directory name",
+                    self.config_file.display()
+                );
+            }
+        }
+        if views == search {
+            anyhow::bail!(
+                "{}: [views] views_dir and search_dir must differ",
+                self.config_file.display()
+            );
+        }
+        Ok((views, search))
+    }
+
     pub fn socket_path(&self) -> PathBuf {
         self.data_dir.join("control.sock")
     }
@@ -227,6 +269,7 @@ impl Home {
                     store,
                     index: IndexConfig::default(),
                     llm: LlmConfig::default(),
+                    views: ViewsConfig::default(),
                 })?
             );
             // 0600: it may come to hold S3 credentials.

@@ -9,6 +9,7 @@ mod daemon;
 mod home;
 mod remote;
 mod transfer;
+mod views_cmd;
 mod watch;
 
 use std::ffi::{OsStr, OsString};
@@ -68,6 +69,17 @@ enum Command {
         limit: usize,
         #[arg(long)]
         json: bool,
+    },
+    /// Declarative views: directories under @views whose contents are a query (views.toml).
+    Views {
+        #[command(subcommand)]
+        cmd: views_cmd::ViewsCmd,
+    },
+    /// Show or change tags: `peros tag PATH... +tax -draft` (the user.peros.tags xattr; query with tag:).
+    Tag {
+        /// Paths (in the store, or in the mount), then +TAG to add and -TAG to remove.
+        #[arg(required = true, allow_hyphen_values = true, num_args = 1..)]
+        args: Vec<OsString>,
     },
     /// Answer a question from your files, citing path and byte offset of each passage used.
     Ask {
@@ -320,6 +332,20 @@ fn counter_bar(quiet: bool, verb: &str) -> ProgressBar {
             .expect("valid template"),
     );
     bar
+}
+
+/// Views count and views.toml error: the daemon's live state, else the file on disk.
+fn views_status(ctx: &Ctx, home: &Home) -> serde_json::Value {
+    match ctx.daemon.as_ref().and_then(|d| d.views.clone()) {
+        Some(v) => {
+            let st = v.status();
+            json!({"views": st.views, "file": st.file, "error": st.error.map(|e| e.to_string())})
+        }
+        None => match peros_views::load_file(&home.views_file()) {
+            Ok(d) => json!({"views": d.len(), "file": home.views_file(), "error": null}),
+            Err(e) => json!({"views": 0, "file": home.views_file(), "error": e.to_string()}),
+        },
+    }
 }
 
 fn store_path(p: &OsStr) -> Vec<u8> {
@@ -662,6 +688,8 @@ fn run(cli: Cli, ctx: &Ctx, out: &mut dyn Write, err: &mut dyn Write) -> Result<
                 }
             }
         }
+        Command::Views { cmd } => return views_cmd::run_views(cmd, ctx, &home, quiet, out),
+        Command::Tag { args } => return views_cmd::run_tag(args, ctx, &home, out),
         Command::Status { json } => {
             let store = ctx.store(&home)?;
             let stats = store.stats()?;
@@ -701,6 +729,7 @@ fn run(cli: Cli, ctx: &Ctx, out: &mut dyn Write, err: &mut dyn Write) -> Result<
                         })),
                         "stats": stats,
                         "stored_per_logical": overhead,
+                        "views": views_status(ctx, &home),
                     }),
                 )?;
             } else {
@@ -744,6 +773,20 @@ fn run(cli: Cli, ctx: &Ctx, out: &mut dyn Write, err: &mut dyn Write) -> Result<
                         }
                     }
                     Err(e) => writeln!(out, "index:    unavailable: {e}")?,
+                }
+                let vs = views_status(ctx, &home);
+                match vs["error"].as_str() {
+                    Some(e) => writeln!(
+                        out,
+                        "views:    {} (ERROR, previous views kept: {e})",
+                        vs["views"]
+                    )?,
+                    None => writeln!(
+                        out,
+                        "views:    {} in {}",
+                        vs["views"],
+                        home.views_file().display()
+                    )?,
                 }
                 writeln!(
                     out,

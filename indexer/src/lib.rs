@@ -689,6 +689,11 @@ impl Indexer {
         Ok(())
     }
 
+    /// The store this index follows.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
     /// Changes whenever search results may have changed.
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::SeqCst)
