@@ -1769,60 +1769,75 @@ impl Store {
         }
         // Chunks: existence from one listing, content by decrypting each referenced object once.
         let present: HashMap<String, u64> = self.backend.list(CHUNK_PREFIX)?.into_iter().collect();
-        let mut users: BTreeMap<[u8; 32], (Ino, usize)> = BTreeMap::new();
+        // Every user of each chunk, so a damaged shared chunk names every file that holds it.
+        // Chunks only old versions reference are checked too (named "PATH (version N)").
+        enum User {
+            Inode(Ino),
+            Version(String),
+        }
+        let mut users: BTreeMap<[u8; 32], Vec<(User, usize)>> = BTreeMap::new();
         for (ino, node) in &inodes {
             for (i, c) in node.chunks.iter().enumerate() {
                 if let Some(n) = c.name {
-                    users.entry(n).or_insert((*ino, i));
+                    users.entry(n).or_default().push((User::Inode(*ino), i));
                 }
             }
         }
-        let mut version_only = HashSet::new();
+        let mut version_users: BTreeMap<[u8; 32], Vec<(User, usize)>> = BTreeMap::new();
         for item in self.db.begin_read()?.open_table(VERSIONS)?.iter()? {
             let (k, v) = item?;
             let rec: VersionRecord = postcard::from_bytes(v.value())?;
-            for c in rec.chunks.iter().filter_map(|c| c.name) {
-                if !users.contains_key(&c) && version_only.insert(c) {
-                    let key = object_key(&ObjectName(c));
-                    if !present.contains_key(&key) {
-                        report.problems.push(Problem {
-                            kind: "missing-chunk".into(),
-                            path: format!("{} (version {})", show(k.value().0), k.value().1),
-                            detail: format!("object {key} is missing"),
-                        });
+            for (i, c) in rec.chunks.iter().enumerate() {
+                if let Some(c) = c.name.filter(|c| !users.contains_key(c)) {
+                    let label = format!("{} (version {})", show(k.value().0), k.value().1);
+                    let list = version_users.entry(c).or_default();
+                    if !list
+                        .iter()
+                        .any(|(l, _)| matches!(l, User::Version(l) if *l == label))
+                    {
+                        list.push((User::Version(label), i));
                     }
                 }
             }
         }
-        let total = users.len() as u64;
-        for (done, (name, (ino, idx))) in users.into_iter().enumerate() {
+        // Inode users become paths (hard links: one path per inode).
+        let mut resolved: HashMap<Ino, String> = HashMap::new();
+        let mut label = |user: &User| -> String {
+            match user {
+                User::Inode(ino) => resolved
+                    .entry(*ino)
+                    .or_insert_with(|| path_of(*ino))
+                    .clone(),
+                User::Version(l) => l.clone(),
+            }
+        };
+        let total = (users.len() + version_users.len()) as u64;
+        for (done, (name, list)) in users.into_iter().chain(version_users).enumerate() {
             let on = ObjectName(name);
             let key = object_key(&on);
             report.chunks_checked += 1;
             progress(done as u64 + 1, total);
-            if !present.contains_key(&key) {
-                report.problems.push(Problem {
-                    kind: "missing-chunk".into(),
-                    path: path_of(ino),
-                    detail: format!("chunk {idx}: object {key} is missing"),
-                });
-                continue;
-            }
-            if quick {
-                continue;
-            }
-            let verdict = self
-                .backend
-                .get(&key)
-                .map_err(|e| e.to_string())
-                .and_then(|b| self.keyring.open(&b, &on).map_err(|e| e.to_string()));
-            if let Err(detail) = verdict {
+            let verdict = if !present.contains_key(&key) {
+                Err(("missing-chunk", format!("object {key} is missing")))
+            } else if quick {
+                Ok(())
+            } else {
+                self.backend
+                    .get(&key)
+                    .map_err(|e| e.to_string())
+                    .and_then(|b| self.keyring.open(&b, &on).map_err(|e| e.to_string()))
+                    .map(|_| ())
+                    .map_err(|detail| ("damaged-chunk", format!("object {key}: {detail}")))
+            };
+            if let Err((kind, detail)) = verdict {
                 self.cache.remove(&on);
-                report.problems.push(Problem {
-                    kind: "damaged-chunk".into(),
-                    path: path_of(ino),
-                    detail: format!("chunk {idx}: object {key}: {detail}"),
-                });
+                for (user, idx) in &list {
+                    report.problems.push(Problem {
+                        kind: kind.into(),
+                        path: label(user),
+                        detail: format!("chunk {idx}: {detail}"),
+                    });
+                }
             }
         }
         Ok(report)
