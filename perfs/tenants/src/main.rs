@@ -318,6 +318,7 @@ fn main() {
         out
     });
     eprintln!("write: {:.1}s", write.wall.as_secs_f64());
+    let rss_write = rss_kb();
     let read = phase("read (cold, from S3)", &slots, |i, slot| {
         let guard = slot.lock().unwrap();
         let Some(rt) = guard.as_ref() else {
@@ -369,11 +370,12 @@ fn main() {
          | memory | value |\n|---|---|\n\
          | RSS before tenants | {:.1} MB |\n\
          | RSS after open | {:.1} MB |\n\
-         | RSS after write+read (all still open) | {:.1} MB |\n\
+         | RSS after write | {:.1} MB |\n\
+         | RSS after write+read (all still open; read chunks stay in each store's memory cache) | {:.1} MB |\n\
          | **per tenant** ((after − before) / N) | **{:.0} KiB** |\n\
          | threads in the process after the phases | {nthreads} (plus one per tenant while a phase runs) |\n\
          | SeaweedFS RSS at the end | {:.1} MB |\n\
-         | close (final pushes + lease release) | {:.1} s |\n",
+         | close (stores dropped one after another: final pushes + lease release) | {:.1} s |\n",
         args.disk_cache_mb,
         args.files,
         args.size / 1024,
@@ -382,6 +384,7 @@ fn main() {
         read.row(),
         rss0 as f64 / 1024.0,
         rss_open as f64 / 1024.0,
+        rss_write as f64 / 1024.0,
         rss_peak as f64 / 1024.0,
         per_tenant_kb,
         weed_rss as f64 / 1024.0,
