@@ -129,7 +129,12 @@ fn parse_date(s: &str) -> Option<i64> {
     let y: i64 = parts.next()?.parse().ok()?;
     let m: i64 = parts.next().map(|p| p.parse().ok()).unwrap_or(Some(1))?;
     let d: i64 = parts.next().map(|p| p.parse().ok()).unwrap_or(Some(1))?;
-    if parts.next().is_some() || !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+    // Years beyond ±9999 are typos, and would overflow the arithmetic below.
+    if parts.next().is_some()
+        || !(1..=12).contains(&m)
+        || !(1..=31).contains(&d)
+        || !(-9999..=9999).contains(&y)
+    {
         return None;
     }
     // Days from civil (Howard Hinnant's algorithm).

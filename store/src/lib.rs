@@ -485,7 +485,17 @@ impl Store {
         backend: Arc<dyn ObjectBackend>,
         opts: StoreOptions,
     ) -> Result<Self> {
-        let db = Database::create(meta_path).map_err(|e| match e {
+        // redb trusts its file: some damage (found by fuzzing, see fuzz/targets.rs `meta_db`)
+        // makes it panic instead of returning an error. Turn that into an error naming the file.
+        let damaged = |what: &dyn std::fmt::Display| {
+            StoreError::Db(format!(
+                "{}: the metadata database is damaged ({what}); restore it from a backup or snapshot",
+                meta_path.display()
+            ))
+        };
+        let opened = std::panic::catch_unwind(|| Database::create(meta_path))
+            .map_err(|p| damaged(&panic_text(&p)))?;
+        let db = opened.map_err(|e| match e {
             redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Db(format!(
                 "{} is in use by another peros process (a running `peros mount`?): stop it or use its mount",
                 meta_path.display()
@@ -524,7 +534,8 @@ impl Store {
             hook: RwLock::new(None),
             meta_path: meta_path.to_path_buf(),
         };
-        store.ensure_root()?;
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| store.ensure_root()))
+            .map_err(|p| damaged(&panic_text(&p)))??;
         Ok(store)
     }
 
@@ -1884,6 +1895,14 @@ impl Drop for Store {
 }
 
 /// Reads until `buf` holds `n` bytes or the reader ends.
+/// The message of a caught panic.
+fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic".into())
+}
+
 fn read_full(reader: &mut dyn Read, n: usize) -> std::io::Result<Vec<u8>> {
     let mut buf = Vec::with_capacity(n);
     reader.take(n as u64).read_to_end(&mut buf)?;
