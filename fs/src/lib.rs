@@ -29,6 +29,7 @@ use peros_store::{
     DirEntry, Ino, Inode, Kind, RenameMode, SetAttr, Store, StoreError, Time, CHUNK_SIZE, ROOT_INO,
 };
 
+pub mod access;
 pub mod virt;
 mod virt_ops;
 use virt::{is_virtual, VInodes};
@@ -120,6 +121,8 @@ pub struct PerosFs {
     pub counters: Arc<FsCounters>,
     query_dirs: std::sync::OnceLock<QueryDirsMount>,
     vinodes: VInodes,
+    /// Where open/read/close events go (the agent), if anywhere.
+    access: std::sync::OnceLock<Arc<dyn access::AccessSink>>,
 }
 
 /// The query directories and the names they appear under at the root.
@@ -142,6 +145,7 @@ impl PerosFs {
             counters: Arc::new(FsCounters::default()),
             query_dirs: std::sync::OnceLock::new(),
             vinodes: VInodes::default(),
+            access: std::sync::OnceLock::new(),
         })
     }
 
@@ -152,6 +156,24 @@ impl PerosFs {
             views_name: views_name.as_bytes().to_vec(),
             search_name: search_name.as_bytes().to_vec(),
         });
+    }
+
+    /// Sends open/read/close events to `sink` (once, before mounting). The sink must not block.
+    pub fn set_access_sink(&self, sink: Arc<dyn access::AccessSink>) {
+        let _ = self.access.set(sink);
+    }
+
+    fn note_access(&self, kind: access::AccessKind, ino: Ino, pid: u32, bytes: u64, cached: bool) {
+        if let Some(sink) = self.access.get() {
+            sink.record(access::AccessEvent {
+                kind,
+                ino,
+                pid,
+                bytes,
+                time_ms: access::now_ms(),
+                cached,
+            });
+        }
     }
 
     fn attr(&self, ino: Ino, node: &Inode) -> FileAttr {
@@ -811,7 +833,7 @@ impl Filesystem for FuseAdapter {
         }
     }
 
-    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+    fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let fs = &self.0;
         if is_virtual(ino.0) {
             return reply.error(match fs.vattr(ino.0) {
@@ -852,12 +874,16 @@ impl Filesystem for FuseAdapter {
             }
         }
         let fh = fs.next_fh.fetch_add(1, Ordering::Relaxed);
+        if fs.access.get().is_some() {
+            let cached = node.chunks.first().is_none_or(|c| fs.store.chunk_cached(c));
+            fs.note_access(access::AccessKind::Open, ino.0, req.pid(), 0, cached);
+        }
         reply.opened(FileHandle(fh), fs.open_flags(ino.0, &node));
     }
 
     fn read(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         _fh: FileHandle,
         offset: u64,
@@ -873,6 +899,13 @@ impl Filesystem for FuseAdapter {
                     .counters
                     .read_bytes
                     .fetch_add(data.len() as u64, Ordering::Relaxed);
+                self.0.note_access(
+                    access::AccessKind::Read,
+                    ino.0,
+                    req.pid(),
+                    data.len() as u64,
+                    true,
+                );
                 reply.data(&data)
             }
             Err(e) => reply.error(errno(&e)),
@@ -925,7 +958,7 @@ impl Filesystem for FuseAdapter {
 
     fn release(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         _fh: FileHandle,
         _flags: OpenFlags,
@@ -933,6 +966,8 @@ impl Filesystem for FuseAdapter {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
+        self.0
+            .note_access(access::AccessKind::Close, ino.0, req.pid(), 0, true);
         match self.0.release_file(ino.0) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno(&e)),
