@@ -454,12 +454,9 @@ impl ObjectBackend for CachedBackend {
             .cloned()
             .collect();
         for k in pending {
-            if !all.contains_key(&k) {
-                let size = std::fs::metadata(self.inner.pending.join(&k))
-                    .map(|m| m.len())
-                    .unwrap_or(0);
-                all.insert(k, size);
-            }
+            let path = self.inner.pending.join(&k);
+            all.entry(k)
+                .or_insert_with(|| std::fs::metadata(path).map(|m| m.len()).unwrap_or(0));
         }
         Ok(all.into_iter().collect())
     }
