@@ -1,1 +1,171 @@
+//! `peros-agent` is the self-adapting half of PerOS.
+//!
+//! - [`runtime::Agent`] runs in the daemon: the mount sends open/read/close events through a
+//!   non-blocking [`peros_fs::access::AccessSink`]; the agent's thread logs them
+//!   ([`log`], bounded JSON lines), learns patterns ([`model`]: per-process Markov chain +
+//!   co-access windows) and prefetches predicted files' first chunks into the store's chunk
+//!   cache on a worker thread, within a memory and bandwidth budget and with a depth that
+//!   adapts to the observed precision. Counters: hits, misses, prefetch hits, wasted bytes.
+//! - [`planner`]: a heuristic planner (default, needs nothing) and an LLM planner over any
+//!   OpenAI-compatible `/v1/chat/completions` with `tools`, both acting only through
+//!   [`tools::Host`], which validates arguments, applies the privacy [`policy`], never
+//!   touches file content, only deletes its own views, and journals every change.
+//! - [`journal`]: append-only, fsynced JSON lines with what undo needs; [`undo`] restores the
+//!   exact previous view definition or tags value.
+//! - [`sim`]: the trace replay used by the benchmark in `perfs/agent`.
 
+pub mod journal;
+pub mod log;
+pub mod model;
+pub mod planner;
+pub mod policy;
+pub mod runtime;
+pub mod sim;
+pub mod tools;
+
+use std::path::Path;
+
+use anyhow::{bail, Result};
+use serde::Serialize;
+
+pub use journal::{Change, Entry, Journal};
+pub use policy::{AgentConfig, Policy};
+pub use runtime::{Agent, PrefetchStats};
+pub use tools::{Host, ViewsHandle};
+
+/// What one planner run did.
+#[derive(Serialize)]
+pub struct RunReport {
+    pub run: u64,
+    pub planner: String,
+    pub actions: Vec<Entry>,
+    pub calls: Vec<tools::CallReport>,
+    pub error: Option<String>,
+}
+
+/// Runs `planner` once over `host` (whose `run` and `planner` fields this sets).
+pub fn run_planner(host: &mut Host, planner: &mut dyn planner::Planner) -> RunReport {
+    host.run = host.journal.next_run();
+    host.planner = planner.name().into();
+    let error = planner.plan(host).err().map(|e| format!("{e:#}"));
+    RunReport {
+        run: host.run,
+        planner: host.planner.clone(),
+        actions: host.actions.clone(),
+        calls: host.calls.clone(),
+        error,
+    }
+}
+
+/// Undoes journal entry `id` (an action not yet undone): restores the exact previous view
+/// definition or tags value, and journals the undo. Refuses if the user changed the object
+/// since (undo never overwrites a user's edit).
+pub fn undo(
+    journal: &Journal,
+    store: &peros_store::Store,
+    views: &ViewsHandle,
+    id: u64,
+) -> Result<Entry> {
+    let Some(e) = journal.active().into_iter().find(|e| e.id == id) else {
+        bail!("no action {id} to undo (`peros agent log` lists them; undone ones cannot be undone twice)");
+    };
+    // Later active changes to the same object must be undone first.
+    let later = journal.active().into_iter().any(|x| {
+        x.id > id
+            && match (&x.change, &e.change) {
+                (Change::View { name: a, .. }, Change::View { name: b, .. }) => a == b,
+                (Change::Tags { path: a, .. }, Change::Tags { path: b, .. }) => a == b,
+                _ => false,
+            }
+    });
+    if later {
+        bail!("a later agent action changed the same object: undo that first");
+    }
+    match &e.change {
+        Change::View {
+            name,
+            before,
+            after,
+        } => {
+            let cur = views.get(name).map(|d| journal::ViewSnap::of(&d));
+            if cur != *after {
+                bail!("view {name:?} was changed since action {id}: not undoing over your edit");
+            }
+            if cur.is_some() {
+                views.remove(name).map_err(anyhow::Error::msg)?;
+            }
+            if let Some(b) = before {
+                views.add(b.to_def()).map_err(anyhow::Error::msg)?;
+            }
+        }
+        Change::Tags {
+            path,
+            before,
+            after,
+            ..
+        } => {
+            let (ino, node) = store.resolve(path.as_bytes())?;
+            let cur = node
+                .xattrs
+                .get(peros_indexer::TAGS_XATTR)
+                .map(|v| String::from_utf8_lossy(v).into_owned());
+            if cur != *after {
+                bail!(
+                    "the tags of {path} were changed since action {id}: not undoing over your edit"
+                );
+            }
+            tools::set_tags_raw(store, ino, before.as_deref()).map_err(anyhow::Error::msg)?;
+        }
+    }
+    let u = Entry {
+        id: 0,
+        time: peros_fs::access::now_ms(),
+        run: e.run,
+        planner: e.planner.clone(),
+        action: format!("undo {}", e.action),
+        reason: format!("undo of action {id}"),
+        change: e.change.clone(),
+        undoes: Some(id),
+    };
+    Ok(journal.append(u)?)
+}
+
+/// Ids to undo for `peros agent undo [ID | --run [RUN]]`: newest first.
+pub fn undo_targets(
+    journal: &Journal,
+    id: Option<u64>,
+    run: Option<Option<u64>>,
+) -> Result<Vec<u64>> {
+    let active = journal.active();
+    if let Some(run) = run {
+        let run = match run {
+            Some(r) => r,
+            None => active
+                .last()
+                .map(|e| e.run)
+                .ok_or_else(|| anyhow::anyhow!("nothing to undo"))?,
+        };
+        let mut ids: Vec<u64> = active
+            .iter()
+            .filter(|e| e.run == run)
+            .map(|e| e.id)
+            .collect();
+        if ids.is_empty() {
+            bail!("run {run} has no actions left to undo");
+        }
+        ids.reverse();
+        return Ok(ids);
+    }
+    match id {
+        Some(i) => Ok(vec![i]),
+        None => active
+            .last()
+            .map(|e| vec![e.id])
+            .ok_or_else(|| anyhow::anyhow!("nothing to undo")),
+    }
+}
+
+/// The agent's state directory in a PerOS home.
+pub fn state_dir(data_dir: &Path) -> std::path::PathBuf {
+    data_dir.join("agent")
+}

@@ -42,6 +42,8 @@ pub struct DaemonInfo {
     pub indexer: Option<Arc<peros_indexer::Indexer>>,
     /// Declarative views (None when the index could not be opened).
     pub views: Option<Arc<peros_views::Views>>,
+    /// The agent (access log, prefetch), unless `[agent] enabled = false`.
+    pub agent: Option<Arc<peros_agent::Agent>>,
     pub shutdown: mpsc::Sender<&'static str>,
 }
 
@@ -241,6 +243,26 @@ pub fn run_foreground(home: &Home, dir: &Path, allow_other: bool) -> Result<()> 
         }
         None => None,
     };
+    // The agent: access events from the mount, prefetch; planner runs on a schedule below.
+    let agent_cfg = home.load_config()?.agent;
+    let agent = if agent_cfg.enabled {
+        match peros_agent::Agent::start(
+            store.clone(),
+            &peros_agent::state_dir(&home.data_dir),
+            agent_cfg.clone(),
+        ) {
+            Ok((agent, sink)) => {
+                fs.set_access_sink(sink);
+                Some(agent)
+            }
+            Err(e) => {
+                tracing::error!("agent unavailable: {e}");
+                None
+            }
+        }
+    } else {
+        None
+    };
     let session = peros_fs::mount(
         fs.clone(),
         dir,
@@ -259,8 +281,17 @@ pub fn run_foreground(home: &Home, dir: &Path, allow_other: bool) -> Result<()> 
         fs: fs.clone(),
         indexer: indexer.clone(),
         views: views.clone(),
+        agent: agent.clone(),
         shutdown: tx.clone(),
     });
+    if agent.is_some() && agent_cfg.schedule_minutes > 0 {
+        crate::agent_cmd::schedule(
+            home,
+            info.clone(),
+            store.clone(),
+            agent_cfg.schedule_minutes,
+        );
+    }
 
     // Control socket.
     let sock = home.socket_path();
@@ -337,6 +368,9 @@ pub fn run_foreground(home: &Home, dir: &Path, allow_other: bool) -> Result<()> 
     let _ = std::fs::remove_file(&sock);
     if let Some(v) = &views {
         v.shutdown();
+    }
+    if let Some(a) = &agent {
+        a.shutdown();
     }
     let flushed = fs.flush_all();
     // The final snapshot is pushed (flush_all syncs): give the tenant's lease back now.

@@ -26,6 +26,10 @@ pub struct Config {
     pub llm: LlmConfig,
     #[serde(default)]
     pub views: ViewsConfig,
+    /// The agent: prefetch, planner schedule, privacy policy (see peros_agent::AgentConfig;
+    /// documented in examples/config.toml; not written by `init`: defaults apply).
+    #[serde(default, skip_serializing)]
+    pub agent: peros_agent::AgentConfig,
 }
 
 /// Where the query directories appear at the mount root.
@@ -270,6 +274,7 @@ impl Home {
                     index: IndexConfig::default(),
                     llm: LlmConfig::default(),
                     views: ViewsConfig::default(),
+                    agent: Default::default(),
                 })?
             );
             // 0600: it may come to hold S3 credentials.

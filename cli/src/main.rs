@@ -4,6 +4,7 @@
 //! Exit codes: 0 success, 1 error (the message says what to do), 2 usage error,
 //! 3 `fsck` found problems.
 
+mod agent_cmd;
 mod ask;
 mod daemon;
 mod home;
@@ -69,6 +70,11 @@ enum Command {
         limit: usize,
         #[arg(long)]
         json: bool,
+    },
+    /// The agent: access statistics, planner runs (views and tags), journal and undo.
+    Agent {
+        #[command(subcommand)]
+        cmd: agent_cmd::AgentCmd,
     },
     /// Declarative views: directories under @views whose contents are a query (views.toml).
     Views {
@@ -689,6 +695,7 @@ fn run(cli: Cli, ctx: &Ctx, out: &mut dyn Write, err: &mut dyn Write) -> Result<
             }
         }
         Command::Views { cmd } => return views_cmd::run_views(cmd, ctx, &home, quiet, out),
+        Command::Agent { cmd } => return agent_cmd::run_agent(cmd, ctx, &home, quiet, out),
         Command::Tag { args } => return views_cmd::run_tag(args, ctx, &home, out),
         Command::Status { json } => {
             let store = ctx.store(&home)?;

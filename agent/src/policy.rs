@@ -1,0 +1,283 @@
+//! The agent's configuration (`[agent]` in config.toml) and privacy policy.
+//!
+//! Decisions (documented in examples/config.toml):
+//! - `never_read` globs (on store paths, `*` within a component, `**` across) and
+//!   `never_read_tags` exclude files from *everything* the agent does: tool results, the
+//!   access summary a planner sees, prefetch, and every request body (the LLM client also
+//!   scrubs known excluded paths out of the serialized body as a last line of defence).
+//! - File content (search snippets, `read_excerpt`) is sent to an LLM endpoint only if it is
+//!   loopback (127.0.0.0/8, ::1, localhost) or `allow_content_to_remote = true`. Otherwise a
+//!   remote planner sees paths and metadata only; `read_excerpt` answers "refused by policy".
+//! - `redact = true` (default) replaces private keys, API tokens (sk-…, AKIA…, ghp_…, xox?-…),
+//!   AWS secret assignments, password assignments and e-mail addresses with `[REDACTED]` in
+//!   everything sent, loopback or not.
+
+use std::sync::OnceLock;
+
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+
+#[derive(Serialize, Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentConfig {
+    /// Record accesses and prefetch while mounted.
+    pub enabled: bool,
+    /// Minutes between background planner runs in the daemon (0: never).
+    pub schedule_minutes: u64,
+    /// Planner for scheduled runs: "heuristic" or "llm".
+    pub planner: String,
+    /// Prefetch predicted next files' first chunks.
+    pub prefetch: bool,
+    /// Decrypted-but-unused prefetched bytes allowed at once, MiB.
+    pub prefetch_budget_mb: u64,
+    /// Prefetch bandwidth, MiB/s.
+    pub prefetch_bandwidth_mb_s: u64,
+    /// Chunks warmed per predicted file.
+    pub prefetch_chunks: usize,
+    /// Most predicted files prefetched per open (the depth adapts between 1 and this).
+    pub prefetch_max_depth: usize,
+    /// Confidence a prediction needs (0..1).
+    pub prefetch_min_p: f32,
+    /// Size of the access log before it rotates (two files are kept), MiB.
+    pub log_max_mb: u64,
+    /// Most LLM requests per run.
+    pub max_steps: usize,
+    /// Store-path globs the agent never reads, lists or sends.
+    pub never_read: Vec<String>,
+    /// Files with any of these tags are treated like never_read paths.
+    pub never_read_tags: Vec<String>,
+    /// Whether file content may go to a non-loopback LLM endpoint.
+    pub allow_content_to_remote: bool,
+    /// Redact secrets and e-mail addresses in everything sent to an LLM.
+    pub redact: bool,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            schedule_minutes: 10,
+            planner: "heuristic".into(),
+            prefetch: true,
+            prefetch_budget_mb: 64,
+            prefetch_bandwidth_mb_s: 64,
+            prefetch_chunks: 1,
+            prefetch_max_depth: 4,
+            prefetch_min_p: 0.3,
+            log_max_mb: 8,
+            max_steps: 8,
+            never_read: vec![
+                "**/.ssh/**".into(),
+                "**/.gnupg/**".into(),
+                "**/*.key".into(),
+                "**/*.pem".into(),
+            ],
+            never_read_tags: vec!["private".into()],
+            allow_content_to_remote: false,
+            redact: true,
+        }
+    }
+}
+
+/// `*` matches within one path component, `**` any number of components, `?` one character.
+pub fn glob_match(pattern: &str, path: &str) -> bool {
+    fn m(p: &[u8], s: &[u8]) -> bool {
+        if p.is_empty() {
+            return s.is_empty();
+        }
+        if p.starts_with(b"**") {
+            let rest = p[2..].strip_prefix(b"/").unwrap_or(&p[2..]);
+            // `**/` may match nothing, or any prefix ending at a '/'.
+            if m(rest, s) {
+                return true;
+            }
+            for i in 0..s.len() {
+                if (s[i] == b'/' || rest.is_empty()) && m(rest, &s[i + 1..]) {
+                    return true;
+                }
+            }
+            return false;
+        }
+        match p[0] {
+            b'*' => {
+                for i in 0..=s.len() {
+                    if m(&p[1..], &s[i..]) {
+                        return true;
+                    }
+                    if i < s.len() && s[i] == b'/' {
+                        break;
+                    }
+                }
+                false
+            }
+            b'?' => !s.is_empty() && s[0] != b'/' && m(&p[1..], &s[1..]),
+            c => !s.is_empty() && s[0] == c && m(&p[1..], &s[1..]),
+        }
+    }
+    let pat = pattern.trim_start_matches('/');
+    let path = path.trim_start_matches('/');
+    m(pat.as_bytes(), path.as_bytes())
+}
+
+/// The policy as the agent applies it.
+#[derive(Clone, Debug)]
+pub struct Policy {
+    pub never_read: Vec<String>,
+    pub never_read_tags: Vec<String>,
+    pub allow_content_to_remote: bool,
+    pub redact: bool,
+}
+
+impl Policy {
+    pub fn from_config(c: &AgentConfig) -> Self {
+        Self {
+            never_read: c.never_read.clone(),
+            never_read_tags: c.never_read_tags.clone(),
+            allow_content_to_remote: c.allow_content_to_remote,
+            redact: c.redact,
+        }
+    }
+
+    /// Whether the agent may look at `path` (with its `tags`).
+    pub fn readable(&self, path: &str, tags: &[String]) -> bool {
+        if self.never_read.iter().any(|g| glob_match(g, path)) {
+            return false;
+        }
+        // A file under an excluded directory is excluded too.
+        let dir_excluded = self.never_read.iter().any(|g| {
+            let g = g.trim_end_matches("/**");
+            let mut p = path.to_string();
+            while let Some(i) = p.rfind('/') {
+                p.truncate(i);
+                if !p.is_empty() && glob_match(g, &p) {
+                    return true;
+                }
+            }
+            false
+        });
+        if dir_excluded {
+            return false;
+        }
+        !tags.iter().any(|t| {
+            self.never_read_tags
+                .iter()
+                .any(|n| n.eq_ignore_ascii_case(t))
+        })
+    }
+
+    /// Whether content may be sent to `endpoint`.
+    pub fn content_allowed(&self, endpoint: &str) -> bool {
+        self.allow_content_to_remote || is_loopback(endpoint)
+    }
+
+    pub fn clean(&self, text: &str) -> String {
+        if self.redact {
+            redact(text)
+        } else {
+            text.to_string()
+        }
+    }
+}
+
+/// Whether the URL's host is loopback.
+pub fn is_loopback(endpoint: &str) -> bool {
+    let rest = endpoint
+        .split_once("://")
+        .map(|(_, r)| r)
+        .unwrap_or(endpoint);
+    let authority = rest.split('/').next().unwrap_or("");
+    let authority = authority.rsplit('@').next().unwrap_or(authority);
+    let host = if let Some(h) = authority.strip_prefix('[') {
+        h.split(']').next().unwrap_or("")
+    } else {
+        authority.split(':').next().unwrap_or("")
+    };
+    let host = host.to_ascii_lowercase();
+    host == "localhost"
+        || host == "::1"
+        || host
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|a| a.is_loopback())
+}
+
+fn patterns() -> &'static [Regex] {
+    static P: OnceLock<Vec<Regex>> = OnceLock::new();
+    P.get_or_init(|| {
+        [
+            r"(?s)-----BEGIN [A-Z0-9 ]*PRIVATE KEY( BLOCK)?-----.*?(-----END [A-Z0-9 ]*PRIVATE KEY( BLOCK)?-----|$)",
+            r"AGE-SECRET-KEY-1[0-9A-Z]+",
+            r"\bsk-[A-Za-z0-9_\-]{16,}",
+            r"\b(AKIA|ASIA)[0-9A-Z]{16}\b",
+            r"\bgh[pousr]_[A-Za-z0-9]{20,}",
+            r"\bxox[abprs]-[A-Za-z0-9\-]{10,}",
+            r"(?i)(aws_secret_access_key|secret_key|api_key|apikey|token|password|passwd)(\s*[:=]\s*)\S+",
+            r"\b[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}\b",
+        ]
+        .iter()
+        .map(|p| Regex::new(p).expect("valid pattern"))
+        .collect()
+    })
+}
+
+/// Replaces secrets and e-mail addresses with `[REDACTED]`.
+pub fn redact(text: &str) -> String {
+    let mut out = text.to_string();
+    for (i, re) in patterns().iter().enumerate() {
+        out = if i == 6 {
+            re.replace_all(&out, "$1$2[REDACTED]").into_owned()
+        } else {
+            re.replace_all(&out, "[REDACTED]").into_owned()
+        };
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs() {
+        assert!(glob_match("**/.ssh/**", "/home/u/.ssh/id_rsa"));
+        assert!(glob_match("**/*.pem", "/a/b/c.pem"));
+        assert!(glob_match("/private/**", "/private/x/y.txt"));
+        assert!(glob_match("private/*", "/private/y.txt"));
+        assert!(!glob_match("private/*", "/private/x/y.txt"));
+        assert!(!glob_match("/private/**", "/public/private.txt"));
+        assert!(glob_match("**/secret*", "/x/secret-plans.md"));
+    }
+
+    #[test]
+    fn policy_excludes_dirs_and_tags() {
+        let p = Policy::from_config(&AgentConfig {
+            never_read: vec!["/vault".into()],
+            ..Default::default()
+        });
+        assert!(!p.readable("/vault/a.txt", &[]));
+        assert!(p.readable("/vaults.txt", &[]));
+        assert!(!p.readable("/x.txt", &["Private".into()]));
+    }
+
+    #[test]
+    fn loopback() {
+        assert!(is_loopback("http://127.0.0.1:8080/v1"));
+        assert!(is_loopback("http://localhost/v1"));
+        assert!(is_loopback("http://[::1]:80/v1"));
+        assert!(!is_loopback("https://api.openai.com/v1"));
+        assert!(!is_loopback("http://10.0.0.1/v1"));
+    }
+
+    #[test]
+    fn redacts_secrets() {
+        let t = "key sk-abcdefghijklmnopqrstuvwx and AKIAABCDEFGHIJKLMNOP, mail bob@example.com\n\
+                 password = hunter2\n-----BEGIN OPENSSH PRIVATE KEY-----\nabc\n-----END OPENSSH PRIVATE KEY-----\nok";
+        let r = redact(t);
+        for s in ["sk-abc", "AKIAABC", "bob@example.com", "hunter2", "abc\n"] {
+            assert!(!r.contains(s), "{s} left in {r}");
+        }
+        assert!(
+            r.contains("password = [REDACTED]") && r.ends_with("ok"),
+            "{r}"
+        );
+    }
+}

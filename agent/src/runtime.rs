@@ -1,0 +1,383 @@
+//! The agent inside the daemon: drains access events from the mount, keeps the access log
+//! and the patterns, and prefetches — all on its own threads, never in a FUSE callback.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use peros_fs::access::{AccessEvent, AccessKind, AccessSink};
+use peros_store::{Ino, Store};
+use serde::{Deserialize, Serialize};
+
+use crate::log::{self, AccessLog, Record};
+use crate::model::{Depth, Model};
+use crate::policy::{AgentConfig, Policy};
+
+/// Prefetched files not opened within this long count as wasted.
+const PREFETCH_EXPIRY: Duration = Duration::from_secs(300);
+const QUEUE: usize = 8192;
+
+/// Prefetch and event counters (`peros agent stats`).
+#[derive(Default, Serialize, Deserialize, Clone, Debug)]
+pub struct PrefetchStats {
+    /// Opens of regular files seen.
+    pub opens: u64,
+    /// Opens whose first chunk was already decrypted in memory.
+    pub hits: u64,
+    pub misses: u64,
+    /// Hits on files the prefetcher had warmed.
+    pub prefetch_hits: u64,
+    pub prefetched_files: u64,
+    pub prefetched_bytes: u64,
+    /// Prefetched bytes never used (expired or the file was opened after eviction).
+    pub wasted_bytes: u64,
+    /// Events dropped because the queue was full (the mount never waits for the agent).
+    pub dropped_events: u64,
+    pub depth: usize,
+}
+
+struct Sink {
+    tx: SyncSender<(AccessEvent, [u8; 16])>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl AccessSink for Sink {
+    fn record(&self, ev: AccessEvent) {
+        let mut comm = [0u8; 16];
+        if ev.kind == AccessKind::Open && ev.pid != 0 {
+            // procfs, in memory: microseconds. The process may be gone by the time the agent
+            // thread looks, so the name is taken here.
+            if let Ok(mut f) = std::fs::File::open(format!("/proc/{}/comm", ev.pid)) {
+                let _ = f.read(&mut comm);
+            }
+        }
+        if let Err(TrySendError::Full(_)) = self.tx.try_send((ev, comm)) {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+fn comm_name(c: &[u8; 16]) -> String {
+    let end = c
+        .iter()
+        .position(|&b| b == 0 || b == b'\n')
+        .unwrap_or(c.len());
+    let s = String::from_utf8_lossy(&c[..end]).into_owned();
+    if s.is_empty() {
+        "?".into()
+    } else {
+        s
+    }
+}
+
+struct State {
+    model: Model,
+    depth: Depth,
+    stats: PrefetchStats,
+    /// ino → (bytes warmed, when)
+    prefetched: HashMap<Ino, (u64, Instant)>,
+    /// ino → (path, process, bytes read) of open handles
+    open: HashMap<Ino, (String, String, u64)>,
+    pending: Vec<Record>,
+    /// Token bucket for prefetch bandwidth.
+    tokens: f64,
+    refilled: Instant,
+}
+
+/// The running agent.
+pub struct Agent {
+    store: Arc<Store>,
+    pub dir: PathBuf,
+    cfg: AgentConfig,
+    policy: Policy,
+    state: Mutex<State>,
+    dropped: Arc<AtomicU64>,
+    prefetch_tx: SyncSender<(Ino, usize)>,
+    stop: std::sync::atomic::AtomicBool,
+}
+
+impl Agent {
+    /// Starts the agent threads and returns the sink to give the mount.
+    pub fn start(
+        store: Arc<Store>,
+        dir: &Path,
+        cfg: AgentConfig,
+    ) -> std::io::Result<(Arc<Self>, Arc<dyn AccessSink>)> {
+        std::fs::create_dir_all(dir)?;
+        let mut model = Model::new();
+        for r in log::read_all(dir) {
+            if r.ev == "open" {
+                model.observe(&r.proc, r.ino);
+            }
+        }
+        let (tx, rx) = sync_channel(QUEUE);
+        let (ptx, prx) = sync_channel::<(Ino, usize)>(256);
+        let dropped = Arc::new(AtomicU64::new(0));
+        let mut stats = PrefetchStats::default();
+        if let Ok(text) = std::fs::read_to_string(dir.join("prefetch.json")) {
+            stats = serde_json::from_str(&text).unwrap_or_default();
+        }
+        let agent = Arc::new(Self {
+            store: store.clone(),
+            dir: dir.to_path_buf(),
+            policy: Policy::from_config(&cfg),
+            state: Mutex::new(State {
+                model,
+                depth: Depth::new(cfg.prefetch_max_depth),
+                stats,
+                prefetched: HashMap::new(),
+                open: HashMap::new(),
+                pending: Vec::new(),
+                tokens: 0.0,
+                refilled: Instant::now(),
+            }),
+            cfg,
+            dropped: dropped.clone(),
+            prefetch_tx: ptx,
+            stop: Default::default(),
+        });
+        let mut log = AccessLog::open(dir, agent.cfg.log_max_mb.max(1) << 20)?;
+        {
+            let agent = agent.clone();
+            std::thread::Builder::new()
+                .name("peros-agent".into())
+                .spawn(move || agent.drain(rx, &mut log))?;
+        }
+        {
+            let store = store.clone();
+            let chunks = agent.cfg.prefetch_chunks.max(1);
+            std::thread::Builder::new()
+                .name("peros-prefetch".into())
+                .spawn(move || {
+                    for (ino, _) in prx {
+                        let Ok(node) = store.getattr(ino) else {
+                            continue;
+                        };
+                        for (i, c) in node.chunks.iter().take(chunks).enumerate() {
+                            if let Err(e) = store.read_chunk(ino, i, c) {
+                                tracing::debug!("prefetch of inode {ino}: {e}");
+                                break;
+                            }
+                        }
+                    }
+                })?;
+        }
+        let sink: Arc<dyn AccessSink> = Arc::new(Sink { tx, dropped });
+        Ok((agent, sink))
+    }
+
+    pub fn config(&self) -> &AgentConfig {
+        &self.cfg
+    }
+
+    pub fn stats(&self) -> PrefetchStats {
+        let mut s = self.state.lock().stats.clone();
+        s.dropped_events += self.dropped.load(Ordering::Relaxed);
+        s
+    }
+
+    /// Flushes the log and counters (at shutdown).
+    pub fn shutdown(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.save();
+    }
+
+    fn save(&self) {
+        let s = self.stats();
+        let pending = std::mem::take(&mut self.state.lock().pending);
+        if let Ok(mut log) = AccessLog::open(&self.dir, self.cfg.log_max_mb.max(1) << 20) {
+            let _ = log.append(&pending);
+        }
+        let _ = std::fs::write(
+            self.dir.join("prefetch.json"),
+            serde_json::to_vec_pretty(&s).unwrap_or_default(),
+        );
+    }
+
+    fn drain(self: Arc<Self>, rx: Receiver<(AccessEvent, [u8; 16])>, log: &mut AccessLog) {
+        let mut last_flush = Instant::now();
+        loop {
+            match rx.recv_timeout(Duration::from_millis(500)) {
+                Ok((ev, comm)) => self.handle(ev, &comm),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            if last_flush.elapsed() >= Duration::from_secs(1) {
+                last_flush = Instant::now();
+                let pending = {
+                    let mut st = self.state.lock();
+                    self.expire(&mut st);
+                    std::mem::take(&mut st.pending)
+                };
+                if let Err(e) = log.append(&pending) {
+                    tracing::warn!("agent access log: {e}");
+                }
+                let s = self.stats();
+                let _ = std::fs::write(
+                    self.dir.join("prefetch.json"),
+                    serde_json::to_vec_pretty(&s).unwrap_or_default(),
+                );
+            }
+            if self.stop.load(Ordering::SeqCst) {
+                break;
+            }
+        }
+    }
+
+    fn expire(&self, st: &mut State) {
+        let now = Instant::now();
+        let old: Vec<Ino> = st
+            .prefetched
+            .iter()
+            .filter(|(_, (_, t))| now.duration_since(*t) > PREFETCH_EXPIRY)
+            .map(|(&k, _)| k)
+            .collect();
+        for k in old {
+            if let Some((b, _)) = st.prefetched.remove(&k) {
+                st.stats.wasted_bytes += b;
+                st.depth.outcome(false);
+            }
+        }
+    }
+
+    fn readable(&self, ino: Ino) -> Option<(String, peros_store::Inode)> {
+        let node = self.store.getattr(ino).ok()?;
+        let path = String::from_utf8_lossy(&self.store.path_of(ino).ok()?).into_owned();
+        let tags = node
+            .xattrs
+            .get(peros_indexer::TAGS_XATTR)
+            .map(|v| crate::tools::parse_tags(v))
+            .unwrap_or_default();
+        self.policy.readable(&path, &tags).then_some((path, node))
+    }
+
+    fn handle(&self, ev: AccessEvent, comm: &[u8; 16]) {
+        match ev.kind {
+            AccessKind::Read => {
+                if let Some(o) = self.state.lock().open.get_mut(&ev.ino) {
+                    o.2 += ev.bytes;
+                }
+            }
+            AccessKind::Close => {
+                let mut st = self.state.lock();
+                if let Some((path, proc, bytes)) = st.open.remove(&ev.ino) {
+                    st.pending.push(Record {
+                        t: ev.time_ms,
+                        ev: "close".into(),
+                        ino: ev.ino,
+                        path,
+                        proc,
+                        bytes,
+                        cached: false,
+                    });
+                }
+            }
+            AccessKind::Open => {
+                // Excluded files are not logged, modelled or prefetched.
+                let Some((path, _)) = self.readable(ev.ino) else {
+                    return;
+                };
+                let proc = comm_name(comm);
+                let mut st = self.state.lock();
+                let st = &mut *st;
+                st.stats.opens += 1;
+                if ev.cached {
+                    st.stats.hits += 1;
+                } else {
+                    st.stats.misses += 1;
+                }
+                if let Some((bytes, _)) = st.prefetched.remove(&ev.ino) {
+                    if ev.cached {
+                        st.stats.prefetch_hits += 1;
+                        st.depth.outcome(true);
+                    } else {
+                        st.stats.wasted_bytes += bytes;
+                        st.depth.outcome(false);
+                    }
+                }
+                st.model.observe(&proc, ev.ino);
+                st.pending.push(Record {
+                    t: ev.time_ms,
+                    ev: "open".into(),
+                    ino: ev.ino,
+                    path: path.clone(),
+                    proc: proc.clone(),
+                    bytes: 0,
+                    cached: ev.cached,
+                });
+                st.open.insert(ev.ino, (path, proc, 0));
+                if self.cfg.prefetch {
+                    self.prefetch_after(st, ev.ino);
+                }
+                st.stats.depth = st.depth.depth;
+            }
+        }
+    }
+
+    fn prefetch_after(&self, st: &mut State, ino: Ino) {
+        let preds = st
+            .model
+            .predict(ino, st.depth.depth, self.cfg.prefetch_min_p);
+        let rate = (self.cfg.prefetch_bandwidth_mb_s.max(1) << 20) as f64;
+        let now = Instant::now();
+        st.tokens = (st.tokens + now.duration_since(st.refilled).as_secs_f64() * rate).min(rate);
+        st.refilled = now;
+        let budget = self.cfg.prefetch_budget_mb << 20;
+        for p in preds {
+            if st.prefetched.contains_key(&p.key) || st.open.contains_key(&p.key) {
+                continue;
+            }
+            let Some((_, node)) = self.readable(p.key) else {
+                continue;
+            };
+            let chunks: Vec<_> = node
+                .chunks
+                .iter()
+                .take(self.cfg.prefetch_chunks.max(1))
+                .collect();
+            if chunks.iter().all(|c| self.store.chunk_cached(c)) {
+                continue;
+            }
+            let bytes: u64 = chunks.iter().map(|c| c.len as u64).sum();
+            let outstanding: u64 = st.prefetched.values().map(|(b, _)| b).sum();
+            if outstanding + bytes > budget || (bytes as f64) > st.tokens {
+                continue;
+            }
+            if self.prefetch_tx.try_send((p.key, chunks.len())).is_err() {
+                break;
+            }
+            st.tokens -= bytes as f64;
+            st.prefetched.insert(p.key, (bytes, now));
+            st.stats.prefetched_files += 1;
+            st.stats.prefetched_bytes += bytes;
+        }
+    }
+
+    /// Warms the first chunks of `ino` now (the planner's `prefetch` tool). Returns bytes.
+    pub fn prefetch_now(&self, ino: Ino) -> u64 {
+        let Some((_, node)) = self.readable(ino) else {
+            return 0;
+        };
+        let mut bytes = 0;
+        for (i, c) in node
+            .chunks
+            .iter()
+            .take(self.cfg.prefetch_chunks.max(1))
+            .enumerate()
+        {
+            if self.store.read_chunk(ino, i, c).is_ok() {
+                bytes += c.len as u64;
+            }
+        }
+        let mut st = self.state.lock();
+        st.prefetched.insert(ino, (bytes, Instant::now()));
+        st.stats.prefetched_files += 1;
+        st.stats.prefetched_bytes += bytes;
+        bytes
+    }
+}
