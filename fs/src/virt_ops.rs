@@ -29,11 +29,22 @@ fn utf8(name: &[u8]) -> Result<&str, Errno> {
 }
 
 impl PerosFs {
+    /// Virtual nodes belong to the owner of the mount's root (cached: asked per entry).
     fn owner(&self) -> (u32, u32) {
-        self.store
+        let packed = self.root_owner.load(std::sync::atomic::Ordering::Relaxed);
+        if packed != u64::MAX {
+            return ((packed >> 32) as u32, packed as u32);
+        }
+        let (uid, gid) = self
+            .store
             .getattr(ROOT_INO)
             .map(|n| (n.uid, n.gid))
-            .unwrap_or((0, 0))
+            .unwrap_or((0, 0));
+        self.root_owner.store(
+            ((uid as u64) << 32) | gid as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        (uid, gid)
     }
 
     fn dir_attr(&self, ino: u64, perm: u16, mtime: SystemTime) -> FileAttr {
@@ -198,6 +209,9 @@ impl PerosFs {
                 (q.views_name.clone(), self.vattr(VIEWS_INO)?),
                 (q.search_name.clone(), self.vattr(SEARCH_INO)?),
             ]);
+        }
+        if !is_virtual(ino) {
+            return Ok(Vec::new());
         }
         let node = self.vinodes.node(ino).ok_or(Errno::ENOENT)?;
         match &node {

@@ -232,6 +232,8 @@ pub struct Indexer {
     /// Bumped after every change to what a search can return (text commit, new vectors):
     /// views poll it to know when to re-evaluate.
     generation: AtomicU64,
+    /// Bumped when new vectors arrive (only semantic results can change).
+    vector_generation: AtomicU64,
     /// Recent query embeddings: views re-run the same queries on every index change.
     query_vectors: Mutex<HashMap<String, Vec<f32>>>,
 }
@@ -343,6 +345,7 @@ impl Indexer {
             idle: Condvar::new(),
             stop: AtomicBool::new(false),
             generation: AtomicU64::new(1),
+            vector_generation: AtomicU64::new(1),
             query_vectors: Mutex::new(HashMap::new()),
         });
         me.reconcile()?;
@@ -694,9 +697,15 @@ impl Indexer {
         &self.store
     }
 
-    /// Changes whenever search results may have changed.
+    /// Changes whenever the text index changes (files added, changed, removed, renamed,
+    /// retagged): any search result may differ.
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::SeqCst)
+    }
+
+    /// Changes whenever new embeddings arrive: only semantic and hybrid results may differ.
+    pub fn vector_generation(&self) -> u64 {
+        self.vector_generation.load(Ordering::SeqCst)
     }
 
     /// The embedding of a query text, cached (bounded) because views repeat their queries.
@@ -851,7 +860,7 @@ impl Indexer {
                 }
             }
             txn.commit()?;
-            self.generation.fetch_add(1, Ordering::SeqCst);
+            self.vector_generation.fetch_add(1, Ordering::SeqCst);
             Ok(ids.len())
         })();
         *self.busy.lock() -= 1;

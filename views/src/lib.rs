@@ -32,6 +32,9 @@ pub const SEARCH_LIMIT: usize = 200;
 const RECENT_SEARCHES: usize = 32;
 /// While the index keeps changing, views are re-evaluated at most this often.
 const MIN_REEVALUATION: Duration = Duration::from_millis(500);
+/// New embeddings arrive in a steady stream while a backlog is embedded; they only refine
+/// the ranking of views with free text, so those are re-evaluated for them at most this often.
+const MIN_SEMANTIC_REEVALUATION: Duration = Duration::from_secs(10);
 /// The background thread's tick (also how often views.toml's mtime is checked, in case a
 /// notify event was missed, e.g. on a network file system).
 const TICK: Duration = Duration::from_millis(250);
@@ -48,6 +51,8 @@ struct State {
     defs: BTreeMap<String, ViewDef>,
     listings: HashMap<String, Arc<Listing>>,
     searches: VecDeque<Search>,
+    /// Vector generation of the last evaluation of the views with free text.
+    evaluated_vectors: u64,
     error: Option<FileError>,
     views_changed: Option<SystemTime>,
     /// Text of views.toml as last loaded (skip reloads of an unchanged file).
@@ -101,7 +106,7 @@ impl Views {
             watcher: Mutex::new(None),
         });
         me.reload();
-        me.evaluate_views(Mode::Text);
+        me.evaluate_views(Mode::Text, false);
         me
     }
 
@@ -148,6 +153,7 @@ impl Views {
 
     fn run(self: Arc<Self>) {
         let mut last_eval = Instant::now() - MIN_REEVALUATION;
+        let mut last_semantic = Instant::now();
         let mut last_mtime = file_mtime(&self.file);
         loop {
             let wake = {
@@ -166,14 +172,30 @@ impl Views {
                 self.reload();
             }
             let generation = self.indexer.generation();
-            let stale = generation != self.state.read().evaluated_generation;
+            let vectors = self.indexer.vector_generation();
+            let (stale, semantic_stale) = {
+                let st = self.state.read();
+                (
+                    generation != st.evaluated_generation,
+                    vectors != st.evaluated_vectors,
+                )
+            };
             let defs_changed = wake.defs_changed || self.take_defs_dirty();
             if defs_changed || (stale && last_eval.elapsed() >= MIN_REEVALUATION) {
-                self.state.write().evaluated_generation = generation;
-                self.evaluate_views(Mode::Hybrid);
+                {
+                    let mut st = self.state.write();
+                    st.evaluated_generation = generation;
+                    st.evaluated_vectors = vectors;
+                }
+                self.evaluate_views(Mode::Hybrid, false);
                 last_eval = Instant::now();
+                last_semantic = last_eval;
+            } else if semantic_stale && last_semantic.elapsed() >= MIN_SEMANTIC_REEVALUATION {
+                self.state.write().evaluated_vectors = vectors;
+                self.evaluate_views(Mode::Hybrid, true);
+                last_semantic = Instant::now();
             }
-            self.refine_searches(generation);
+            self.refine_searches(generation ^ (vectors << 32));
         }
     }
 
@@ -243,9 +265,14 @@ impl Views {
         }
     }
 
-    fn evaluate_views(&self, mode: Mode) {
+    /// Evaluates every view (`only_free_text`: only those whose query has free text, the
+    /// ones new embeddings can change).
+    fn evaluate_views(&self, mode: Mode, only_free_text: bool) {
         let defs: Vec<ViewDef> = self.state.read().defs.values().cloned().collect();
         for def in defs {
+            if only_free_text && !has_free_text(&def.query) {
+                continue;
+            }
             let listing = match evaluate(&self.indexer, &self.store, &def, mode) {
                 Ok(l) => l,
                 Err(e) => {
@@ -395,7 +422,8 @@ impl QueryDirs for Views {
             if let Some(i) = st.searches.iter().position(|s| s.text == text) {
                 let s = st.searches.remove(i).expect("position is valid");
                 let listing = s.listing.clone();
-                let stale = !s.refined || s.generation != self.indexer.generation();
+                let g = self.indexer.generation() ^ (self.indexer.vector_generation() << 32);
+                let stale = !s.refined || s.generation != g;
                 st.searches.push_front(s);
                 if stale {
                     self.wake.lock().search_pending = true;
@@ -406,7 +434,7 @@ impl QueryDirs for Views {
         }
         let def = search_def(text);
         peros_indexer::parse_query(text).map_err(|e| QueryDirError::Invalid(e.to_string()))?;
-        let generation = self.indexer.generation();
+        let generation = self.indexer.generation() ^ (self.indexer.vector_generation() << 32);
         let listing = Arc::new(
             evaluate(&self.indexer, &self.store, &def, Mode::Text)
                 .map_err(QueryDirError::Invalid)?,
@@ -456,6 +484,10 @@ impl QueryDirs for Views {
             .views_changed
             .unwrap_or(SystemTime::UNIX_EPOCH)
     }
+}
+
+fn has_free_text(query: &str) -> bool {
+    peros_indexer::parse_query(query).is_ok_and(|q| !q.text.trim().is_empty())
 }
 
 fn search_def(text: &str) -> ViewDef {
