@@ -121,6 +121,8 @@ pub struct PerosFs {
     pub counters: Arc<FsCounters>,
     query_dirs: std::sync::OnceLock<QueryDirsMount>,
     vinodes: VInodes,
+    /// uid << 32 | gid of the root directory, u64::MAX = not read yet (reset by setattr).
+    root_owner: AtomicU64,
     /// Where open/read/close events go (the agent), if anywhere.
     access: std::sync::OnceLock<Arc<dyn access::AccessSink>>,
 }
@@ -145,6 +147,7 @@ impl PerosFs {
             counters: Arc::new(FsCounters::default()),
             query_dirs: std::sync::OnceLock::new(),
             vinodes: VInodes::default(),
+            root_owner: AtomicU64::new(u64::MAX),
             access: std::sync::OnceLock::new(),
         })
     }
@@ -596,6 +599,9 @@ impl Filesystem for FuseAdapter {
         let fs = &self.0;
         if is_virtual(ino.0) {
             return reply.error(Errno::EPERM);
+        }
+        if ino.0 == ROOT_INO {
+            fs.root_owner.store(u64::MAX, Ordering::Relaxed);
         }
         let result = (|| {
             if size.is_some() || mtime.is_some() {
