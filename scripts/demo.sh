@@ -117,17 +117,22 @@ if [[ "${PEROS_DEMO_MOUNT:-1}" == 1 ]]; then
     show sh -c "echo 'Call the chimney sweep about the 2024 invoice.' >> '$MNT/examples/taxes-2024.md'"
     show tail -n 2 "$MNT/examples/taxes-2024.md"
     search_and_ask
+    STEP=views
+    say "views: directories whose contents are a query, live as files change"
+    show peros views add money 'invoice OR tax OR expenses' --replace
+    sleep 1
+    show ls -l "$MNT/@views/money"
+    show mkdir -p "$MNT/@views/ext:md"
+    show ls "$MNT/@views/ext:md"
+    show cat "$MNT/@views/money/invoice-MH-24-0931.pdf" >/dev/null
+    say "any name under @search is a query (not saved)"
+    show ls "$MNT/@search/who repairs the boiler"
+    show peros views list
     show peros status
     STEP=umount
     show peros umount "$MNT"
     show peros log /examples/taxes-2024.md
 fi
-
-# --- views (to come) -------------------------------------------------------------------------
-# Saved searches as directories under the mount's views root, e.g.
-#   mkdir "$MNT/@views/taxes 2024"; ls "$MNT/@views/taxes 2024"
-# and `peros views` once the indexer (tantivy + embeddings) lands.
-
 
 STEP=done
 say "done: the store is in $PEROS_HOME (remove it to start over)"

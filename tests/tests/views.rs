@@ -99,6 +99,9 @@ fn views_browse_like_directories() {
         "{root:?}"
     );
     assert_eq!(names(&m.p("@views")), ["markdown", "taxes"]);
+    // Stored directories list as before, the reserved names only at the root.
+    assert_eq!(names(&m.p("docs/notes")), ["ideas.md", "plan.md"]);
+    assert_eq!(names(&m.p("docs")), ["notes", "odd name ü.txt", "tax"]);
 
     let taxes = m.p("@views/taxes");
     let want = ["odd name ü.txt", "receipt (2023).txt", "receipt (2024).txt"];

@@ -286,6 +286,13 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_documented_example_parses() {
+        let v = parse(include_str!("../../examples/views.toml"), "examples/views.toml").unwrap();
+        assert_eq!(v["money 2024"].sort, Sort::Modified);
+        assert_eq!(v.len(), 3);
+    }
+
+    #[test]
     fn both_forms_parse() {
         let text = "# mine\n[views]\npdfs = \"ext:pdf\"\n\n[views.\"tax 2024\"]\nquery = \"tax\"\nlimit = 5\nsort = \"modified\"\n";
         let v = parse(text, "views.toml").unwrap();
