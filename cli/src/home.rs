@@ -256,6 +256,14 @@ impl Home {
                 self.key_file().display()
             );
         }
+        if existing_key.is_none() && self.meta_file().exists() {
+            bail!(
+                "a store already exists in {} but its key file {} is missing: put it back; \
+                 a new key could not decrypt this store",
+                self.data_dir.display(),
+                self.key_file().display()
+            );
+        }
         for dir in [
             self.data_dir.clone(),
             self.data_dir.join("keys"),
@@ -306,6 +314,14 @@ impl Home {
 
     /// Unlocks the key (asking for the passphrase if needed) and opens the store.
     pub fn open_store(&self) -> Result<Store> {
+        if !self.is_initialized() && self.meta_file().exists() {
+            bail!(
+                "the key file {} is missing, but this store's metadata ({}) exists: put the key file back \
+                 (from your backup); without it the contents cannot be decrypted",
+                self.key_file().display(),
+                self.meta_file().display()
+            );
+        }
         if !self.is_initialized() {
             bail!(
                 "no PerOS store in {}: run `peros init` first (or set PEROS_HOME)",
@@ -345,7 +361,14 @@ impl Home {
                 cache_bytes: config.store.cache_mb * 1024 * 1024,
                 versions_keep: config.store.versions_keep,
             },
-        )?;
+        )
+        .map_err(|e| match e {
+            peros_store::StoreError::WrongKey { .. } => anyhow::anyhow!(
+                "{}: {e}; put back this store's key file, or point PEROS_HOME at the store it belongs to",
+                self.key_file().display()
+            ),
+            e => e.into(),
+        })?;
         if let Some(t) = tenant {
             t.install(&store);
         }

@@ -181,19 +181,24 @@ impl PerosFs {
 
     fn attr(&self, ino: Ino, node: &Inode) -> FileAttr {
         let (mut size, mut mtime) = (node.size, node.mtime);
+        // Holes (sparse chunks) take no blocks, so `du` and sparse-aware copies see them.
+        let mut stored = node.stored_bytes().min(size);
         if node.kind == Kind::File {
             if let Some(of) = self.files.lock().get(&ino).cloned() {
                 let of = of.lock();
                 if !of.dirty.is_empty() || of.changed {
                     size = of.size;
                     mtime = of.mtime;
+                    stored = (stored + of.dirty_bytes as u64).min(size);
                 }
             }
+        } else {
+            stored = size;
         }
         FileAttr {
             ino: INodeNo(ino),
             size,
-            blocks: size.div_ceil(512),
+            blocks: stored.div_ceil(512),
             atime: node.atime.to_system(),
             mtime: mtime.to_system(),
             ctime: node.ctime.to_system(),

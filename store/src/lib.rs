@@ -42,6 +42,8 @@ const VERSIONS: TableDefinition<(&[u8], u64), &[u8]> = TableDefinition::new("ver
 /// Sealed objects known to exist in the backend: keyed name → sealed size.
 const OBJECTS: TableDefinition<&[u8], u64> = TableDefinition::new("objects");
 const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
+/// Facts about the store itself: `public_key` = the age recipient its objects are sealed to.
+const INFO: TableDefinition<&str, &str> = TableDefinition::new("store_info");
 /// Inodes whose last link went while the file was open: freed at last close or next mount.
 const ORPHANS: TableDefinition<u64, ()> = TableDefinition::new("orphans");
 
@@ -72,6 +74,8 @@ pub enum StoreError {
         object: String,
         detail: String,
     },
+    #[error("the key does not belong to this store: its metadata was made with key {expected}, the key file holds {found}")]
+    WrongKey { expected: String, found: String },
     #[error(transparent)]
     Backend(#[from] BackendError),
     #[error(transparent)]
@@ -95,6 +99,14 @@ impl StoreError {
             StoreError::NameTooLong => libc::ENAMETOOLONG,
             StoreError::NoAttr(_) => libc::ENODATA,
             StoreError::Io(e) => e.raw_os_error().unwrap_or(libc::EIO),
+            // A full disk under the objects or the metadata arrives as text (object_store and
+            // redb keep only the message): say ENOSPC, so that writers see "disk full".
+            StoreError::Backend(_) | StoreError::Db(_)
+                if self.to_string().contains("No space left on device")
+                    || self.to_string().contains("os error 28") =>
+            {
+                libc::ENOSPC
+            }
             _ => libc::EIO,
         }
     }
@@ -558,6 +570,20 @@ impl Store {
             txn.open_table(OBJECTS)?;
             txn.open_table(COUNTERS)?;
             txn.open_table(ORPHANS)?;
+            // A key that is not this store's is refused before anything is written (stores made
+            // before this check record their key on the next open).
+            let mut info = txn.open_table(INFO)?;
+            let found = self.keyring.public_key();
+            let expected = info.get("public_key")?.map(|v| v.value().to_string());
+            match expected {
+                Some(expected) if expected != found => {
+                    return Err(StoreError::WrongKey { expected, found });
+                }
+                Some(_) => {}
+                None => {
+                    info.insert("public_key", found.as_str())?;
+                }
+            }
         }
         txn.commit()?;
         Ok(())

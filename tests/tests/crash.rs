@@ -381,10 +381,11 @@ fn crash_loop_keeps_every_fsynced_file() {
         let m = Mounted::new(&env, &[]);
         let pid = m.daemon_pid();
         let stop = AtomicBool::new(false);
-        let shared = Mutex::new(std::mem::take(&mut model));
+
         let kill_after = 150 + rng.next_u64() % 2500;
         let seeds = [rng.next_u64(), rng.next_u64()];
         let ops_before = model.ops;
+        let shared = Mutex::new(std::mem::take(&mut model));
         std::thread::scope(|s| {
             let handles: Vec<_> = (0..2)
                 .map(|t| {
