@@ -7,6 +7,7 @@
 mod agent_cmd;
 mod ask;
 mod daemon;
+mod doctor;
 mod home;
 mod remote;
 mod transfer;
@@ -60,6 +61,11 @@ enum Command {
     },
     /// Unmount DIR: flushes everything and stops the daemon.
     Umount { dir: PathBuf },
+    /// Check this machine and store: FUSE, permissions, model, LLM, S3, disk, index, daemon.
+    Doctor {
+        #[arg(long)]
+        json: bool,
+    },
     /// Search the store: free text plus filters (ext: tag: path: modified:>DATE size:>N, AND/OR/NOT).
     Search {
         query: String,
@@ -248,7 +254,7 @@ fn main() -> ExitCode {
         .is_none_or(|c| {
             matches!(
                 c.to_str(),
-                Some("init" | "mount" | "umount" | "watch" | "help")
+                Some("init" | "mount" | "umount" | "watch" | "help" | "doctor")
             )
         });
     if !local_only {
@@ -381,6 +387,7 @@ fn run(cli: Cli, ctx: &Ctx, out: &mut dyn Write, err: &mut dyn Write) -> Result<
                 )?;
             }
         }
+        Command::Doctor { json } => return doctor::run(&home, json, out),
         Command::Umount { dir } => {
             let dir = std::path::absolute(ctx.cwd.join(&dir))?;
             daemon::unmount(&home, &dir)?;
