@@ -310,8 +310,12 @@ impl PerosFs {
     /// `user.peros.score.<name>` on its directory, because Linux allows `user.*` attributes
     /// only on regular files and directories, never on symlinks.
     pub(crate) fn vxattr(&self, ino: u64, name: &[u8]) -> Result<Vec<u8>, Errno> {
-        let node = self.vinodes.node(ino).ok_or(Errno::ENOENT)?;
         let no_attr = Errno::from_i32(libc::ENODATA);
+        // `ls -l` asks every entry for security.selinux: answer without any lookup.
+        if !name.starts_with(b"user.peros.") {
+            return Err(no_attr);
+        }
+        let node = self.vinodes.node(ino).ok_or(Errno::ENOENT)?;
         match &node {
             VNode::View(_) | VNode::Search(_) => {
                 let l = self.listing_of(&node)?;
