@@ -444,3 +444,83 @@ fn damaged_chunk_only_in_an_old_version_is_found_by_fsck() {
         assert_eq!(env.cat("/doc.txt"), b"new content of the file\n");
     }
 }
+
+#[test]
+fn object_store_sees_chunk_sizes_and_counts_but_no_names() {
+    // What an observer of the object store learns (docs/THREAT_MODEL.md): one object per
+    // distinct 4 MiB chunk, each about as large as its plaintext; nothing else.
+    let env = Env::init();
+    let small = env.path("small.txt");
+    write_random(&small, 41, 1000);
+    let obj = one(import_new(&env, &small, "/secret-name.txt"), "small");
+    let sealed = fs::metadata(&obj).unwrap().len();
+    assert!(
+        (1000..1000 + 512).contains(&sealed),
+        "a 1000-byte file is one object of {sealed} bytes: the size leaks to within age's overhead"
+    );
+    let big = env.path("big.bin");
+    write_random(&big, 42, 2 * CHUNK + 10);
+    let objs = import_new(&env, &big, "/big.bin");
+    let mut sizes: Vec<u64> = objs
+        .iter()
+        .map(|o| fs::metadata(o).unwrap().len())
+        .collect();
+    sizes.sort_unstable();
+    assert_eq!(sizes.len(), 3, "one object per chunk");
+    assert!(
+        sizes[0] < 1024,
+        "the 10-byte tail chunk is a small object: {sizes:?}"
+    );
+    assert!(
+        sizes[2] > CHUNK as u64 && sizes[2] < CHUNK as u64 + 8192,
+        "{sizes:?}"
+    );
+    // Names are keyed MACs: not the content's plain hash, nor anything of the path.
+    let name = obj.file_name().unwrap().to_string_lossy().to_string();
+    assert_ne!(name, hash_file(&small));
+    assert!(!name.contains("secret"));
+}
+
+#[test]
+fn rollback_of_the_whole_object_store_is_detected_for_files_changed_since() {
+    // An attacker restores an old copy of the entire object store. Metadata is local, so every
+    // file whose current chunks are newer than the copy is reported missing (EIO, fsck);
+    // files unchanged since the copy still read exactly (their objects are the same).
+    let env = Env::init();
+    let src = env.path("src");
+    write_file(&src.join("stable.txt"), b"never changes\n");
+    write_file(&src.join("doc.txt"), b"first state\n");
+    env.ok([OsStr::new("import"), src.as_os_str(), "/src".as_ref()]);
+    let old_copy = env.path("objects-copy");
+    sh(&format!(
+        "cp -a '{}' '{}'",
+        env.objects_dir().display(),
+        old_copy.display()
+    ));
+    write_file(&src.join("doc.txt"), b"second state, after the copy\n");
+    env.ok([OsStr::new("import"), src.as_os_str(), "/src".as_ref()]);
+    // Roll back: the old copy replaces the object directory.
+    sh(&format!(
+        "rm -rf '{0}' && cp -a '{1}' '{0}'",
+        env.objects_dir().display(),
+        old_copy.display()
+    ));
+    let problems = fsck_problems(&env);
+    let named: BTreeSet<String> = problems
+        .iter()
+        .map(|p| p["path"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        named,
+        ["/src/doc.txt".to_string()].into_iter().collect(),
+        "{problems:?}"
+    );
+    assert_eq!(problems[0]["kind"], "missing-chunk");
+    let m = Mounted::new(&env, &[]);
+    assert_eq!(read_errno(&m.p("src/doc.txt")).err(), Some(libc::EIO));
+    assert_eq!(fs::read(m.p("src/stable.txt")).unwrap(), b"never changes\n");
+    m.unmount();
+    // The old version is still there to restore (its object is in the old copy).
+    env.ok(["restore", "/src/doc.txt", "--version", "1"]);
+    assert_eq!(env.cat("/src/doc.txt"), b"first state\n");
+}
