@@ -95,10 +95,11 @@ pub fn read_all(dir: &Path) -> Vec<Record> {
 /// Sessions: runs of opens without a gap longer than this.
 pub const SESSION_GAP_MS: u64 = 5 * 60 * 1000;
 
-/// Files that are opened together: pairs that occur within `window` opens of each other at
-/// least `min_count` times (a session boundary, a gap of [`SESSION_GAP_MS`], resets the
-/// window), joined into connected groups. Largest group first;
-/// paths sorted within a group.
+/// Files that are opened together: for each open, the distinct files among the previous
+/// `window` opens (a gap of [`SESSION_GAP_MS`] resets it) count as co-accessed with it,
+/// weighted 1/distance. A pair is strong when its weight reaches `min_count` and in at least half the opens of the
+/// more often opened of the two (so a file opened everywhere does not glue groups together).
+/// Strong pairs are joined into connected groups, largest first, paths sorted.
 pub fn co_access_clusters(
     recs: &[Record],
     window: usize,
@@ -109,7 +110,8 @@ pub fn co_access_clusters(
         .iter()
         .filter(|r| r.ev == "open" && keep(&r.path))
         .collect();
-    let mut pair_counts: HashMap<(String, String), usize> = HashMap::new();
+    let mut pair_counts: HashMap<(String, String), f32> = HashMap::new();
+    let mut open_counts: HashMap<&str, usize> = HashMap::new();
     let mut last_t = 0u64;
     let mut recent: Vec<&str> = Vec::new();
     for r in &opens {
@@ -117,21 +119,25 @@ pub fn co_access_clusters(
             recent.clear();
         }
         last_t = r.t;
-        for &p in &recent {
-            if p != r.path {
+        if recent.last() == Some(&r.path.as_str()) {
+            continue; // re-open of the same file
+        }
+        *open_counts.entry(&r.path).or_default() += 1;
+        let mut seen: Vec<&str> = Vec::new();
+        for (d, &p) in recent.iter().rev().take(window).enumerate() {
+            if p != r.path && !seen.contains(&p) {
+                seen.push(p);
                 let key = if p < r.path.as_str() {
                     (p.to_string(), r.path.clone())
                 } else {
                     (r.path.clone(), p.to_string())
                 };
-                *pair_counts.entry(key).or_default() += 1;
+                *pair_counts.entry(key).or_default() += 1.0 / (d + 1) as f32;
             }
         }
-        if recent.last() != Some(&r.path.as_str()) {
-            recent.push(&r.path);
-            if recent.len() > window {
-                recent.remove(0);
-            }
+        recent.push(&r.path);
+        if recent.len() > window {
+            recent.remove(0);
         }
     }
     let mut parent: BTreeMap<String, String> = BTreeMap::new();
@@ -147,7 +153,10 @@ pub fn co_access_clusters(
     }
     let mut strong: Vec<&(String, String)> = pair_counts
         .iter()
-        .filter(|(_, n)| **n >= min_count)
+        .filter(|((a, b), n)| {
+            let most = open_counts[a.as_str()].max(open_counts[b.as_str()]);
+            **n >= min_count as f32 && **n * 2.0 >= most as f32
+        })
         .map(|(k, _)| k)
         .collect();
     strong.sort();

@@ -96,7 +96,7 @@ impl Planner for Heuristic {
             .collect();
         let keep = |p: &str| readable.contains(p);
         // 1. Files used together: tag them and make a view of the tag.
-        let clusters = crate::log::co_access_clusters(&records, 4, 3, &keep);
+        let clusters = crate::log::co_access_clusters(&records, 3, 3, &keep);
         for group in clusters.into_iter().filter(|g| g.len() >= 2).take(3) {
             let base = group_name(&group);
             let tag = format!("ws-{base}");

@@ -482,7 +482,7 @@ impl Host {
         tp.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         let mut pr: Vec<(&str, u64)> = procs.into_iter().collect();
         pr.sort_by(|a, b| b.1.cmp(&a.1));
-        let clusters = crate::log::co_access_clusters(&self.records, 4, 3, &|p| keep(p));
+        let clusters = crate::log::co_access_clusters(&self.records, 3, 3, &|p| keep(p));
         json!({
             "opens": top.iter().map(|x| x.1).sum::<u64>(),
             "top_files": top.iter().take(15).map(|(p, n)| json!({"path": p, "opens": n})).collect::<Vec<_>>(),
