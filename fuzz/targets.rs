@@ -8,8 +8,11 @@
 
 use std::sync::{Arc, OnceLock};
 
+/// A target: a name and the function that takes one input.
+pub type Target = (&'static str, fn(&[u8]));
+
 /// All targets by name, for the stable driver.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[Target] = &[
     ("query", query),
     ("text_chunks", text_chunks),
     ("extract", extract),

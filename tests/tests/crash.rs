@@ -200,7 +200,7 @@ fn writer(
         } else if op < 92 {
             // Rename (to a new name, or over another file of ours), fsync the directory.
             let from = pick(&mut rng, &mine).unwrap();
-            let to = if rng.next_u64() % 3 == 0 {
+            let to = if rng.next_u64().is_multiple_of(3) {
                 pick(&mut rng, &mine).unwrap()
             } else {
                 next += 1;

@@ -117,7 +117,7 @@ fn mutate(rng: &mut Rng, pool: &[Vec<u8>], input: &mut Vec<u8>, gentle: bool) {
                 let p = pos(rng).min(len - 4);
                 let v: u32 = [0, 1, u32::MAX, 0x7fff_ffff, 0x8000_0000, 0xffff, 4096]
                     [(rng.next_u64() % 7) as usize];
-                let b = if rng.next_u64() % 2 == 0 {
+                let b = if rng.next_u64().is_multiple_of(2) {
                     v.to_le_bytes()
                 } else {
                     v.to_be_bytes()
