@@ -397,7 +397,12 @@ pub fn spawn_background(home: &Home, dir: &Path, allow_other: bool) -> Result<()
     let exe = std::env::current_exe()?;
     let log = home.log_path();
     if let Some(p) = log.parent() {
-        std::fs::create_dir_all(p)?;
+        // Logs name files: private to the user, like the data directory.
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(p)?;
     }
     let logfile = std::fs::OpenOptions::new()
         .create(true)

@@ -199,8 +199,19 @@ impl Home {
         self.data_dir.join("daemon.pid")
     }
 
+    /// The daemon's log: `PEROS_HOME/logs/daemon.log`, or without PEROS_HOME under the XDG
+    /// state dir (`$XDG_STATE_HOME/peros/logs`, default `~/.local/state/peros/logs`): logs are
+    /// state, not data (see `peros --help`).
     pub fn log_path(&self) -> PathBuf {
-        self.data_dir.join("logs").join("daemon.log")
+        let peros_home = std::env::var_os("PEROS_HOME").is_some_and(|v| !v.is_empty());
+        let state = std::env::var_os("XDG_STATE_HOME")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")));
+        match state {
+            Some(s) if !peros_home => s.join("peros").join("logs").join("daemon.log"),
+            _ => self.data_dir.join("logs").join("daemon.log"),
+        }
     }
 
     /// Index options: `PEROS_HOME/index`, model paths from the config or the environment.

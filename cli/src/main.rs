@@ -6,6 +6,7 @@
 
 mod agent_cmd;
 mod ask;
+mod completions;
 mod daemon;
 mod doctor;
 mod home;
@@ -35,13 +36,14 @@ use peros_indexer::{Indexer, Mode};
 #[command(
     name = "peros",
     version,
-    about = "PerOS: a personal, encrypted, self-organising file system"
+    about = "PerOS: a personal, encrypted, self-organising file system",
+    after_help = completions::AFTER_HELP
 )]
 struct Cli {
-    /// More log output (repeat for more).
+    /// More log output on stderr: -v info, -vv debug, -vvv trace (PEROS_LOG=FILTER overrides).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
-    /// No progress bars.
+    /// No progress bars (they are drawn only on a terminal anyway).
     #[arg(short, long, global = true)]
     quiet: bool,
     #[command(subcommand)]
@@ -65,6 +67,13 @@ enum Command {
     Doctor {
         #[arg(long)]
         json: bool,
+    },
+    /// Print shell completions: `peros completions bash > ~/.local/share/bash-completion/completions/peros`.
+    Completions { shell: clap_complete::Shell },
+    /// Print the man page (peros.1); with --out DIR write it and one page per subcommand there.
+    Manpage {
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
     },
     /// Search the store: free text plus filters (ext: tag: path: modified:>DATE size:>N, AND/OR/NOT).
     Search {
@@ -254,7 +263,10 @@ fn main() -> ExitCode {
         .is_none_or(|c| {
             matches!(
                 c.to_str(),
-                Some("init" | "mount" | "umount" | "watch" | "help" | "doctor")
+                Some(
+                    "init" | "mount" | "umount" | "watch" | "help" | "doctor" | "completions"
+                        | "manpage"
+                )
             )
         });
     if !local_only {
@@ -286,7 +298,11 @@ pub fn run_args(args: Vec<OsString>, ctx: Ctx, out: &mut dyn Write, err: &mut dy
     let cli = match Cli::try_parse_from(&args) {
         Ok(c) => c,
         Err(e) => {
-            let text = e.render().ansi().to_string();
+            let text = if completions::color(ctx.daemon.is_none()) {
+                e.render().ansi().to_string()
+            } else {
+                e.render().to_string()
+            };
             let code = e.exit_code() as u8;
             if matches!(
                 e.kind(),
@@ -312,6 +328,7 @@ pub fn run_args(args: Vec<OsString>, ctx: Ctx, out: &mut dyn Write, err: &mut dy
                     .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
             )
             .with_writer(std::io::stderr)
+            .with_ansi(completions::color(true))
             .try_init();
     }
     match run(cli, &ctx, out, err) {
@@ -388,6 +405,10 @@ fn run(cli: Cli, ctx: &Ctx, out: &mut dyn Write, err: &mut dyn Write) -> Result<
             }
         }
         Command::Doctor { json } => return doctor::run(&home, json, out),
+        Command::Completions { shell } => completions::completions(shell, out)?,
+        Command::Manpage { out: dir } => {
+            completions::manpages(dir.map(|d| ctx.cwd.join(d)).as_deref(), out)?
+        }
         Command::Umount { dir } => {
             let dir = std::path::absolute(ctx.cwd.join(&dir))?;
             daemon::unmount(&home, &dir)?;
