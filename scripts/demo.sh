@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # scripts/demo.sh - the main job on embedded defaults: one encrypted store in a local directory,
 # the sample files of examples/ imported into it, listed, read back, checked, then served as a
-# mounted file system.
+# mounted file system, which stays mounted at the end (it prints what to try next and how to
+# unmount; a re-run unmounts it first).
 #
 #   bash scripts/demo.sh
 #
@@ -15,7 +16,12 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 STEP=start
 trap 'rc=$?; if [[ $rc -ne 0 ]]; then printf "\ndemo.sh: FAILED at step \"%s\" (exit code %d)\n" "$STEP" "$rc" >&2; fi' EXIT
 
-say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+# Bold headings on a terminal, plain text otherwise or with NO_COLOR.
+if [[ -t 1 && -z "${NO_COLOR:-}" ]]; then
+    say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+else
+    say() { printf '\n==> %s\n' "$*"; }
+fi
 # show CMD...: prints the command as a user would type it, then runs it.
 show() { printf '$ %s\n' "$*"; "$@"; }
 
@@ -108,10 +114,13 @@ if [[ "${PEROS_DEMO_MOUNT:-1}" == 1 ]]; then
     STEP=mount
     MNT=${PEROS_MNT:-/tmp/peros-demo-mnt}
     mkdir -p "$MNT"
+    # A previous run left it mounted (on purpose): start from a fresh daemon.
+    peros umount "$MNT" >/dev/null 2>&1 || true
     say "mount at $MNT"
     show peros mount "$MNT"
-    trap 'rc=$?; peros umount "$MNT" >/dev/null 2>&1 || fusermount3 -u "$MNT" 2>/dev/null || true;
-          if [[ $rc -ne 0 ]]; then printf "\ndemo.sh: FAILED at step \"%s\" (exit code %d)\n" "$STEP" "$rc" >&2; fi' EXIT
+    # On failure unmount; on success the store stays mounted for you to explore.
+    trap 'rc=$?; if [[ $rc -ne 0 ]]; then peros umount "$MNT" >/dev/null 2>&1 || fusermount3 -u "$MNT" 2>/dev/null || true;
+          printf "\ndemo.sh: FAILED at step \"%s\" (exit code %d)\n" "$STEP" "$rc" >&2; fi' EXIT
     show ls -l "$MNT/examples"
     show grep -l -i invoice -r "$MNT/examples"
     show sh -c "echo 'Call the chimney sweep about the 2024 invoice.' >> '$MNT/examples/taxes-2024.md'"
@@ -128,11 +137,32 @@ if [[ "${PEROS_DEMO_MOUNT:-1}" == 1 ]]; then
     say "any name under @search is a query (not saved)"
     show ls "$MNT/@search/who repairs the boiler"
     show peros views list
-    show peros status
-    STEP=umount
-    show peros umount "$MNT"
+    STEP=agent
+    say "the agent: proposes views and tags from what you use; every action is journaled and undoable"
+    show peros agent run --once || echo "(the agent run failed: see the message above)"
+    show peros agent log
     show peros log /examples/taxes-2024.md
+    STEP=doctor
+    say "doctor: what this machine has and lacks (warnings are fine for a demo)"
+    show peros doctor || true
+    show peros status
 fi
 
 STEP=done
-say "done: the store is in $PEROS_HOME (remove it to start over)"
+if [[ "${PEROS_DEMO_MOUNT:-1}" == 1 ]]; then
+    say "done: your store is mounted at $MNT (and stays mounted)"
+    cat <<EOF
+Try next (in your shell first: export PEROS_HOME=$PEROS_HOME PATH=$CARGO_TARGET_DIR/release:\$PATH):
+  ls $MNT/@views                    browse the views (also in any file manager)
+  ls "$MNT/@search/boiler repair"   any name under @search runs as a query
+  cp -r ~/Documents $MNT/           your own files: indexed within seconds
+  peros search 'invoice 2024'        peros ask 'When is the tax filing deadline?'
+  peros agent log                    peros agent undo     (the agent's journal and undo)
+  peros doctor                       what is missing on this machine, and the fix
+Unmount (flushes everything, stops the daemon):
+  peros umount $MNT
+Start over: peros umount $MNT; rm -rf $PEROS_HOME
+EOF
+else
+    say "done: the store is in $PEROS_HOME (remove it to start over)"
+fi
