@@ -264,7 +264,13 @@ fn main() -> ExitCode {
             matches!(
                 c.to_str(),
                 Some(
-                    "init" | "mount" | "umount" | "watch" | "help" | "doctor" | "completions"
+                    "init"
+                        | "mount"
+                        | "umount"
+                        | "watch"
+                        | "help"
+                        | "doctor"
+                        | "completions"
                         | "manpage"
                 )
             )
