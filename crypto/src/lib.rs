@@ -67,7 +67,9 @@ impl ObjectName {
     }
 
     pub fn from_hex(s: &str) -> Option<Self> {
-        if s.len() != NAME_LEN * 2 {
+        // Only hex digits: `from_str_radix` alone also takes a sign ("+b" parsed as 0x0b, found
+        // by fuzzing), which would give two spellings of one name.
+        if s.len() != NAME_LEN * 2 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
             return None;
         }
         let mut out = [0u8; NAME_LEN];
@@ -257,6 +259,17 @@ mod tests {
             k.open(&sealed, &other),
             Err(CryptoError::NameMismatch)
         ));
+    }
+
+    #[test]
+    fn from_hex_takes_hex_digits_only() {
+        let n = ObjectName([0xab; NAME_LEN]);
+        assert_eq!(ObjectName::from_hex(&n.to_hex()), Some(n));
+        assert_eq!(ObjectName::from_hex(&n.to_hex().to_uppercase()), Some(n));
+        let signed = format!("+b{}", &n.to_hex()[2..]);
+        assert_eq!(ObjectName::from_hex(&signed), None);
+        assert_eq!(ObjectName::from_hex(&"g".repeat(64)), None);
+        assert_eq!(ObjectName::from_hex("ab"), None);
     }
 
     #[test]
