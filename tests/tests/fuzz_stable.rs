@@ -272,6 +272,17 @@ fn fuzz_targets_on_stable() {
             .unwrap_or_default();
         *LAST_PANIC.lock().unwrap() = format!("{msg} at {loc}");
     }));
+    // PEROS_FUZZ_EXPORT_SEEDS=1 writes the built-in seeds to fuzz/seeds/<target>/ (for
+    // libFuzzer, which cannot call builtin_seeds itself).
+    if std::env::var_os("PEROS_FUZZ_EXPORT_SEEDS").is_some() {
+        for (name, _) in targets::TARGETS {
+            let dir = fuzz_dir().join("seeds").join(name);
+            std::fs::create_dir_all(&dir).unwrap();
+            for (i, s) in targets::builtin_seeds(name).iter().enumerate() {
+                std::fs::write(dir.join(format!("builtin-{i}")), s).unwrap();
+            }
+        }
+    }
     let mut failures = Vec::new();
     let mut lines = Vec::new();
     for (name, f) in targets::TARGETS {
