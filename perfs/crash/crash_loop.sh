@@ -20,6 +20,7 @@ cargo test -p peros-tests --test crash --no-run
 # from under a 20-minute run.
 bin_copy=$(mktemp /var/tmp/peros-crash-bin.XXXXXX)
 cp "$CARGO_TARGET_DIR/debug/peros" "$bin_copy"
+chmod 755 "$bin_copy"
 export PEROS_BIN=$bin_copy
 date=$(date +%Y-%m-%d)
 out=perfs/results/crash-$date.md
