@@ -143,6 +143,9 @@ pub struct Hit {
     pub size: u64,
     /// The text query matched this file (always true for filter-only queries).
     pub text_match: bool,
+    /// The file's BM25 score relative to the best file's (1 for the best and for filter-only
+    /// queries, 0 without a text match): small when only common words matched.
+    pub text_rel: f32,
     /// Best cosine similarity of a passage to the query (0 when not computed).
     pub similarity: f32,
     /// Byte offset of the best passage (in the file for text types, in the extracted text
@@ -1077,7 +1080,8 @@ impl Indexer {
             .fold(0f32, f32::max)
             .max(BM25_FLOOR);
         let w = self.opts.semantic_weight;
-        let mut fused: Vec<(Ino, f32, u64, bool, f32)> = Vec::new();
+        let best_text = text_best.values().map(|v| v.0).fold(0f32, f32::max);
+        let mut fused: Vec<(Ino, f32, u64, f32, f32)> = Vec::new();
         let inos: HashSet<Ino> = text_best.keys().chain(sem_best.keys()).copied().collect();
         for ino in inos {
             let t = text_best.get(&ino);
@@ -1104,17 +1108,16 @@ impl Indexer {
                 (_, Some(t), None) => t.1,
                 _ => continue,
             };
-            fused.push((
-                ino,
-                score,
-                chunk,
-                t.is_some(),
-                s.map(|x| x.0).unwrap_or(0.0),
-            ));
+            let text_rel = match t {
+                Some(t) if best_text > 0.0 => t.0 / best_text,
+                Some(_) => 1.0,
+                None => 0.0,
+            };
+            fused.push((ino, score, chunk, text_rel, s.map(|x| x.0).unwrap_or(0.0)));
         }
         fused.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         let terms = q.terms();
-        for (ino, score, chunk_id, text_match, similarity) in fused {
+        for (ino, score, chunk_id, text_rel, similarity) in fused {
             if outcome.hits.len() >= limit {
                 break;
             }
@@ -1129,7 +1132,8 @@ impl Indexer {
             outcome.hits.push(Hit {
                 mtime: st.mtime,
                 size: st.size,
-                text_match,
+                text_match: text_rel > 0.0,
+                text_rel,
                 similarity,
                 path: st.path,
                 ino,
@@ -1166,6 +1170,7 @@ impl Indexer {
                 mtime: st.mtime,
                 size: st.size,
                 text_match: true,
+                text_rel: 1.0,
                 similarity: 0.0,
                 path: st.path,
                 ino,

@@ -26,6 +26,10 @@ use peros_store::Store;
 
 pub use file::{FileError, Sort, ViewDef};
 
+/// A text match counts for membership when its BM25 score is at least this fraction of the
+/// best match's: `who repairs the boiler` must not list every file containing "the".
+pub const MIN_TEXT_REL: f32 = 0.15;
+
 /// Results shown under `@search/<text>`.
 pub const SEARCH_LIMIT: usize = 200;
 /// Searches kept (what `ls @search` lists).
@@ -587,8 +591,9 @@ pub fn load_file(path: &Path) -> Result<BTreeMap<String, ViewDef>, QueryDirError
         .map_err(|e| QueryDirError::Config(e.to_string()))
 }
 
-/// Evaluates one view: runs its query, keeps the files that match (text match, filter, or a
-/// semantic similarity of at least `min_similarity`), sorts, limits, and names the entries.
+/// Evaluates one view: runs its query, keeps the files that match (its filters; its words, with
+/// a BM25 score of at least [`MIN_TEXT_REL`] of the best; or a semantic similarity of at least
+/// `min_similarity`), sorts, limits, and names the entries.
 pub fn evaluate(
     indexer: &Indexer,
     store: &Store,
@@ -608,7 +613,7 @@ pub fn evaluate(
     let mut hits: Vec<Hit> = outcome
         .hits
         .into_iter()
-        .filter(|h| h.text_match || h.similarity >= def.min_similarity)
+        .filter(|h| h.text_rel >= MIN_TEXT_REL || h.similarity >= def.min_similarity)
         .collect();
     match def.sort {
         Sort::Score => {}
