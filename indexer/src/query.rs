@@ -312,6 +312,7 @@ pub fn parse(q: &str) -> Result<Query, QueryError> {
         toks: ftoks,
         pos: 0,
         q,
+        depth: 0,
     };
     let filter = if p.toks.is_empty() {
         None
@@ -335,7 +336,14 @@ struct Parser<'a> {
     toks: Vec<Tok>,
     pos: usize,
     q: &'a str,
+    /// Nesting of parentheses and NOT so far.
+    depth: usize,
 }
+
+/// Deeper nesting is refused: the parser (and matching, and dropping the expression) recurse,
+/// and thousands of `(` overflowed the stack, killing the daemon that ran the search (found by
+/// fuzzing: fuzz/regressions/query/).
+const MAX_DEPTH: usize = 64;
 
 impl Parser<'_> {
     fn peek(&self) -> Option<&Tok> {
@@ -383,6 +391,21 @@ impl Parser<'_> {
     }
 
     fn unary(&mut self) -> Result<Option<Expr>, QueryError> {
+        if self.depth >= MAX_DEPTH {
+            return Err(QueryError {
+                query: self.q.into(),
+                reason: format!(
+                    "nested too deeply (at most {MAX_DEPTH} levels of parentheses and NOT)"
+                ),
+            });
+        }
+        self.depth += 1;
+        let e = self.unary_inner();
+        self.depth -= 1;
+        e
+    }
+
+    fn unary_inner(&mut self) -> Result<Option<Expr>, QueryError> {
         match self.peek().cloned() {
             Some(Tok::Not) => {
                 self.pos += 1;

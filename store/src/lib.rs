@@ -546,9 +546,19 @@ impl Store {
             hook: RwLock::new(None),
             meta_path: meta_path.to_path_buf(),
         };
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| store.ensure_root()))
-            .map_err(|p| damaged(&panic_text(&p)))??;
-        Ok(store)
+        let root = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| store.ensure_root()));
+        match root {
+            Ok(Ok(())) => Ok(store),
+            failed => {
+                // Dropping syncs, which can panic on the same damage: keep that inside too.
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(store)));
+                Err(match failed {
+                    Ok(Err(e)) => e,
+                    Err(p) => damaged(&panic_text(&p)),
+                    Ok(Ok(())) => unreachable!(),
+                })
+            }
+        }
     }
 
     fn ensure_root(&self) -> Result<()> {

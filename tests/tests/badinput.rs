@@ -176,6 +176,31 @@ fn corrupt_config_names_file_line_and_column() {
 }
 
 #[test]
+fn deeply_nested_query_is_refused_and_the_daemon_survives() {
+    // 10,000 `(` once overflowed the parser's stack: run through the daemon, that killed the
+    // daemon and with it the mount (found by fuzzing).
+    let env = small_store();
+    let m = Mounted::new(&env, &[]);
+    let q = format!("{}ext:txt", "(".repeat(10_000));
+    let out = env.fails(["search", "--mode", "text", q.as_str()]);
+    assert!(
+        stderr(&out).contains("nested too deeply"),
+        "{}",
+        stderr(&out)
+    );
+    let q = format!("{}tag:x", "NOT ".repeat(10_000));
+    let out = env.fails(["search", "--mode", "text", q.as_str()]);
+    assert!(
+        stderr(&out).contains("nested too deeply"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(fs::read(m.p("src/a.txt")).unwrap(), b"alpha\n");
+    assert!(env.status()["daemon"]["pid"].as_u64().is_some());
+    m.unmount();
+}
+
+#[test]
 fn invalid_queries_fail_cleanly() {
     let env = small_store();
     for q in [
