@@ -353,17 +353,38 @@ impl Planner for Llm {
         let excluded = host.excluded_paths();
         let stats = host.access_summary();
         let views = host.call("list_views", &json!({}), "").unwrap_or(json!({}));
+        // Candidate queries for the small local models: the directories the user opens most.
+        let mut dirs: BTreeMap<String, u64> = BTreeMap::new();
+        for f in stats["top_files"].as_array().into_iter().flatten() {
+            if let (Some(p), Some(n)) = (f["path"].as_str(), f["opens"].as_u64()) {
+                if let Some((d, _)) = p.rsplit_once('/') {
+                    if !d.is_empty() {
+                        *dirs.entry(d.to_string()).or_default() += n;
+                    }
+                }
+            }
+        }
+        let mut dirs: Vec<(String, u64)> = dirs.into_iter().collect();
+        dirs.sort_by_key(|d| std::cmp::Reverse(d.1));
+        let candidates: Vec<Value> = dirs
+            .iter()
+            .take(3)
+            .map(|(d, n)| json!({"name": slug(d.rsplit('/').next().unwrap_or(d)), "query": format!("path:{d}/"), "opens": n}))
+            .collect();
         let context = format!(
             "How the user accessed files recently (paths, counts):\n{}\n\nExisting views:\n{}\n\n\
-             Create a view for the files the user works with most.",
+             Candidate views (folders the user opens most):\n{}\n\n\
+             Create a view for the files the user works with most: call create_view with a name and a query.",
             serde_json::to_string_pretty(&stats)?,
-            serde_json::to_string_pretty(&views)?
+            serde_json::to_string_pretty(&views)?,
+            serde_json::to_string_pretty(&candidates)?
         );
         let mut messages = vec![
             json!({"role": "system", "content": SYSTEM}),
             json!({"role": "user", "content": context}),
         ];
         let mut seen: HashSet<String> = HashSet::new();
+        let mut nudged = false;
         for step in 0..self.max_steps.max(1) {
             let body = self.body(&messages, host, &excluded);
             let resp = self.chat.send(&body)?;
@@ -371,7 +392,16 @@ impl Planner for Llm {
             let calls = parse_calls(&message);
             tracing::info!("agent llm step {step}: {} call(s)", calls.len());
             if calls.is_empty() {
-                break;
+                // Small local models often stop after reading a tool result: remind them of the
+                // task once if nothing was created yet.
+                let created = host.actions.iter().any(|a| a.action == "create_view");
+                if created || nudged {
+                    break;
+                }
+                nudged = true;
+                messages.push(json!({"role": "assistant", "content": message["content"].as_str().unwrap_or("")}));
+                messages.push(json!({"role": "user", "content": "No view was created yet. Call create_view now, with a name and a query (for example one of the candidate views)."}));
+                continue;
             }
             let structured =
                 message["tool_calls"].is_array() && calls.iter().any(|c| c.id.is_some());
@@ -408,7 +438,13 @@ impl Planner for Llm {
             }
             messages.extend(results);
             if fresh == 0 {
-                break; // the model only repeats itself
+                // The model only repeats itself: remind it of the task once, else stop.
+                let created = host.actions.iter().any(|a| a.action == "create_view");
+                if created || nudged {
+                    break;
+                }
+                nudged = true;
+                messages.push(json!({"role": "user", "content": "No view was created yet. Call create_view now, with a name and a query (for example one of the candidate views)."}));
             }
         }
         Ok(())

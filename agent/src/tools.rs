@@ -165,6 +165,8 @@ pub struct Host {
     pub content_ok: bool,
     pub actions: Vec<Entry>,
     pub calls: Vec<CallReport>,
+    /// Why there is no index, if there is none.
+    pub index_error: Option<String>,
 }
 
 fn arg<'a>(args: &'a Value, k: &str) -> &'a str {
@@ -267,7 +269,12 @@ impl Host {
         };
         match tool {
             "search" => {
-                let ix = self.indexer.clone().ok_or("no search index available")?;
+                let ix = self.indexer.clone().ok_or_else(|| {
+                    format!(
+                        "no search index available ({})",
+                        self.index_error.as_deref().unwrap_or("not opened")
+                    )
+                })?;
                 let limit = args["limit"].as_u64().unwrap_or(10) as usize;
                 let out = ix
                     .search(arg(args, "query"), Mode::Hybrid, limit * 3)
@@ -481,7 +488,7 @@ impl Host {
         let mut tp: Vec<((&str, &str), u64)> = pairs.into_iter().collect();
         tp.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         let mut pr: Vec<(&str, u64)> = procs.into_iter().collect();
-        pr.sort_by(|a, b| b.1.cmp(&a.1));
+        pr.sort_by_key(|p| std::cmp::Reverse(p.1));
         let clusters = crate::log::co_access_clusters(&self.records, 3, 3, &|p| keep(p));
         json!({
             "opens": top.iter().map(|x| x.1).sum::<u64>(),

@@ -81,6 +81,7 @@ pub fn make_host(
         content_ok: true,
         actions: Vec::new(),
         calls: Vec::new(),
+        index_error: None,
     })
 }
 
@@ -261,14 +262,15 @@ pub fn run_agent(
             json,
         } => loop {
             let store = ctx.store(home)?;
-            let indexer = match ctx.daemon.as_ref().and_then(|d| d.indexer.clone()) {
-                Some(ix) => Some(ix),
-                None => ctx
-                    .indexer(home, true, quiet || json)
-                    .ok()
-                    .map(|(ix, _)| ix),
+            let (indexer, index_error) = match ctx.daemon.as_ref().and_then(|d| d.indexer.clone()) {
+                Some(ix) => (Some(ix), None),
+                None => match ctx.indexer(home, true, quiet || json) {
+                    Ok((ix, _)) => (Some(ix), None),
+                    Err(e) => (None, Some(format!("{e:#}"))),
+                },
             };
             let mut host = make_host(home, store, indexer, views_handle(ctx, home), live.clone())?;
+            host.index_error = index_error;
             let mut p = make_planner(home, planner.as_deref())?;
             let report = peros_agent::run_planner(&mut host, p.as_mut());
             print_report(out, &report, json)?;
