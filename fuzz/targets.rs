@@ -20,6 +20,7 @@ pub const TARGETS: &[Target] = &[
     ("key_file", key_file),
     ("meta_records", meta_records),
     ("meta_db", meta_db),
+    ("views_toml", views_toml),
 ];
 
 /// Seed inputs per target (besides the files under `fuzz/seeds/<target>/`).
@@ -72,7 +73,28 @@ pub fn builtin_seeds(target: &str) -> Vec<Vec<u8>> {
             vec![a]
         }
         "meta_db" => vec![valid_meta_db().to_vec()],
+        "views_toml" => vec![
+            include_bytes!("../examples/views.toml").to_vec(),
+            b"[views]\na = { query = \"x\", limit = 5, sort = \"size\", min_similarity = 0.5 }\n\"b c\" = \"ext:md tag:t\"\n".to_vec(),
+        ],
         _ => Vec::new(),
+    }
+}
+
+/// views.toml: parse (with line/column errors), and the edits that keep the user's text.
+pub fn views_toml(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    if let Ok(views) = peros_views::file::parse(&text, "views.toml") {
+        let def = peros_views::ViewDef::new("fuzz view", "ext:md");
+        if let Ok(edited) = peros_views::file::with_view(&text, &def) {
+            // An edit of a valid file must stay valid and keep every view.
+            let again = peros_views::file::parse(&edited, "views.toml")
+                .expect("adding a view to a valid views.toml keeps it valid");
+            assert!(views.keys().all(|k| again.contains_key(k)));
+        }
+        if let Some((name, _)) = views.iter().next() {
+            let _ = peros_views::file::without_view(&text, name);
+        }
     }
 }
 
