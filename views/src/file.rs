@@ -287,7 +287,11 @@ mod tests {
 
     #[test]
     fn the_documented_example_parses() {
-        let v = parse(include_str!("../../examples/views.toml"), "examples/views.toml").unwrap();
+        let v = parse(
+            include_str!("../../examples/views.toml"),
+            "examples/views.toml",
+        )
+        .unwrap();
         assert_eq!(v["money 2024"].sort, Sort::Modified);
         assert_eq!(v.len(), 3);
     }
