@@ -10,7 +10,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 use peros_fs::{Listing, QueryDirError};
-use peros_indexer::{Mode, TAGS_XATTR};
+use peros_indexer::{parse_tags, Mode, TAGS_XATTR};
 use peros_views::{Sort, ViewDef};
 use serde_json::json;
 
@@ -239,16 +239,6 @@ fn tag_path(ctx: &Ctx, arg: &OsStr) -> Vec<u8> {
         }
     }
     peros_store::normalize_path(arg.as_bytes())
-}
-
-/// Tags are stored comma-separated in `user.peros.tags`, the order kept, no duplicates
-/// (compared without case, as `tag:` queries do).
-pub fn parse_tags(v: &[u8]) -> Vec<String> {
-    String::from_utf8_lossy(v)
-        .split(',')
-        .map(|t| t.trim().to_string())
-        .filter(|t| !t.is_empty())
-        .collect()
 }
 
 fn check_tag(t: &str) -> Result<()> {

@@ -249,16 +249,19 @@ fn ext_of(path: &str) -> String {
     }
 }
 
+/// Tags are stored comma-separated in [`TAGS_XATTR`]; blanks around them are ignored.
+pub fn parse_tags(v: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(v)
+        .split(',')
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
+        .collect()
+}
+
 fn tags_of(node: &Inode) -> Vec<String> {
     node.xattrs
         .get(TAGS_XATTR)
-        .map(|v| {
-            String::from_utf8_lossy(v)
-                .split(',')
-                .map(|t| t.trim().to_string())
-                .filter(|t| !t.is_empty())
-                .collect()
-        })
+        .map(|v| parse_tags(v))
         .unwrap_or_default()
 }
 
