@@ -237,7 +237,7 @@ impl Views {
                     tracing::info!("views: {} is valid again", self.file.display());
                 }
                 if st.defs != defs {
-                    st.listings.retain(|n, _| defs.get(n).is_some());
+                    st.listings.retain(|n, _| defs.contains_key(n));
                     // A changed definition is re-evaluated; listings of unchanged ones stay.
                     let changed: Vec<String> = defs
                         .iter()
