@@ -345,9 +345,7 @@ impl Views {
     /// Adds a view (or replaces it when `replace`), writes views.toml and evaluates the view
     /// with text ranking at once (the background thread refines it).
     pub fn add(&self, def: ViewDef, replace: bool) -> Result<(), QueryDirError> {
-        file::check_name(&def.name).map_err(QueryDirError::Invalid)?;
-        peros_indexer::parse_query(&def.query)
-            .map_err(|e| QueryDirError::Invalid(format!("view {:?}: {}", def.name, e.reason)))?;
+        validate(&def)?;
         {
             let _edit = self.edit.lock();
             if !replace && self.state.read().defs.contains_key(&def.name) {
@@ -556,11 +554,17 @@ fn edit_file(
     Ok(())
 }
 
-/// Adds a view to views.toml without a running service (the CLI without a daemon).
-pub fn add_to_file(path: &Path, def: &ViewDef, replace: bool) -> Result<(), QueryDirError> {
+/// A view's name must be a usable directory name and its query must parse.
+fn validate(def: &ViewDef) -> Result<(), QueryDirError> {
     file::check_name(&def.name).map_err(QueryDirError::Invalid)?;
     peros_indexer::parse_query(&def.query)
-        .map_err(|e| QueryDirError::Invalid(format!("view {:?}: {}", def.name, e.reason)))?;
+        .map(|_| ())
+        .map_err(|e| QueryDirError::Invalid(format!("view {:?}: {}", def.name, e.reason)))
+}
+
+/// Adds a view to views.toml without a running service (the CLI without a daemon).
+pub fn add_to_file(path: &Path, def: &ViewDef, replace: bool) -> Result<(), QueryDirError> {
+    validate(def)?;
     let defs = load_file(path)?;
     if !replace && defs.contains_key(&def.name) {
         return Err(QueryDirError::Exists(def.name.clone()));
