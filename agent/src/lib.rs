@@ -41,6 +41,10 @@ pub struct RunReport {
     pub actions: Vec<Entry>,
     pub calls: Vec<tools::CallReport>,
     pub error: Option<String>,
+    /// Why the search index was unavailable to the planner (its `search` tool and the
+    /// checks that evaluate a new view's query are off then).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index_error: Option<String>,
 }
 
 /// Runs `planner` once over `host` (whose `run` and `planner` fields this sets).
@@ -54,6 +58,11 @@ pub fn run_planner(host: &mut Host, planner: &mut dyn planner::Planner) -> RunRe
         actions: host.actions.clone(),
         calls: host.calls.clone(),
         error,
+        index_error: host.indexer.is_none().then(|| {
+            host.index_error
+                .clone()
+                .unwrap_or_else(|| "not opened".into())
+        }),
     }
 }
 

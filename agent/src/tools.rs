@@ -160,6 +160,10 @@ pub struct Host {
     pub calls: Vec<CallReport>,
     /// Why there is no index, if there is none.
     pub index_error: Option<String>,
+    /// `create_view` refuses a query that matches fewer readable files than this (when an
+    /// index is open): a view of one file organises nothing. The LLM planner sets 2; the
+    /// heuristic planner's tag views match only once the index has seen the new tags.
+    pub min_view_matches: usize,
 }
 
 fn arg<'a>(args: &'a Value, k: &str) -> &'a str {
@@ -208,6 +212,40 @@ impl Host {
         // Longest first, so a file is scrubbed before its directory.
         out.sort_by_key(|p| std::cmp::Reverse(p.len()));
         out
+    }
+
+    /// A `path:` or `tag:` filter of `query` that points into what the policy excludes: the
+    /// agent must not organise what it may not read (a prompt-injected "view of /vault" too).
+    fn excluded_area(&self, query: &peros_indexer::Query) -> Option<String> {
+        use peros_indexer::query::{Expr, Filter};
+        fn walk<'a>(e: &'a Expr, out: &mut Vec<&'a Filter>) {
+            match e {
+                Expr::Filter(f) => out.push(f),
+                Expr::And(v) | Expr::Or(v) => v.iter().for_each(|e| walk(e, out)),
+                Expr::Not(e) => walk(e, out),
+            }
+        }
+        let mut filters = Vec::new();
+        if let Some(e) = &query.filter {
+            walk(e, &mut filters);
+        }
+        filters.into_iter().find_map(|f| match f {
+            Filter::Path(p) => {
+                let dir = p.trim_end_matches(['/', '.', '*']);
+                let dir = if dir.starts_with('/') {
+                    dir.to_string()
+                } else {
+                    format!("/{dir}")
+                };
+                let inside = format!("{}/x", dir.trim_end_matches('/'));
+                (!self.policy.readable(&dir, &[]) || !self.policy.readable(&inside, &[]))
+                    .then(|| format!("path:{p}"))
+            }
+            Filter::Tag(t) => {
+                (!self.policy.readable("/x", std::slice::from_ref(t))).then(|| format!("tag:{t}"))
+            }
+            _ => None,
+        })
     }
 
     /// Runs one tool call (arguments validated first). Errors are messages for the planner.
@@ -307,7 +345,35 @@ impl Host {
                 if query.is_empty() {
                     return Err("the query must not be empty".into());
                 }
-                peros_indexer::parse_query(&query).map_err(|e| format!("bad query: {e}"))?;
+                let parsed =
+                    peros_indexer::parse_query(&query).map_err(|e| format!("bad query: {e}"))?;
+                if let Some(area) = self.excluded_area(&parsed) {
+                    return Err(format!(
+                        "refused: the privacy policy keeps the agent out of {area}; choose files the user works with"
+                    ));
+                }
+                if let (Some(ix), true) = (self.indexer.clone(), self.min_view_matches > 0) {
+                    let want = self.min_view_matches;
+                    // Membership exactly as the view will list it (words, filters, similarity).
+                    let mut probe = ViewDef::new(&name, &query);
+                    probe.limit = want * 4 + 16;
+                    let found = peros_views::evaluate(&ix, &self.store, &probe, Mode::Hybrid)
+                        .map(|l| {
+                            l.entries
+                                .iter()
+                                .filter(|e| {
+                                    let target = String::from_utf8_lossy(&e.target);
+                                    self.readable_path(target.trim_start_matches("../.."))
+                                })
+                                .count()
+                        })
+                        .unwrap_or(0);
+                    if found < want {
+                        return Err(format!(
+                            "refused: {query:?} matches {found} file(s); a view should gather at least {want} files the user works with"
+                        ));
+                    }
+                }
                 if self.views.get(&name).is_some() {
                     return Err(format!(
                         "a view named {name:?} already exists; choose another name"

@@ -82,6 +82,7 @@ pub fn make_host(
         actions: Vec::new(),
         calls: Vec::new(),
         index_error: None,
+        min_view_matches: 0,
     })
 }
 
@@ -141,6 +142,12 @@ fn print_report(out: &mut dyn Write, r: &peros_agent::RunReport, json: bool) -> 
             out,
             "  refused {} {}: {}",
             c.tool, c.args, c.result["error"]
+        )?;
+    }
+    if let Some(e) = &r.index_error {
+        writeln!(
+            out,
+            "  note: no search index ({e}); the planner worked without search"
         )?;
     }
     if let Some(e) = &r.error {

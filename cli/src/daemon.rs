@@ -155,6 +155,7 @@ fn serve_one(mut stream: UnixStream, store: &Arc<Store>, info: &Arc<DaemonInfo>)
             cwd: req.cwd,
             store: Some(store.clone()),
             daemon: Some(info.clone()),
+            opened: Default::default(),
         },
         &mut out,
         &mut err,

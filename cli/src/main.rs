@@ -219,14 +219,18 @@ pub struct Ctx {
     pub cwd: PathBuf,
     pub store: Option<Arc<Store>>,
     pub daemon: Option<Arc<daemon::DaemonInfo>>,
+    /// The store this process opened itself, kept: the metadata database allows one opener,
+    /// so a command that needs the store and an index must share one.
+    pub opened: std::sync::OnceLock<Arc<Store>>,
 }
 
 impl Ctx {
     fn store(&self, home: &Home) -> Result<Arc<Store>> {
-        match &self.store {
-            Some(s) => Ok(s.clone()),
-            None => Ok(Arc::new(home.open_store()?)),
+        if let Some(s) = self.store.as_ref().or(self.opened.get()) {
+            return Ok(s.clone());
         }
+        let s = Arc::new(home.open_store()?);
+        Ok(self.opened.get_or_init(|| s).clone())
     }
 
     /// The daemon's live index, or this process's own, caught up with the store first
@@ -292,6 +296,7 @@ fn main() -> ExitCode {
         cwd: std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")),
         store: None,
         daemon: None,
+        opened: Default::default(),
     };
     let code = run_args(args, ctx, &mut std::io::stdout(), &mut std::io::stderr());
     // A remote store's lease must not outlive the command (threads may still hold the store).

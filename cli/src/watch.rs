@@ -35,6 +35,7 @@ fn exec(home: &Home, args: Vec<String>, out: &mut dyn Write, err: &mut dyn Write
                 cwd: PathBuf::from("/"),
                 store: None,
                 daemon: None,
+                opened: Default::default(),
             };
             crate::run_args(full, ctx, out, err)
         }
