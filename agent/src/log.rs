@@ -17,7 +17,8 @@ use serde::{Deserialize, Serialize};
 pub struct Record {
     /// Milliseconds since the epoch.
     pub t: u64,
-    /// "open" or "close".
+    /// "open", "close", or "search" (then `path` holds the query and `proc` where it was
+    /// made: "@search" in the mount or "peros search").
     pub ev: String,
     pub ino: u64,
     pub path: String,
@@ -73,6 +74,46 @@ impl AccessLog {
         }
         Ok(())
     }
+}
+
+/// A search the user made, as a log record.
+pub fn search_record(query: &str, source: &str) -> Record {
+    Record {
+        t: peros_fs::access::now_ms(),
+        ev: "search".into(),
+        ino: 0,
+        path: query.trim().chars().take(500).collect(),
+        proc: source.into(),
+        bytes: 0,
+        cached: false,
+    }
+}
+
+/// Queries searched at least `min` times (case and spacing ignored), most frequent first,
+/// with the count; the spelling used last is kept.
+pub fn frequent_searches(records: &[Record], min: usize) -> Vec<(String, usize)> {
+    let mut counts: BTreeMap<String, (usize, String)> = BTreeMap::new();
+    for r in records.iter().filter(|r| r.ev == "search") {
+        let key = r
+            .path
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .to_lowercase();
+        if key.is_empty() {
+            continue;
+        }
+        let e = counts.entry(key).or_default();
+        e.0 += 1;
+        e.1 = r.path.trim().to_string();
+    }
+    let mut v: Vec<(String, usize)> = counts
+        .into_values()
+        .filter(|(n, _)| *n >= min)
+        .map(|(n, q)| (q, n))
+        .collect();
+    v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    v
 }
 
 /// All records on disk, oldest first.

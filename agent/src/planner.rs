@@ -65,12 +65,40 @@ fn group_name(paths: &[String]) -> String {
         .unwrap_or_else(|| "files".into())
 }
 
-/// Needs nothing: co-access clusters become a tag plus a view of that tag; file types the
-/// user opens a lot become a view of that type.
+/// Needs nothing: co-access clusters become a tag plus a view of that tag; searches the user
+/// repeats become views of that query; file types the user opens a lot become a view of that
+/// type, split by year when the opened files span several years.
 pub struct Heuristic;
 
-/// Opens of distinct files of one extension before a type view is proposed.
+/// Opens of distinct files of one extension (or of one extension and year) before a type
+/// (or type-and-year) view is proposed.
 const TYPE_VIEW_FILES: usize = 5;
+/// Times a query is searched before it becomes a view.
+const FREQUENT_SEARCH: usize = 3;
+
+/// The calendar year (UTC) of a time in seconds since the epoch.
+fn year_of(secs: i64) -> i64 {
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = secs.div_euclid(86400) + 719468;
+    let era = z.div_euclid(146097);
+    let doe = z - era * 146097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    yoe + era * 400 + i64::from(month <= 2)
+}
+
+/// `base`, or `base-2`, `base-3`… whichever is not taken.
+fn free_name(base: &str, taken: &HashSet<String>) -> String {
+    let mut name = base.to_string();
+    let mut n = 2;
+    while taken.contains(&name) {
+        name = format!("{base}-{n}");
+        n += 1;
+    }
+    name
+}
 
 impl Planner for Heuristic {
     fn name(&self) -> &'static str {
@@ -84,8 +112,8 @@ impl Planner for Heuristic {
             .into_iter()
             .map(|d| (d.name, d.query))
             .collect();
-        let names: HashSet<String> = existing.iter().map(|e| e.0.clone()).collect();
-        let queries: HashSet<String> = existing.iter().map(|e| e.1.clone()).collect();
+        let mut names: HashSet<String> = existing.iter().map(|e| e.0.clone()).collect();
+        let mut queries: HashSet<String> = existing.iter().map(|e| e.1.clone()).collect();
         let records = host.records.clone();
         let readable: HashSet<String> = records
             .iter()
@@ -104,12 +132,7 @@ impl Planner for Heuristic {
             if queries.contains(&query) {
                 continue;
             }
-            let mut name = format!("working-set-{base}");
-            let mut n = 2;
-            while names.contains(&name) {
-                name = format!("working-set-{base}-{n}");
-                n += 1;
-            }
+            let name = free_name(&format!("working-set-{base}"), &names);
             let reason = format!(
                 "these {} files are repeatedly opened together: {}",
                 group.len(),
@@ -118,37 +141,109 @@ impl Planner for Heuristic {
             for p in &group {
                 let _ = host.call("tag", &json!({"path": p, "tag": tag}), &reason);
             }
-            let _ = host.call(
-                "create_view",
-                &json!({"name": name, "query": query}),
-                &reason,
-            );
-        }
-        // 2. File types opened a lot.
-        let mut by_ext: BTreeMap<String, HashSet<&str>> = BTreeMap::new();
-        for r in records.iter().filter(|r| r.ev == "open") {
-            if let Some((_, ext)) = r.path.rsplit_once('.') {
-                if !ext.contains('/') && ext.len() <= 6 && !ext.is_empty() {
-                    by_ext
-                        .entry(ext.to_ascii_lowercase())
-                        .or_default()
-                        .insert(&r.path);
-                }
+            if host
+                .call(
+                    "create_view",
+                    &json!({"name": name, "query": query}),
+                    &reason,
+                )
+                .is_ok()
+            {
+                names.insert(name);
+                queries.insert(query);
             }
         }
-        for (ext, files) in by_ext {
-            let files: Vec<&str> = files.into_iter().filter(|p| keep(p)).collect();
-            let query = format!("ext:{ext}");
-            let name = format!("all-{}", slug(&ext));
-            if files.len() < TYPE_VIEW_FILES || queries.contains(&query) || names.contains(&name) {
+        // 2. Searches the user keeps making.
+        for (query, n) in crate::log::frequent_searches(&records, FREQUENT_SEARCH) {
+            if queries.contains(&query) || peros_indexer::parse_query(&query).is_err() {
                 continue;
             }
-            let reason = format!("{} different .{ext} files were opened", files.len());
-            let _ = host.call(
-                "create_view",
-                &json!({"name": name, "query": query}),
-                &reason,
-            );
+            let name = free_name(&slug(&query), &names);
+            let reason = format!("searched {n} times: {query}");
+            if host
+                .call(
+                    "create_view",
+                    &json!({"name": name, "query": query}),
+                    &reason,
+                )
+                .is_ok()
+            {
+                names.insert(name);
+                queries.insert(query);
+            }
+        }
+        // 3. File types opened a lot, by year of modification when they span several years.
+        let mut by_ext: BTreeMap<String, BTreeMap<i64, HashSet<&str>>> = BTreeMap::new();
+        let mut years: BTreeMap<&str, i64> = BTreeMap::new();
+        for r in records.iter().filter(|r| r.ev == "open" && keep(&r.path)) {
+            let Some((_, ext)) = r.path.rsplit_once('.') else {
+                continue;
+            };
+            if ext.contains('/') || ext.len() > 6 || ext.is_empty() {
+                continue;
+            }
+            let year = match years.get(r.path.as_str()) {
+                Some(y) => *y,
+                None => {
+                    let Ok((_, node)) = host.store.resolve(r.path.as_bytes()) else {
+                        continue; // deleted since
+                    };
+                    let y = year_of(node.mtime.secs);
+                    years.insert(&r.path, y);
+                    y
+                }
+            };
+            by_ext
+                .entry(ext.to_ascii_lowercase())
+                .or_default()
+                .entry(year)
+                .or_default()
+                .insert(&r.path);
+        }
+        for (ext, by_year) in by_ext {
+            let total: usize = by_year.values().map(|f| f.len()).sum();
+            let mut proposals = Vec::new();
+            if total >= TYPE_VIEW_FILES {
+                proposals.push((
+                    format!("all-{}", slug(&ext)),
+                    format!("ext:{ext}"),
+                    format!("{total} different .{ext} files were opened"),
+                ));
+            }
+            if by_year.len() >= 2 {
+                for (year, files) in &by_year {
+                    if files.len() >= TYPE_VIEW_FILES {
+                        proposals.push((
+                            format!("{}-{year}", slug(&ext)),
+                            format!(
+                                "ext:{ext} modified:>={year}-01-01 modified:<{}-01-01",
+                                year + 1
+                            ),
+                            format!(
+                                "{} different .{ext} files from {year} were opened (of {total} across {} years)",
+                                files.len(),
+                                by_year.len()
+                            ),
+                        ));
+                    }
+                }
+            }
+            for (name, query, reason) in proposals {
+                if queries.contains(&query) || names.contains(&name) {
+                    continue;
+                }
+                if host
+                    .call(
+                        "create_view",
+                        &json!({"name": name, "query": query}),
+                        &reason,
+                    )
+                    .is_ok()
+                {
+                    names.insert(name);
+                    queries.insert(query);
+                }
+            }
         }
         Ok(())
     }
@@ -603,6 +698,15 @@ mod tests {
             canonical(&json!({"a": 1, "b": [1, {"y": 2, "x": 1}]})),
             canonical(&json!({"b": [1, {"x": 1, "y": 2}], "a": 1}))
         );
+    }
+
+    #[test]
+    fn years() {
+        assert_eq!(year_of(0), 1970);
+        assert_eq!(year_of(1_704_067_199), 2023); // 2023-12-31T23:59:59Z
+        assert_eq!(year_of(1_704_067_200), 2024);
+        assert_eq!(year_of(1_709_164_800), 2024); // 2024-02-29
+        assert_eq!(year_of(-1), 1969);
     }
 
     #[test]

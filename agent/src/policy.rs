@@ -22,8 +22,9 @@ use serde::{Deserialize, Serialize};
 pub struct AgentConfig {
     /// Record accesses and prefetch while mounted.
     pub enabled: bool,
-    /// Minutes between background planner runs in the daemon (0: never).
-    pub schedule_minutes: u64,
+    /// Minutes between background planner runs in the daemon (0: never; fractions allowed,
+    /// e.g. 0.5 for every 30 s).
+    pub schedule_minutes: f64,
     /// Planner for scheduled runs: "heuristic" or "llm".
     pub planner: String,
     /// Prefetch predicted next files' first chunks.
@@ -56,7 +57,7 @@ impl Default for AgentConfig {
     fn default() -> Self {
         Self {
             enabled: true,
-            schedule_minutes: 10,
+            schedule_minutes: 10.0,
             planner: "heuristic".into(),
             prefetch: true,
             prefetch_budget_mb: 64,

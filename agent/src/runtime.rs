@@ -99,6 +99,9 @@ pub struct Agent {
     dropped: Arc<AtomicU64>,
     prefetch_tx: SyncSender<(Ino, usize)>,
     stop: std::sync::atomic::AtomicBool,
+    /// Searches to log, apart from `state`: they are recorded from FUSE callbacks, which must
+    /// not wait while the agent thread holds `state`.
+    searches: Mutex<Vec<Record>>,
 }
 
 impl Agent {
@@ -140,6 +143,7 @@ impl Agent {
             dropped: dropped.clone(),
             prefetch_tx: ptx,
             stop: Default::default(),
+            searches: Mutex::new(Vec::new()),
         });
         let mut log = AccessLog::open(dir, agent.cfg.log_max_mb.max(1) << 20)?;
         {
@@ -181,6 +185,14 @@ impl Agent {
         s
     }
 
+    /// Records a search the user made (`source`: where) for the planners. Returns at once.
+    pub fn record_search(&self, query: &str, source: &str) {
+        let mut q = self.searches.lock();
+        if q.len() < QUEUE {
+            q.push(log::search_record(query, source));
+        }
+    }
+
     /// Flushes the log and counters (at shutdown).
     pub fn shutdown(&self) {
         self.stop.store(true, Ordering::SeqCst);
@@ -189,7 +201,8 @@ impl Agent {
 
     fn save(&self) {
         let s = self.stats();
-        let pending = std::mem::take(&mut self.state.lock().pending);
+        let mut pending = std::mem::take(&mut self.state.lock().pending);
+        pending.append(&mut self.searches.lock());
         if let Ok(mut log) = AccessLog::open(&self.dir, self.cfg.log_max_mb.max(1) << 20) {
             let _ = log.append(&pending);
         }
@@ -209,11 +222,12 @@ impl Agent {
             }
             if last_flush.elapsed() >= Duration::from_secs(1) {
                 last_flush = Instant::now();
-                let pending = {
+                let mut pending = {
                     let mut st = self.state.lock();
                     self.expire(&mut st);
                     std::mem::take(&mut st.pending)
                 };
+                pending.append(&mut self.searches.lock());
                 if let Err(e) = log.append(&pending) {
                     tracing::warn!("agent access log: {e}");
                 }
@@ -320,9 +334,13 @@ impl Agent {
     }
 
     fn prefetch_after(&self, st: &mut State, ino: Ino) {
+        // The model predicts the continuation of the process that just opened `ino`.
+        let Some((_, proc, _)) = st.open.get(&ino) else {
+            return;
+        };
         let preds = st
             .model
-            .predict(ino, st.depth.depth, self.cfg.prefetch_min_p);
+            .predict(proc, st.depth.depth, self.cfg.prefetch_min_p);
         let rate = (self.cfg.prefetch_bandwidth_mb_s.max(1) << 20) as f64;
         let now = Instant::now();
         st.tokens = (st.tokens + now.duration_since(st.refilled).as_secs_f64() * rate).min(rate);

@@ -549,7 +549,17 @@ impl Host {
         let mut pr: Vec<(&str, u64)> = procs.into_iter().collect();
         pr.sort_by_key(|p| std::cmp::Reverse(p.1));
         let clusters = crate::log::co_access_clusters(&self.records, 3, 3, &|p| keep(p));
+        // Repeated searches, minus those that point into what the policy excludes.
+        let searches: Vec<Value> = crate::log::frequent_searches(&self.records, 2)
+            .into_iter()
+            .filter(|(q, _)| {
+                peros_indexer::parse_query(q).is_ok_and(|p| self.excluded_area(&p).is_none())
+            })
+            .take(10)
+            .map(|(q, n)| json!({"query": q, "count": n}))
+            .collect();
         json!({
+            "frequent_searches": searches,
             "opens": top.iter().map(|x| x.1).sum::<u64>(),
             "top_files": top.iter().take(15).map(|(p, n)| json!({"path": p, "opens": n})).collect::<Vec<_>>(),
             "frequent_successions": tp.iter().take(10).map(|((a, b), n)| json!({"from": a, "to": b, "count": n})).collect::<Vec<_>>(),

@@ -58,6 +58,27 @@ fn api_key(k: &str) -> Option<String> {
     (!k.is_empty()).then(|| k.to_string())
 }
 
+/// Records a search the user made (`peros search`) in the agent's access log: through the
+/// daemon's agent when one runs, else appended to the log directly.
+pub fn note_search(ctx: &Ctx, home: &Home, query: &str, source: &str) {
+    if let Some(agent) = ctx.daemon.as_ref().and_then(|d| d.agent.clone()) {
+        agent.record_search(query, source);
+        return;
+    }
+    let Ok(cfg) = home.load_config() else {
+        return;
+    };
+    if !cfg.agent.enabled {
+        return;
+    }
+    let dir = peros_agent::state_dir(&home.data_dir);
+    if let Ok(mut log) = peros_agent::log::AccessLog::open(&dir, cfg.agent.log_max_mb.max(1) << 20)
+    {
+        // Losing one search record costs the planner nothing that matters: not an error.
+        let _ = log.append(&[peros_agent::log::search_record(query, source)]);
+    }
+}
+
 /// A tool host over the given parts.
 pub fn make_host(
     home: &Home,
@@ -201,8 +222,13 @@ pub fn run_agent(
                     .unwrap_or_default(),
             };
             let opens = host.records.iter().filter(|r| r.ev == "open").count();
-            let files: std::collections::HashSet<&str> =
-                host.records.iter().map(|r| r.path.as_str()).collect();
+            let files: std::collections::HashSet<&str> = host
+                .records
+                .iter()
+                .filter(|r| r.ev != "search")
+                .map(|r| r.path.as_str())
+                .collect();
+            let searches = host.records.iter().filter(|r| r.ev == "search").count();
             let summary = host.access_summary();
             let hit_rate = if prefetch.opens > 0 {
                 prefetch.hits as f64 / prefetch.opens as f64
@@ -210,7 +236,7 @@ pub fn run_agent(
                 0.0
             };
             let v = json!({
-                "log": {"events": host.records.len(), "opens": opens, "files": files.len(),
+                "log": {"events": host.records.len(), "opens": opens, "files": files.len(), "searches": searches,
                         "first": host.records.first().map(|r| r.t), "last": host.records.last().map(|r| r.t)},
                 "access": summary,
                 "prefetch": prefetch,
@@ -222,7 +248,7 @@ pub fn run_agent(
             } else {
                 writeln!(
                     out,
-                    "access log: {} events, {opens} opens of {} files",
+                    "access log: {} events, {opens} opens of {} files, {searches} searches",
                     host.records.len(),
                     files.len()
                 )?;
@@ -245,6 +271,20 @@ pub fn run_agent(
                         f["opens"],
                         f["path"].as_str().unwrap_or("")
                     )?;
+                }
+                if let Some(list) = summary["frequent_searches"]
+                    .as_array()
+                    .filter(|l| !l.is_empty())
+                {
+                    writeln!(out, "repeated searches:")?;
+                    for f in list {
+                        writeln!(
+                            out,
+                            "  {:>5}  {}",
+                            f["count"],
+                            f["query"].as_str().unwrap_or("")
+                        )?;
+                    }
                 }
                 writeln!(out, "frequent successions:")?;
                 for f in summary["frequent_successions"]
@@ -282,10 +322,10 @@ pub fn run_agent(
             let report = peros_agent::run_planner(&mut host, p.as_mut());
             print_report(out, &report, json)?;
             let minutes = home.load_config()?.agent.schedule_minutes;
-            if once || ctx.daemon.is_some() || minutes == 0 {
+            if once || ctx.daemon.is_some() || minutes <= 0.0 {
                 return Ok(if report.error.is_some() { 1 } else { 0 });
             }
-            std::thread::sleep(std::time::Duration::from_secs(minutes * 60));
+            std::thread::sleep(std::time::Duration::from_secs_f64(minutes.min(1e6) * 60.0));
         },
         AgentCmd::Log { json } => {
             let entries = Journal::open(&dir)?.entries();
@@ -345,7 +385,7 @@ pub fn schedule(
     home: &Home,
     info: Arc<crate::daemon::DaemonInfo>,
     store: Arc<Store>,
-    minutes: u64,
+    minutes: f64,
 ) {
     let home = Home {
         config_file: home.config_file.clone(),
@@ -354,7 +394,7 @@ pub fn schedule(
     let _ = std::thread::Builder::new()
         .name("peros-agent-planner".into())
         .spawn(move || loop {
-            std::thread::sleep(std::time::Duration::from_secs(minutes * 60));
+            std::thread::sleep(std::time::Duration::from_secs_f64(minutes.min(1e6) * 60.0));
             let views = match info.views.clone() {
                 Some(v) => ViewsHandle::Live(v),
                 None => ViewsHandle::File(home.views_file()),

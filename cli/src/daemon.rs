@@ -254,6 +254,11 @@ pub fn run_foreground(home: &Home, dir: &Path, allow_other: bool) -> Result<()> 
         ) {
             Ok((agent, sink)) => {
                 fs.set_access_sink(sink);
+                if let Some(v) = &views {
+                    // Searches are access patterns too: repeated ones become views.
+                    let a = agent.clone();
+                    v.set_search_hook(Box::new(move |q| a.record_search(q, "@search")));
+                }
                 Some(agent)
             }
             Err(e) => {
@@ -285,7 +290,7 @@ pub fn run_foreground(home: &Home, dir: &Path, allow_other: bool) -> Result<()> 
         agent: agent.clone(),
         shutdown: tx.clone(),
     });
-    if agent.is_some() && agent_cfg.schedule_minutes > 0 {
+    if agent.is_some() && agent_cfg.schedule_minutes > 0.0 {
         crate::agent_cmd::schedule(
             home,
             info.clone(),

@@ -724,3 +724,13 @@ pub fn have(tool: &str) -> bool {
         .map(|o| o.status.success())
         .unwrap_or(false)
 }
+
+/// Reports a test that cannot run because the local LLM (llama-server and its model) is not
+/// set up. With `PEROS_REQUIRE_LLM=1` (scripts/test.sh sets it after building them) that is a
+/// failure instead, so CI cannot pass by skipping.
+pub fn skip_without_llm(why: &str) {
+    if std::env::var("PEROS_REQUIRE_LLM").as_deref() == Ok("1") {
+        panic!("PEROS_REQUIRE_LLM=1 but the local LLM is not available: {why}");
+    }
+    eprintln!("\nSKIPPED: {why}\n");
+}

@@ -207,6 +207,117 @@ fn heuristic_planner_makes_a_view_from_real_accesses_and_undo_restores_exactly()
     assert_files_unchanged(&env, &files);
 }
 
+/// The daemon runs the (heuristic) planner on its schedule: searches the user repeats (in the
+/// mount's `@search` and with `peros search`) become a view of that query, and a file type the
+/// user opens across several years gets a view per year.
+#[test]
+fn scheduled_planner_turns_repeated_searches_and_yearly_files_into_views() {
+    let env = Env::init();
+    // Every 3 s, so the test sees a scheduled run soon.
+    append_config(&env, "[agent]\nschedule_minutes = 0.05\n");
+    let src = env.path("src");
+    let y2023 = 1_688_000_000; // 2023-06-29
+    let y2024 = 1_719_000_000; // 2024-06-21
+    let mut expect_2023 = Vec::new();
+    for i in 0..5 {
+        for (year, secs) in [(2023, y2023), (2024, y2024)] {
+            let rel = format!("letters/{year}/letter-{i}.txt");
+            let p = src.join(&rel);
+            write_file(
+                &p,
+                format!("Letter {i} of {year} to the housing office.\n").as_bytes(),
+            );
+            set_mtime(&p, secs + i as i64 * 3600, 0);
+            if year == 2023 {
+                expect_2023.push(format!("/{rel}"));
+            }
+        }
+    }
+    write_file(
+        &src.join("house/boiler.md"),
+        b"# Boiler repair\nThe boiler repair company comes on Tuesday.\n",
+    );
+    write_file(&src.join("house/garden.md"), b"# Garden\nPlant tulips.\n");
+    env.ok([
+        "import".as_ref(),
+        src.join("letters").as_os_str(),
+        "/letters".as_ref(),
+    ]);
+    env.ok([
+        "import".as_ref(),
+        src.join("house").as_os_str(),
+        "/house".as_ref(),
+    ]);
+    let m = Mounted::new(&env, &[]);
+    for year in [2023, 2024] {
+        for i in 0..5 {
+            read(&m.p(&format!("letters/{year}/letter-{i}.txt")));
+        }
+    }
+    env.ok(["index", "--wait"]);
+    // One search in the file manager, two on the command line (inside the daemon).
+    let found: Vec<String> = std::fs::read_dir(m.p("@search/boiler repair"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(found, ["boiler.md"]);
+    for _ in 0..2 {
+        env.ok(["search", "boiler repair"]);
+    }
+    let made = poll("scheduled planner run", Duration::from_secs(60), || {
+        let v = views(&env);
+        let by_query = |q: &str| {
+            v.as_array()
+                .unwrap()
+                .iter()
+                .find(|d| d["query"] == q)
+                .map(|d| d["name"].as_str().unwrap().to_string())
+        };
+        let search = by_query("boiler repair")?;
+        let y23 = by_query("ext:txt modified:>=2023-01-01 modified:<2024-01-01")?;
+        let y24 = by_query("ext:txt modified:>=2024-01-01 modified:<2025-01-01")?;
+        let all = by_query("ext:txt")?;
+        Some((search, y23, y24, all))
+    });
+    let stats = env.json(["agent", "stats", "--json"]);
+    assert_eq!(stats["log"]["searches"], 3, "{stats}");
+    let listed = |name: &str| -> Vec<String> {
+        let v = env.json(["views", "show", name, "--json"]);
+        let mut p: Vec<String> = v["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["path"].as_str().unwrap().to_string())
+            .collect();
+        p.sort();
+        p
+    };
+    assert_eq!(listed(&made.0), ["/house/boiler.md"]);
+    assert_eq!(listed(&made.1), expect_2023);
+    assert_eq!(listed(&made.2).len(), 5);
+    assert_eq!(listed(&made.3).len(), 10);
+    let log = env.ok(["agent", "log"]);
+    assert!(log.contains("searched 3 times"), "{log}");
+    assert!(log.contains("from 2023"), "{log}");
+    // The mount shows them too.
+    assert!(m
+        .p(&format!("@views/{}", made.1))
+        .join("letter-0.txt")
+        .exists());
+    // Later scheduled runs do not propose the same views again.
+    let actions = || {
+        env.json(["agent", "log", "--json"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["action"] == "create_view")
+            .count()
+    };
+    let before = actions();
+    std::thread::sleep(Duration::from_secs(7));
+    assert_eq!(actions(), before);
+}
+
 #[test]
 fn prefetch_raises_the_hit_rate_of_a_repeated_sequence() {
     let env = Env::init();
@@ -472,9 +583,9 @@ fn start_llama() -> Option<(Server, u16)> {
         .iter()
         .any(|p| !p.as_ref().is_some_and(|p| p.is_file()))
     {
-        eprintln!(
-            "SKIPPED: no local LLM ({vars:?} must name files; run `PEROS_SETUP_LLM=1 bash scripts/setup.sh` and source /var/cache/peros/env.sh)"
-        );
+        skip_without_llm(&format!(
+            "no local LLM ({vars:?} must name files; run `PEROS_SETUP_LLM=1 bash scripts/setup.sh` and source /var/cache/peros/env.sh)"
+        ));
         return None;
     }
     let port = TcpListener::bind("127.0.0.1:0")

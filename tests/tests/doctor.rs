@@ -344,18 +344,18 @@ fn llm_endpoint_that_makes_a_tool_call_passes() {
         std::env::var_os("PEROS_LLAMA_SERVER").map(PathBuf::from),
         std::env::var_os("PEROS_LLM_MODEL").map(PathBuf::from),
     ) else {
-        eprintln!(
-            "\nSKIPPED: no local LLM (PEROS_LLAMA_SERVER / PEROS_LLM_MODEL unset: run \
-             `PEROS_SETUP_LLM=1 bash scripts/setup.sh` and source /var/cache/peros/env.sh)\n"
+        skip_without_llm(
+            "no local LLM (PEROS_LLAMA_SERVER / PEROS_LLM_MODEL unset: run \
+             `PEROS_SETUP_LLM=1 bash scripts/setup.sh` and source /var/cache/peros/env.sh)",
         );
         return;
     };
     if !server.is_file() || !model.is_file() {
-        eprintln!(
-            "\nSKIPPED: {} or {} missing\n",
+        skip_without_llm(&format!(
+            "{} or {} missing",
             server.display(),
             model.display()
-        );
+        ));
         return;
     }
     let port = TcpListener::bind("127.0.0.1:0")

@@ -42,15 +42,15 @@ fn ask_answers_from_passages_with_a_local_llm() {
         std::env::var_os("PEROS_LLAMA_SERVER").map(PathBuf::from),
         std::env::var_os("PEROS_LLM_MODEL").map(PathBuf::from),
     ) else {
-        eprintln!("skipped: no local LLM (run `PEROS_SETUP_LLM=1 bash scripts/setup.sh`)");
+        skip_without_llm("no local LLM (run `PEROS_SETUP_LLM=1 bash scripts/setup.sh`)");
         return;
     };
     if !server.is_file() || !model.is_file() {
-        eprintln!(
-            "skipped: {} or {} missing",
+        skip_without_llm(&format!(
+            "{} or {} missing",
             server.display(),
             model.display()
-        );
+        ));
         return;
     }
     let port = free_port();

@@ -48,7 +48,17 @@ struct Search {
     listing: Arc<Listing>,
     generation: u64,
     refined: bool,
+    /// When the search hook last heard of this search.
+    noted: std::time::Instant,
 }
+
+/// File managers look a name up many times in a row; a search is reported to the hook again
+/// only after this long (the agent counts searches the user repeats, not lookups).
+const SEARCH_RENOTE: Duration = Duration::from_secs(600);
+
+/// Told of each search made under `@search` (the daemon passes them to the agent's access
+/// log). Called from a FUSE callback: it must return at once.
+pub type SearchHook = Box<dyn Fn(&str) + Send + Sync>;
 
 #[derive(Default)]
 struct State {
@@ -76,6 +86,7 @@ pub struct Views {
     wake_cv: Condvar,
     stop: AtomicBool,
     watcher: Mutex<Option<notify::RecommendedWatcher>>,
+    search_hook: RwLock<Option<SearchHook>>,
 }
 
 #[derive(Default)]
@@ -95,6 +106,17 @@ pub struct ViewsStatus {
 }
 
 impl Views {
+    fn note_search(&self, text: &str) {
+        if let Some(hook) = self.search_hook.read().as_ref() {
+            hook(text);
+        }
+    }
+
+    /// Installs the hook told of `@search` queries (see [`SearchHook`]).
+    pub fn set_search_hook(&self, hook: SearchHook) {
+        *self.search_hook.write() = Some(hook);
+    }
+
     /// Loads `file` (absent = no views) and evaluates every view once with text ranking, so
     /// the mount shows contents at once. Call [`Views::start`] for live updates.
     pub fn open(file: PathBuf, indexer: Arc<Indexer>, store: Arc<Store>) -> Arc<Self> {
@@ -108,6 +130,7 @@ impl Views {
             wake_cv: Condvar::new(),
             stop: AtomicBool::new(false),
             watcher: Mutex::new(None),
+            search_hook: RwLock::new(None),
         });
         me.reload();
         me.evaluate_views(Mode::Text, false);
@@ -422,8 +445,12 @@ impl QueryDirs for Views {
         {
             let mut st = self.state.write();
             if let Some(i) = st.searches.iter().position(|s| s.text == text) {
-                let s = st.searches.remove(i).expect("position is valid");
+                let mut s = st.searches.remove(i).expect("position is valid");
                 let listing = s.listing.clone();
+                if s.noted.elapsed() >= SEARCH_RENOTE {
+                    s.noted = std::time::Instant::now();
+                    self.note_search(text);
+                }
                 let g = self.indexer.generation() ^ (self.indexer.vector_generation() << 32);
                 let stale = !s.refined || s.generation != g;
                 st.searches.push_front(s);
@@ -450,9 +477,11 @@ impl QueryDirs for Views {
             listing: listing.clone(),
             generation,
             refined: false,
+            noted: std::time::Instant::now(),
         });
         st.searches.truncate(RECENT_SEARCHES);
         drop(st);
+        self.note_search(text);
         self.wake.lock().search_pending = true;
         self.wake_cv.notify_all();
         Ok(listing)
