@@ -584,8 +584,8 @@ impl Planner for Llm {
         let mut seen: HashSet<String> = HashSet::new();
         let created = |host: &Host| host.actions.iter().any(|a| a.action == "create_view");
         // Exploration: the model uses any tool until it stops, repeats itself or runs out of
-        // steps; the last step of the budget is kept for the commit phase.
-        let explore_steps = self.max_steps.max(2) - 1;
+        // steps; the last COMMIT_TRIES requests of the budget are kept for the commit phase.
+        let explore_steps = self.max_steps.saturating_sub(COMMIT_TRIES).max(1);
         for _ in 0..explore_steps {
             match self.step(host, &mut messages, &mut seen, &excluded, Ask::Explore)? {
                 Some(fresh) if fresh > 0 => {}
