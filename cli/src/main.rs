@@ -433,7 +433,7 @@ fn run(cli: Cli, ctx: &Ctx, out: &mut dyn Write, err: &mut dyn Write) -> Result<
         } => {
             let (ix, missing) = ctx.indexer(&home, mode != Mode::Text, quiet || json)?;
             let mut outcome = ix.search(&query, mode, limit)?;
-            agent_cmd::note_search(&ctx, &home, &query, "peros search");
+            agent_cmd::note_search(ctx, &home, &query, "peros search");
             if outcome.note.is_none() {
                 outcome.note = missing;
             }
