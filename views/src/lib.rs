@@ -55,6 +55,8 @@ struct Search {
 /// File managers look a name up many times in a row; a search is reported to the hook again
 /// only after this long (the agent counts searches the user repeats, not lookups).
 const SEARCH_RENOTE: Duration = Duration::from_secs(600);
+/// Lookups of cached searches this soon after `@search` was listed are not searches.
+const LISTING_PROBES: Duration = Duration::from_secs(5);
 
 /// Told of each search made under `@search` (the daemon passes them to the agent's access
 /// log). Called from a FUSE callback: it must return at once.
@@ -87,6 +89,8 @@ pub struct Views {
     stop: AtomicBool,
     watcher: Mutex<Option<notify::RecommendedWatcher>>,
     search_hook: RwLock<Option<SearchHook>>,
+    /// When `@search` was last listed (see [`LISTING_PROBES`]).
+    searches_listed: Mutex<Option<std::time::Instant>>,
 }
 
 #[derive(Default)]
@@ -131,6 +135,7 @@ impl Views {
             stop: AtomicBool::new(false),
             watcher: Mutex::new(None),
             search_hook: RwLock::new(None),
+            searches_listed: Mutex::new(None),
         });
         me.reload();
         me.evaluate_views(Mode::Text, false);
@@ -447,7 +452,13 @@ impl QueryDirs for Views {
             if let Some(i) = st.searches.iter().position(|s| s.text == text) {
                 let mut s = st.searches.remove(i).expect("position is valid");
                 let listing = s.listing.clone();
-                if s.noted.elapsed() >= SEARCH_RENOTE {
+                // Lookups right after `ls @search` are a file manager stat-ing the listing,
+                // not the user searching again.
+                let probing = self
+                    .searches_listed
+                    .lock()
+                    .is_some_and(|t| t.elapsed() < LISTING_PROBES);
+                if s.noted.elapsed() >= SEARCH_RENOTE && !probing {
                     s.noted = std::time::Instant::now();
                     self.note_search(text);
                 }
@@ -488,6 +499,7 @@ impl QueryDirs for Views {
     }
 
     fn recent_searches(&self) -> Vec<String> {
+        *self.searches_listed.lock() = Some(std::time::Instant::now());
         self.state
             .read()
             .searches
