@@ -1341,9 +1341,15 @@ impl Store {
             return Ok(Arc::new(vec![0u8; c.len as usize]));
         };
         let name = ObjectName(raw);
-        if let Some(hit) = self.cache.get(&name) {
-            return Ok(hit);
-        }
+        // One download per chunk at a time: a read that finds the chunk already being fetched
+        // (say by the prefetcher) waits for that fetch instead of downloading it again.
+        self.cache
+            .get_or_insert_with(&name, || self.fetch_chunk(ino, index, &name))
+    }
+
+    /// Downloads and decrypts one chunk (no cache).
+    fn fetch_chunk(&self, ino: Ino, index: usize, name: &ObjectName) -> Result<Arc<Vec<u8>>> {
+        let name = *name;
         let chunk_err = |detail: String| {
             let file = self
                 .path_of(ino)
@@ -1364,9 +1370,7 @@ impl Store {
             .keyring
             .open(&sealed, &name)
             .map_err(|e| chunk_err(e.to_string()))?;
-        let plain = Arc::new(plain);
-        self.cache.insert(name, plain.clone());
-        Ok(plain)
+        Ok(Arc::new(plain))
     }
 
     /// Whether chunk `c` is in the decrypted cache (for prefetch accounting).
