@@ -21,6 +21,8 @@ use crate::policy::{AgentConfig, Policy};
 /// Prefetched files not opened within this long count as wasted.
 const PREFETCH_EXPIRY: Duration = Duration::from_secs(300);
 const QUEUE: usize = 8192;
+/// Prefetches in flight at once.
+const PREFETCH_WORKERS: usize = 4;
 
 /// Prefetch and event counters (`peros agent stats`).
 #[derive(Default, Serialize, Deserialize, Clone, Debug)]
@@ -152,21 +154,29 @@ impl Agent {
                 .name("peros-agent".into())
                 .spawn(move || agent.drain(rx, &mut log))?;
         }
-        {
+        // Several fetchers: on a remote store each fetch is a round trip, and one fetcher
+        // working through the predictions in turn falls behind a reader that opens files
+        // back to back (perfs/agent/latency.sh). A reader that opens a file being fetched
+        // joins that download (Store::read_chunk).
+        let prx = Arc::new(Mutex::new(prx));
+        for n in 0..PREFETCH_WORKERS {
             let store = store.clone();
+            let prx = prx.clone();
             let chunks = agent.cfg.prefetch_chunks.max(1);
             std::thread::Builder::new()
-                .name("peros-prefetch".into())
-                .spawn(move || {
-                    for (ino, _) in prx {
-                        let Ok(node) = store.getattr(ino) else {
-                            continue;
-                        };
-                        for (i, c) in node.chunks.iter().take(chunks).enumerate() {
-                            if let Err(e) = store.read_chunk(ino, i, c) {
-                                tracing::debug!("prefetch of inode {ino}: {e}");
-                                break;
-                            }
+                .name(format!("peros-prefetch-{n}"))
+                .spawn(move || loop {
+                    let next = prx.lock().recv();
+                    let Ok((ino, _)) = next else {
+                        break;
+                    };
+                    let Ok(node) = store.getattr(ino) else {
+                        continue;
+                    };
+                    for (i, c) in node.chunks.iter().take(chunks).enumerate() {
+                        if let Err(e) = store.read_chunk(ino, i, c) {
+                            tracing::debug!("prefetch of inode {ino}: {e}");
+                            break;
                         }
                     }
                 })?;
