@@ -29,15 +29,16 @@ pub struct AgentConfig {
     pub planner: String,
     /// Prefetch predicted next files' first chunks.
     pub prefetch: bool,
-    /// Decrypted-but-unused prefetched bytes allowed at once, MiB.
+    /// Decrypted-but-unused prefetched bytes of the current predictions allowed at once, MiB.
     pub prefetch_budget_mb: u64,
     /// Prefetch bandwidth, MiB/s.
     pub prefetch_bandwidth_mb_s: u64,
     /// Chunks warmed per predicted file.
     pub prefetch_chunks: usize,
-    /// Most predicted files prefetched per open (the depth adapts between 1 and this).
+    /// How many opens ahead the prefetcher looks (the depth adapts between 1 and this).
     pub prefetch_max_depth: usize,
-    /// Confidence a prediction needs (0..1).
+    /// Chance of being opened soon a large file needs to be prefetched (0..1); smaller files
+    /// need proportionally less.
     pub prefetch_min_p: f32,
     /// Size of the access log before it rotates (two files are kept), MiB.
     pub log_max_mb: u64,
@@ -63,8 +64,8 @@ impl Default for AgentConfig {
             prefetch_budget_mb: 64,
             prefetch_bandwidth_mb_s: 64,
             prefetch_chunks: 1,
-            prefetch_max_depth: 4,
-            prefetch_min_p: 0.3,
+            prefetch_max_depth: 2,
+            prefetch_min_p: 0.6,
             log_max_mb: 8,
             max_steps: 8,
             never_read: vec![

@@ -15,7 +15,7 @@ use peros_store::{Ino, Store};
 use serde::{Deserialize, Serialize};
 
 use crate::log::{self, AccessLog, Record};
-use crate::model::{Depth, Model};
+use crate::model::{decide, Candidate, Depth, Held, Model};
 use crate::policy::{AgentConfig, Policy};
 
 /// Prefetched files not opened within this long count as wasted.
@@ -344,20 +344,25 @@ impl Agent {
     }
 
     fn prefetch_after(&self, st: &mut State, ino: Ino) {
-        // The model predicts the continuation of the process that just opened `ino`.
+        // What the process that just opened `ino` opens next, and what all processes do.
         let Some((_, proc, _)) = st.open.get(&ino) else {
             return;
         };
-        let preds = st
-            .model
-            .predict(proc, st.depth.depth, self.cfg.prefetch_min_p);
-        let rate = (self.cfg.prefetch_bandwidth_mb_s.max(1) << 20) as f64;
-        let now = Instant::now();
-        st.tokens = (st.tokens + now.duration_since(st.refilled).as_secs_f64() * rate).min(rate);
-        st.refilled = now;
-        let budget = self.cfg.prefetch_budget_mb << 20;
+        let preds = st.model.predict(proc, st.depth.depth);
+        // What the store holds of each prediction, then the benchmark's decision on it.
+        let mut cands = Vec::new();
+        let mut nchunks = HashMap::new();
         for p in preds {
-            if st.prefetched.contains_key(&p.key) || st.open.contains_key(&p.key) {
+            if st.open.contains_key(&p.key) {
+                continue;
+            }
+            if let Some(&(bytes, _)) = st.prefetched.get(&p.key) {
+                cands.push(Candidate {
+                    key: p.key,
+                    p: p.p,
+                    bytes,
+                    held: Held::Prefetched,
+                });
                 continue;
             }
             let Some((_, node)) = self.readable(p.key) else {
@@ -368,19 +373,34 @@ impl Agent {
                 .iter()
                 .take(self.cfg.prefetch_chunks.max(1))
                 .collect();
-            if chunks.iter().all(|c| self.store.chunk_cached(c)) {
+            let held = if chunks.iter().all(|c| self.store.chunk_cached(c)) {
+                Held::Cached
+            } else {
+                Held::No
+            };
+            nchunks.insert(p.key, chunks.len());
+            cands.push(Candidate {
+                key: p.key,
+                p: p.p,
+                bytes: chunks.iter().map(|c| c.len as u64).sum(),
+                held,
+            });
+        }
+        let rate = (self.cfg.prefetch_bandwidth_mb_s.max(1) << 20) as f64;
+        let now = Instant::now();
+        st.tokens = (st.tokens + now.duration_since(st.refilled).as_secs_f64() * rate).min(rate);
+        st.refilled = now;
+        let budget = self.cfg.prefetch_budget_mb << 20;
+        for key in decide(&cands, self.cfg.prefetch_min_p, budget) {
+            let bytes = cands.iter().find(|c| c.key == key).map_or(0, |c| c.bytes);
+            if (bytes as f64) > st.tokens {
                 continue;
             }
-            let bytes: u64 = chunks.iter().map(|c| c.len as u64).sum();
-            let outstanding: u64 = st.prefetched.values().map(|(b, _)| b).sum();
-            if outstanding + bytes > budget || (bytes as f64) > st.tokens {
-                continue;
-            }
-            if self.prefetch_tx.try_send((p.key, chunks.len())).is_err() {
+            if self.prefetch_tx.try_send((key, nchunks[&key])).is_err() {
                 break;
             }
             st.tokens -= bytes as f64;
-            st.prefetched.insert(p.key, (bytes, now));
+            st.prefetched.insert(key, (bytes, now));
             st.stats.prefetched_files += 1;
             st.stats.prefetched_bytes += bytes;
         }

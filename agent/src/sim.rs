@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use crate::model::{Depth, Model};
+use crate::model::{decide, worth, Candidate, Depth, Held, Model};
 
 /// One open in a trace.
 #[derive(Clone, Debug)]
@@ -25,8 +25,8 @@ pub enum Strategy {
     LastSuccessor,
     /// LRU + prefetch the most frequent successor (first-order Markov).
     Markov,
-    /// LRU + the agent's prefetcher (Markov chain lookahead + co-access, confidence
-    /// threshold, adaptive depth, memory budget).
+    /// LRU + the agent's prefetcher (variable-order contexts per stream and across
+    /// streams, look-ahead, size-aware confidence threshold, adaptive depth, budget).
     Peros,
 }
 
@@ -74,8 +74,9 @@ impl SimResult {
 #[derive(Clone, Copy, Debug)]
 pub struct PerosParams {
     pub max_depth: usize,
+    /// Confidence a large file needs (see `model::worth`).
     pub min_p: f32,
-    /// Prefetched-but-unused bytes allowed at once.
+    /// Prefetched-but-unused bytes of the current predictions allowed at once.
     pub budget: u64,
 }
 
@@ -85,7 +86,6 @@ struct Lru {
     order: VecDeque<u64>,
     /// key → (bytes, prefetched and not yet used)
     items: HashMap<u64, (u64, bool)>,
-    pending_prefetch: u64,
 }
 
 impl Lru {
@@ -106,7 +106,6 @@ impl Lru {
                 self.used -= b;
                 if pf {
                     wasted += b;
-                    self.pending_prefetch -= b;
                 }
             }
         }
@@ -114,9 +113,6 @@ impl Lru {
             return wasted + if prefetched { bytes } else { 0 };
         }
         self.items.insert(key, (bytes, prefetched));
-        if prefetched {
-            self.pending_prefetch += bytes;
-        }
         self.used += bytes;
         self.touch(key);
         wasted
@@ -135,7 +131,6 @@ pub fn replay(trace: &[Open], strategy: Strategy, cache_bytes: u64, p: PerosPara
         used: 0,
         order: VecDeque::new(),
         items: HashMap::new(),
-        pending_prefetch: 0,
     };
     let sizes: HashMap<u64, u64> = trace.iter().map(|o| (o.key, o.bytes)).collect();
     let mut model = Model::new();
@@ -147,7 +142,6 @@ pub fn replay(trace: &[Open], strategy: Strategy, cache_bytes: u64, p: PerosPara
                 r.hits += 1;
                 if *pf {
                     *pf = false;
-                    cache.pending_prefetch -= o.bytes;
                     r.prefetch_hits += 1;
                     if strategy == Strategy::Peros {
                         depth.outcome(true);
@@ -165,25 +159,45 @@ pub fn replay(trace: &[Open], strategy: Strategy, cache_bytes: u64, p: PerosPara
             }
         }
         model.observe(&o.stream, o.key);
-        let candidates: Vec<u64> = match strategy {
+        let fetch: Vec<u64> = match strategy {
             Strategy::NoCache | Strategy::Lru => Vec::new(),
             Strategy::LastSuccessor => model.last_successor(o.key).into_iter().collect(),
             Strategy::Markov => model.markov_top(o.key).map(|p| p.key).into_iter().collect(),
-            Strategy::Peros => model
-                .predict(o.key, depth.depth, p.min_p)
-                .into_iter()
-                .map(|p| p.key)
-                .collect(),
+            Strategy::Peros => {
+                let cands: Vec<Candidate> = model
+                    .predict(&o.stream, depth.depth)
+                    .into_iter()
+                    .map(|pr| {
+                        let bytes = sizes.get(&pr.key).copied().unwrap_or(0);
+                        let held = match cache.items.get(&pr.key) {
+                            None => Held::No,
+                            Some((_, true)) => Held::Prefetched,
+                            Some((_, false)) => Held::Cached,
+                        };
+                        Candidate {
+                            key: pr.key,
+                            p: pr.p,
+                            bytes,
+                            held,
+                        }
+                    })
+                    .collect();
+                // Files it would fetch if they were not held are kept fresh, as the
+                // baselines keep their prediction fresh.
+                for c in &cands {
+                    if c.held != Held::No && worth(c.p, c.bytes, p.min_p) {
+                        cache.touch(c.key);
+                    }
+                }
+                decide(&cands, p.min_p, p.budget)
+            }
         };
-        for k in candidates {
+        for k in fetch {
             if cache.items.contains_key(&k) {
                 cache.touch(k);
                 continue;
             }
             let bytes = sizes.get(&k).copied().unwrap_or(0);
-            if strategy == Strategy::Peros && cache.pending_prefetch + bytes > p.budget {
-                continue;
-            }
             r.prefetched_bytes += bytes;
             r.fetched_bytes += bytes;
             let w = cache.insert(k, bytes, true);

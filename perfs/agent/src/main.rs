@@ -63,10 +63,14 @@ fn main() {
             "| strategy | hit rate | prefetch hits | prefetched MiB | wasted MiB | fetched MiB |"
         );
         println!("|---|---:|---:|---:|---:|---:|");
+        // The daemon's defaults ([agent] in config.toml): look-ahead of up to 2 opens, a
+        // large file needs a 0.6 chance of being opened, budget = 64 MiB of the store's
+        // 256 MiB chunk cache, i.e. a quarter of it.
+        let cfg = peros_agent::policy::AgentConfig::default();
         let params = PerosParams {
-            max_depth: 4,
-            min_p: 0.3,
-            budget: (cache / 4).max(CHUNK),
+            max_depth: cfg.prefetch_max_depth,
+            min_p: cfg.prefetch_min_p,
+            budget: cache / 4,
         };
         for s in Strategy::ALL {
             let r = replay(&trace, s, cache, params);
