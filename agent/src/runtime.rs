@@ -26,6 +26,7 @@ const PREFETCH_WORKERS: usize = 4;
 
 /// Prefetch and event counters (`peros agent stats`).
 #[derive(Default, Serialize, Deserialize, Clone, Debug)]
+#[serde(default)]
 pub struct PrefetchStats {
     /// Opens of regular files seen.
     pub opens: u64,
@@ -38,6 +39,9 @@ pub struct PrefetchStats {
     pub prefetched_bytes: u64,
     /// Prefetched bytes never used (expired or the file was opened after eviction).
     pub wasted_bytes: u64,
+    /// Opens of a predicted file while its prefetch was still downloading: the prediction
+    /// was right and the open joined that download, but it came too late to be a hit.
+    pub late_prefetches: u64,
     /// Events dropped because the queue was full (the mount never waits for the agent).
     pub dropped_events: u64,
     pub depth: usize,
@@ -101,6 +105,9 @@ pub struct Agent {
     dropped: Arc<AtomicU64>,
     prefetch_tx: SyncSender<(Ino, usize)>,
     stop: std::sync::atomic::AtomicBool,
+    /// Prefetched files not opened yet → when their fetch finished (ms since the epoch;
+    /// None while queued or downloading): tells a late prefetch from a wasted one.
+    inflight: Arc<Mutex<HashMap<Ino, Option<u64>>>>,
     /// Searches to log, apart from `state`: they are recorded from FUSE callbacks, which must
     /// not wait while the agent thread holds `state`.
     searches: Mutex<Vec<Record>>,
@@ -146,6 +153,7 @@ impl Agent {
             prefetch_tx: ptx,
             stop: Default::default(),
             searches: Mutex::new(Vec::new()),
+            inflight: Default::default(),
         });
         let mut log = AccessLog::open(dir, agent.cfg.log_max_mb.max(1) << 20)?;
         {
@@ -162,6 +170,7 @@ impl Agent {
         for n in 0..PREFETCH_WORKERS {
             let store = store.clone();
             let prx = prx.clone();
+            let inflight = agent.inflight.clone();
             let chunks = agent.cfg.prefetch_chunks.max(1);
             std::thread::Builder::new()
                 .name(format!("peros-prefetch-{n}"))
@@ -170,14 +179,16 @@ impl Agent {
                     let Ok((ino, _)) = next else {
                         break;
                     };
-                    let Ok(node) = store.getattr(ino) else {
-                        continue;
-                    };
-                    for (i, c) in node.chunks.iter().take(chunks).enumerate() {
-                        if let Err(e) = store.read_chunk(ino, i, c) {
-                            tracing::debug!("prefetch of inode {ino}: {e}");
-                            break;
+                    if let Ok(node) = store.getattr(ino) {
+                        for (i, c) in node.chunks.iter().take(chunks).enumerate() {
+                            if let Err(e) = store.read_chunk(ino, i, c) {
+                                tracing::debug!("prefetch of inode {ino}: {e}");
+                                break;
+                            }
                         }
+                    }
+                    if let Some(done) = inflight.lock().get_mut(&ino) {
+                        *done = Some(peros_fs::access::now_ms());
                     }
                 })?;
         }
@@ -262,6 +273,7 @@ impl Agent {
             .map(|(&k, _)| k)
             .collect();
         for k in old {
+            self.inflight.lock().remove(&k);
             if let Some((b, _)) = st.prefetched.remove(&k) {
                 st.stats.wasted_bytes += b;
                 st.depth.outcome(false);
@@ -315,9 +327,14 @@ impl Agent {
                 } else {
                     st.stats.misses += 1;
                 }
+                let fetch = self.inflight.lock().remove(&ev.ino);
                 if let Some((bytes, _)) = st.prefetched.remove(&ev.ino) {
                     if ev.cached {
                         st.stats.prefetch_hits += 1;
+                        st.depth.outcome(true);
+                    } else if fetch.is_some_and(|done| done.is_none_or(|t| t >= ev.time_ms)) {
+                        // Right but late: looking further ahead is what would help.
+                        st.stats.late_prefetches += 1;
                         st.depth.outcome(true);
                     } else {
                         st.stats.wasted_bytes += bytes;
@@ -396,7 +413,9 @@ impl Agent {
             if (bytes as f64) > st.tokens {
                 continue;
             }
+            self.inflight.lock().insert(key, None);
             if self.prefetch_tx.try_send((key, nchunks[&key])).is_err() {
+                self.inflight.lock().remove(&key);
                 break;
             }
             st.tokens -= bytes as f64;

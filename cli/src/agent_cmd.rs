@@ -254,8 +254,8 @@ pub fn run_agent(
                 )?;
                 writeln!(
                     out,
-                    "prefetch: {} opens, hit rate {:.1}% ({} hits, {} prefetch hits, {} misses), {} files / {} bytes prefetched, {} bytes wasted, depth {}",
-                    prefetch.opens, hit_rate * 100.0, prefetch.hits, prefetch.prefetch_hits, prefetch.misses,
+                    "prefetch: {} opens, hit rate {:.1}% ({} hits, {} prefetch hits, {} late, {} misses), {} files / {} bytes prefetched, {} bytes wasted, depth {}",
+                    prefetch.opens, hit_rate * 100.0, prefetch.hits, prefetch.prefetch_hits, prefetch.late_prefetches, prefetch.misses,
                     prefetch.prefetched_files, prefetch.prefetched_bytes, prefetch.wasted_bytes, prefetch.depth
                 )?;
                 writeln!(out, "most opened:")?;
