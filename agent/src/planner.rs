@@ -294,7 +294,12 @@ impl Chat for HttpChat {
         if let Some(k) = &self.api_key {
             req = req.bearer_auth(k);
         }
-        let resp = req.send().with_context(|| format!("POST {}", self.url))?;
+        let resp = req.send().with_context(|| {
+            format!(
+                "cannot reach the LLM at {} (set [llm] endpoint in config.toml, or start the server; `peros doctor` checks it)",
+                self.url
+            )
+        })?;
         let status = resp.status();
         let text = resp.text()?;
         if !status.is_success() {
