@@ -1070,7 +1070,7 @@ fn scale_run(args: &Args, target_chunks: usize) -> Result<String> {
                 text.as_bytes(),
             )?;
             file_i += 1;
-            if file_i % 1000 == 0 {
+            if file_i.is_multiple_of(1000) {
                 eprintln!("  wrote {file_i} files, {made_chunks} chunks");
             }
         }
