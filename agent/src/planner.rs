@@ -569,14 +569,27 @@ impl Planner for Llm {
         }
         let mut dirs: Vec<(String, u64)> = dirs.into_iter().collect();
         dirs.sort_by_key(|d| std::cmp::Reverse(d.1));
-        let candidates: Vec<Value> = dirs
+        let mut candidates: Vec<Value> = dirs
             .iter()
             .take(3)
             .map(|(d, n)| json!({"name": slug(d.rsplit('/').next().unwrap_or(d)), "query": format!("path:{d}/"), "opens": n}))
             .collect();
+        // Searches the user keeps making (already filtered by the policy in access_summary).
+        for f in stats["frequent_searches"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .take(2)
+        {
+            if let (Some(q), Some(n)) = (f["query"].as_str(), f["count"].as_u64()) {
+                if n as usize >= FREQUENT_SEARCH {
+                    candidates.push(json!({"name": slug(q), "query": q, "searched": n}));
+                }
+            }
+        }
         let context = format!(
             "How the user accessed files recently (paths, counts):\n{}\n\nExisting views:\n{}\n\n\
-             Candidate views (folders the user opens most):\n{}\n\n\
+             Candidate views (folders the user opens most, searches the user repeats):\n{}\n\n\
              Create a view for the files the user works with most: call create_view with a name and a query.",
             serde_json::to_string_pretty(&stats)?,
             serde_json::to_string_pretty(&views)?,
