@@ -725,64 +725,99 @@ fn agent(cx: &mut Ctx) {
         );
     };
     cx.source(&p);
-    let tables = read_tables(&p);
-    let Some(t) = tables.iter().find(|t| {
-        (t.col("policy").is_some() || t.col("prefetch").is_some()) && t.col("hit").is_some()
-    }) else {
+    // One table per (trace, cache size); rows are the policies.
+    let tables: Vec<Table> = read_tables(&p)
+        .into_iter()
+        .filter(|t| t.col("strategy").is_some() && t.col("hit").is_some())
+        .collect();
+    if tables.is_empty() {
         return cx.not_run(
-            "no table with a policy and hit-rate column in it",
+            "no table with a strategy and hit-rate column in it",
             "perfs/agent",
         );
-    };
-    let cats: Vec<String> = t.rows.iter().map(|r| clean(&r[0])).collect();
-    let cols: Vec<usize> = (1..t.header.len())
-        .filter(|&c| {
-            let h = t.header[c].to_lowercase();
-            (h.contains("hit") || h.contains("waste") || h.contains("precision"))
-                && t.rows
-                    .iter()
-                    .any(|r| r.get(c).and_then(|s| num(s)).is_some())
-        })
-        .collect();
-    let series: Vec<_> = cols
+    }
+    // "build: 11823 opens of 68 files (…), cache 4.0 MiB" → "build, cache 4.0 MiB"
+    let cats: Vec<String> = tables
         .iter()
-        .map(|&c| {
-            (
-                t.header[c].clone(),
-                t.rows
-                    .iter()
-                    .map(|r| r.get(c).and_then(|s| num(s)))
-                    .collect(),
-            )
+        .map(|t| {
+            let trace = t.section.split(':').next().unwrap_or("").trim();
+            let cache = t.section.rsplit(", ").next().unwrap_or("").trim();
+            format!("{trace}, {cache}")
         })
         .collect();
-    let b = bars(
-        &format!(
-            "{} (higher hit rate is better)",
-            if t.section.is_empty() {
-                "Prefetch per policy"
-            } else {
-                &t.section
-            }
-        ),
-        "as reported",
-        cats,
-        series,
+    let policies: Vec<String> = tables[0].rows.iter().map(|r| clean(&r[0])).collect();
+    let series_of = |needle: &str| -> Vec<(String, Vec<Option<f64>>)> {
+        policies
+            .iter()
+            .filter(|p| !p.starts_with("no cache"))
+            .map(|policy| {
+                let values = tables
+                    .iter()
+                    .map(|t| {
+                        let c = t.col(needle)?;
+                        let row = t.rows.iter().find(|r| clean(&r[0]) == *policy)?;
+                        num(row.get(c)?)
+                    })
+                    .collect();
+                (policy.clone(), values)
+            })
+            .collect()
+    };
+    let hit = bars(
+        "first-chunk hit rate per trace and cache size (higher is better)",
+        "hit rate, %",
+        cats.clone(),
+        series_of("hit rate"),
     );
-    cx.chart("agent-prefetch.svg", &b, "prefetch hit rates per policy");
-    let mut md = format!(
-        "| {} |\n|{}\n",
-        t.header.join(" | "),
-        "---|".repeat(t.header.len())
+    cx.chart("agent-prefetch.svg", &hit, "prefetch hit rates per policy");
+    let wasted = bars(
+        "prefetched bytes never used, per trace and cache size (lower is better)",
+        "wasted MiB",
+        cats.clone(),
+        series_of("wasted")
+            .into_iter()
+            .filter(|(p, _)| !p.eq_ignore_ascii_case("LRU alone"))
+            .collect(),
     );
-    for r in &t.rows {
-        let _ = writeln!(
-            md,
-            "| {} |",
-            r.iter().map(|c| clean(c)).collect::<Vec<_>>().join(" | ")
-        );
+    cx.chart(
+        "agent-wasted.svg",
+        &wasted,
+        "wasted prefetch bytes per policy",
+    );
+    let mut md = String::from("| trace, cache |");
+    for p in policies.iter().filter(|p| !p.starts_with("no cache")) {
+        let _ = write!(md, " {p}: hit / wasted MiB |");
+    }
+    md.push('\n');
+    md.push('|');
+    md.push_str(&"---|".repeat(policies.len()));
+    md.push('\n');
+    for (t, cat) in tables.iter().zip(&cats) {
+        let _ = write!(md, "| {cat} |");
+        for row in t
+            .rows
+            .iter()
+            .filter(|r| !clean(&r[0]).starts_with("no cache"))
+        {
+            let cell = |needle: &str| {
+                t.col(needle)
+                    .and_then(|c| row.get(c))
+                    .map(|s| clean(s))
+                    .unwrap_or_default()
+            };
+            let _ = write!(md, " {} / {} |", cell("hit rate"), cell("wasted"));
+        }
+        md.push('\n');
     }
     cx.out.push_str(&md);
+    if let Some(l) = latest(&cx.results, "agent-latency") {
+        let _ = writeln!(
+            cx.out,
+            "\nFirst-read latency from a slow S3 backend, with and without prefetch: see [`{}`]({}).",
+            l.file_name().unwrap_or_default().to_string_lossy(),
+            l.file_name().unwrap_or_default().to_string_lossy()
+        );
+    }
     cx.out.push('\n');
 }
 
