@@ -66,7 +66,8 @@ fn group_name(paths: &[String]) -> String {
 }
 
 /// Needs nothing: co-access clusters become a tag plus a view of that tag; searches the user
-/// repeats become views of that query; file types the user opens a lot become a view of that
+/// repeats become views of that query; files changed this week that the user opens become a
+/// `this-week` view (`modified:>7d`); file types the user opens a lot become a view of that
 /// type, split by year when the opened files span several years.
 pub struct Heuristic;
 
@@ -175,6 +176,8 @@ impl Planner for Heuristic {
         // 3. File types opened a lot, by year of modification when they span several years.
         let mut by_ext: BTreeMap<String, BTreeMap<i64, HashSet<&str>>> = BTreeMap::new();
         let mut years: BTreeMap<&str, i64> = BTreeMap::new();
+        let week_ago = (peros_fs::access::now_ms() / 1000) as i64 - 7 * 86400;
+        let mut recent: HashSet<&str> = HashSet::new();
         for r in records.iter().filter(|r| r.ev == "open" && keep(&r.path)) {
             let Some((_, ext)) = r.path.rsplit_once('.') else {
                 continue;
@@ -190,6 +193,9 @@ impl Planner for Heuristic {
                     };
                     let y = year_of(node.mtime.secs);
                     years.insert(&r.path, y);
+                    if node.mtime.secs >= week_ago {
+                        recent.insert(&r.path);
+                    }
                     y
                 }
             };
@@ -199,6 +205,29 @@ impl Planner for Heuristic {
                 .entry(year)
                 .or_default()
                 .insert(&r.path);
+        }
+        // 4. Work in progress: files changed this week that the user keeps opening. The view
+        // is relative (`modified:>7d`), so it follows the user's week.
+        if recent.len() >= TYPE_VIEW_FILES {
+            let query = "modified:>7d".to_string();
+            let name = free_name("this-week", &names);
+            if !queries.contains(&query) {
+                let reason = format!(
+                    "{} files changed in the last 7 days were opened",
+                    recent.len()
+                );
+                if host
+                    .call(
+                        "create_view",
+                        &json!({"name": name, "query": query}),
+                        &reason,
+                    )
+                    .is_ok()
+                {
+                    names.insert(name);
+                    queries.insert(query);
+                }
+            }
         }
         for (ext, by_year) in by_ext {
             let total: usize = by_year.values().map(|f| f.len()).sum();

@@ -5,8 +5,10 @@
 //! report (ext:pdf OR ext:docx) NOT path:archive/
 //! ```
 //! Words that are not filters form the free text. Filters combine with AND (implicit),
-//! OR, NOT (or a leading `-`), and parentheses. Dates are `YYYY-MM-DD`; sizes take the
-//! suffixes k, M, G (powers of 1024).
+//! OR, NOT (or a leading `-`), and parentheses. Dates are `YYYY-MM-DD`, or an age relative to
+//! now: `Nh`, `Nd`, `Nw`, `Ny` ("N hours/days/weeks/years ago"), so `modified:>7d` is "in the
+//! last 7 days" and `modified:<1y` "more than a year ago"; sizes take the suffixes k, M, G
+//! (powers of 1024).
 
 use serde::Serialize;
 
@@ -124,6 +126,40 @@ enum Tok {
     Close,
 }
 
+/// Seconds since the epoch of an age such as `7d` (7 days before now); units h, d, w, y.
+fn parse_ago(s: &str) -> Option<i64> {
+    let s = s.trim().to_ascii_lowercase();
+    let unit = match s.chars().last()? {
+        'h' => 3600,
+        'd' => 86400,
+        'w' => 7 * 86400,
+        'y' => 365 * 86400 + 21600, // a Julian year: leap days averaged in
+        _ => return None,
+    };
+    let n: i64 = s[..s.len() - 1].parse().ok()?;
+    if !(0..=100_000).contains(&n) {
+        return None;
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    Some(now - n * unit)
+}
+
+/// Whether `query` has a relative date (`modified:>7d`): its matches change as time passes,
+/// so a saved view of it must be re-evaluated now and then even when no file changes.
+pub fn is_time_relative(query: &str) -> bool {
+    query.split_whitespace().any(|w| {
+        let w = w.trim_start_matches(['-', '(']).trim_end_matches(')');
+        let Some((key, value)) = w.split_once(':') else {
+            return false;
+        };
+        matches!(key.to_ascii_lowercase().as_str(), "modified" | "mtime")
+            && parse_ago(split_cmp(value).1).is_some()
+    })
+}
+
 fn parse_date(s: &str) -> Option<i64> {
     let mut parts = s.split('-');
     let y: i64 = parts.next()?.parse().ok()?;
@@ -204,9 +240,13 @@ fn filter_of(key: &str, value: &str, q: &str) -> Result<Option<Filter>, QueryErr
         "path" => Filter::Path(value.to_string()),
         "modified" | "mtime" => {
             let (c, rest) = split_cmp(value);
+            if let Some(t) = parse_ago(rest) {
+                // An instant, not a day: no whole-day rounding.
+                return Ok(Some(Filter::Modified(c, t)));
+            }
             let t = parse_date(rest).ok_or_else(|| {
                 err(format!(
-                    "`{rest}` is not a date: write modified:>2024-01-01"
+                    "`{rest}` is not a date: write modified:>2024-01-01, or modified:>7d for the last 7 days (h, d, w, y)"
                 ))
             })?;
             // `modified:=DAY` and `<=DAY` mean the whole day.
@@ -501,6 +541,27 @@ mod tests {
         assert!(parse("ext:").unwrap_err().reason.contains("needs a value"));
         // Unknown keys are plain words (e.g. "re:meeting").
         assert_eq!(parse("re:meeting").unwrap().text, "re:meeting");
+    }
+
+    #[test]
+    fn relative_dates() {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let tags = vec![];
+        let q = parse("ext:md modified:>7d").unwrap();
+        assert!(q.matches(&facts("/a.md", "md", now - 6 * 86400, 1, &tags)));
+        assert!(!q.matches(&facts("/a.md", "md", now - 8 * 86400, 1, &tags)));
+        let q = parse("modified:<1y").unwrap();
+        assert!(q.matches(&facts("/a", "", now - 400 * 86400, 1, &tags)));
+        assert!(!q.matches(&facts("/a", "", now - 300 * 86400, 1, &tags)));
+        assert!(parse("modified:>3h").is_ok() && parse("mtime:>=2w").is_ok());
+        assert!(is_time_relative("report (modified:>7d OR tag:x)"));
+        assert!(is_time_relative("-mtime:<2w"));
+        assert!(!is_time_relative("modified:>2024-01-01 7d"));
+        assert!(parse("modified:>7x").is_err());
+        assert!(parse("modified:>-7d").is_err());
     }
 
     #[test]

@@ -208,8 +208,9 @@ fn heuristic_planner_makes_a_view_from_real_accesses_and_undo_restores_exactly()
 }
 
 /// The daemon runs the (heuristic) planner on its schedule: searches the user repeats (in the
-/// mount's `@search` and with `peros search`) become a view of that query, and a file type the
-/// user opens across several years gets a view per year.
+/// mount's `@search` and with `peros search`) become a view of that query, files changed this
+/// week that the user opens become a `modified:>7d` view, and a file type the user opens across
+/// several years gets a view per year.
 #[test]
 fn scheduled_planner_turns_repeated_searches_and_yearly_files_into_views() {
     let env = Env::init();
@@ -238,6 +239,13 @@ fn scheduled_planner_turns_repeated_searches_and_yearly_files_into_views() {
         b"# Boiler repair\nThe boiler repair company comes on Tuesday.\n",
     );
     write_file(&src.join("house/garden.md"), b"# Garden\nPlant tulips.\n");
+    // This week's work (mtime now).
+    for i in 0..5 {
+        write_file(
+            &src.join(format!("house/plan-{i}.md")),
+            format!("Renovation plan, part {i}.\n").as_bytes(),
+        );
+    }
     env.ok([
         "import".as_ref(),
         src.join("letters").as_os_str(),
@@ -255,6 +263,9 @@ fn scheduled_planner_turns_repeated_searches_and_yearly_files_into_views() {
         }
     }
     env.ok(["index", "--wait"]);
+    for i in 0..5 {
+        read(&m.p(&format!("house/plan-{i}.md")));
+    }
     // One search in the file manager, two on the command line (inside the daemon).
     let found: Vec<String> = std::fs::read_dir(m.p("@search/boiler repair"))
         .unwrap()
@@ -277,7 +288,8 @@ fn scheduled_planner_turns_repeated_searches_and_yearly_files_into_views() {
         let y23 = by_query("ext:txt modified:>=2023-01-01 modified:<2024-01-01")?;
         let y24 = by_query("ext:txt modified:>=2024-01-01 modified:<2025-01-01")?;
         let all = by_query("ext:txt")?;
-        Some((search, y23, y24, all))
+        let week = by_query("modified:>7d")?;
+        Some((search, y23, y24, all, week))
     });
     let stats = env.json(["agent", "stats", "--json"]);
     assert_eq!(stats["log"]["searches"], 3, "{stats}");
@@ -296,6 +308,10 @@ fn scheduled_planner_turns_repeated_searches_and_yearly_files_into_views() {
     assert_eq!(listed(&made.1), expect_2023);
     assert_eq!(listed(&made.2).len(), 5);
     assert_eq!(listed(&made.3).len(), 10);
+    // Files changed this week: the house folder, not the old letters.
+    let week = listed(&made.4);
+    assert_eq!(week.len(), 7, "{week:?}");
+    assert!(week.iter().all(|p| p.starts_with("/house/")), "{week:?}");
     let log = env.ok(["agent", "log"]);
     assert!(log.contains("searched 3 times"), "{log}");
     assert!(log.contains("from 2023"), "{log}");

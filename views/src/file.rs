@@ -293,7 +293,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(v["money 2024"].sort, Sort::Modified);
-        assert_eq!(v.len(), 3);
+        assert_eq!(v.len(), 4);
+        assert_eq!(v["this-week-notes"].query, "ext:md modified:>7d");
     }
 
     #[test]

@@ -39,6 +39,8 @@ const MIN_REEVALUATION: Duration = Duration::from_millis(500);
 /// New embeddings arrive in a steady stream while a backlog is embedded; they only refine
 /// the ranking of views with free text, so those are re-evaluated for them at most this often.
 const MIN_SEMANTIC_REEVALUATION: Duration = Duration::from_secs(10);
+/// Views with relative dates (`modified:>7d`) are re-evaluated at least this often.
+const RELATIVE_REEVALUATION: Duration = Duration::from_secs(60);
 /// The background thread's tick (also how often views.toml's mtime is checked, in case a
 /// notify event was missed, e.g. on a network file system).
 const TICK: Duration = Duration::from_millis(250);
@@ -226,9 +228,21 @@ impl Views {
                 self.state.write().evaluated_vectors = vectors;
                 self.evaluate_views(Mode::Hybrid, true);
                 last_semantic = Instant::now();
+            } else if last_eval.elapsed() >= RELATIVE_REEVALUATION && self.has_relative_dates() {
+                // `modified:>7d`: files age out of such views with no change to any file.
+                self.evaluate_views(Mode::Hybrid, false);
+                last_eval = Instant::now();
             }
             self.refine_searches(generation ^ (vectors << 32));
         }
+    }
+
+    fn has_relative_dates(&self) -> bool {
+        self.state
+            .read()
+            .defs
+            .values()
+            .any(|d| peros_indexer::query::is_time_relative(&d.query))
     }
 
     /// Views loaded but not yet evaluated with the full ranking.
