@@ -90,15 +90,39 @@ fn year_of(secs: i64) -> i64 {
     yoe + era * 400 + i64::from(month <= 2)
 }
 
-/// `base`, or `base-2`, `base-3`… whichever is not taken.
-fn free_name(base: &str, taken: &HashSet<String>) -> String {
-    let mut name = base.to_string();
-    let mut n = 2;
-    while taken.contains(&name) {
-        name = format!("{base}-{n}");
-        n += 1;
+/// The views that exist, kept current as a planner run adds views.
+struct Existing {
+    names: HashSet<String>,
+    queries: HashSet<String>,
+}
+
+impl Existing {
+    fn of(host: &Host) -> Self {
+        let defs = host.views.list();
+        Self {
+            names: defs.iter().map(|d| d.name.clone()).collect(),
+            queries: defs.into_iter().map(|d| d.query).collect(),
+        }
     }
-    name
+
+    /// Creates a view of `query` named `base` (or `base-2`, `base-3`… if taken), unless a
+    /// view with this query exists already.
+    fn propose(&mut self, host: &mut Host, base: &str, query: &str, reason: &str) {
+        if self.queries.contains(query) {
+            return;
+        }
+        let mut name = base.to_string();
+        let mut n = 2;
+        while self.names.contains(&name) {
+            name = format!("{base}-{n}");
+            n += 1;
+        }
+        let args = json!({"name": name, "query": query});
+        if host.call("create_view", &args, reason).is_ok() {
+            self.names.insert(name);
+            self.queries.insert(query.to_string());
+        }
+    }
 }
 
 impl Planner for Heuristic {
@@ -107,14 +131,7 @@ impl Planner for Heuristic {
     }
 
     fn plan(&mut self, host: &mut Host) -> Result<()> {
-        let existing: Vec<(String, String)> = host
-            .views
-            .list()
-            .into_iter()
-            .map(|d| (d.name, d.query))
-            .collect();
-        let mut names: HashSet<String> = existing.iter().map(|e| e.0.clone()).collect();
-        let mut queries: HashSet<String> = existing.iter().map(|e| e.1.clone()).collect();
+        let mut existing = Existing::of(host);
         let records = host.records.clone();
         let readable: HashSet<String> = records
             .iter()
@@ -130,10 +147,9 @@ impl Planner for Heuristic {
             let base = group_name(&group);
             let tag = format!("ws-{base}");
             let query = format!("tag:{tag}");
-            if queries.contains(&query) {
+            if existing.queries.contains(&query) {
                 continue;
             }
-            let name = free_name(&format!("working-set-{base}"), &names);
             let reason = format!(
                 "these {} files are repeatedly opened together: {}",
                 group.len(),
@@ -142,35 +158,13 @@ impl Planner for Heuristic {
             for p in &group {
                 let _ = host.call("tag", &json!({"path": p, "tag": tag}), &reason);
             }
-            if host
-                .call(
-                    "create_view",
-                    &json!({"name": name, "query": query}),
-                    &reason,
-                )
-                .is_ok()
-            {
-                names.insert(name);
-                queries.insert(query);
-            }
+            existing.propose(host, &format!("working-set-{base}"), &query, &reason);
         }
         // 2. Searches the user keeps making.
         for (query, n) in crate::log::frequent_searches(&records, FREQUENT_SEARCH) {
-            if queries.contains(&query) || peros_indexer::parse_query(&query).is_err() {
-                continue;
-            }
-            let name = free_name(&slug(&query), &names);
-            let reason = format!("searched {n} times: {query}");
-            if host
-                .call(
-                    "create_view",
-                    &json!({"name": name, "query": query}),
-                    &reason,
-                )
-                .is_ok()
-            {
-                names.insert(name);
-                queries.insert(query);
+            if peros_indexer::parse_query(&query).is_ok() {
+                let reason = format!("searched {n} times: {query}");
+                existing.propose(host, &slug(&query), &query, &reason);
             }
         }
         // 3. File types opened a lot, by year of modification when they span several years.
@@ -209,25 +203,11 @@ impl Planner for Heuristic {
         // 4. Work in progress: files changed this week that the user keeps opening. The view
         // is relative (`modified:>7d`), so it follows the user's week.
         if recent.len() >= TYPE_VIEW_FILES {
-            let query = "modified:>7d".to_string();
-            let name = free_name("this-week", &names);
-            if !queries.contains(&query) {
-                let reason = format!(
-                    "{} files changed in the last 7 days were opened",
-                    recent.len()
-                );
-                if host
-                    .call(
-                        "create_view",
-                        &json!({"name": name, "query": query}),
-                        &reason,
-                    )
-                    .is_ok()
-                {
-                    names.insert(name);
-                    queries.insert(query);
-                }
-            }
+            let reason = format!(
+                "{} files changed in the last 7 days were opened",
+                recent.len()
+            );
+            existing.propose(host, "this-week", "modified:>7d", &reason);
         }
         for (ext, by_year) in by_ext {
             let total: usize = by_year.values().map(|f| f.len()).sum();
@@ -258,20 +238,7 @@ impl Planner for Heuristic {
                 }
             }
             for (name, query, reason) in proposals {
-                if queries.contains(&query) || names.contains(&name) {
-                    continue;
-                }
-                if host
-                    .call(
-                        "create_view",
-                        &json!({"name": name, "query": query}),
-                        &reason,
-                    )
-                    .is_ok()
-                {
-                    names.insert(name);
-                    queries.insert(query);
-                }
+                existing.propose(host, &name, &query, &reason);
             }
         }
         Ok(())
