@@ -58,6 +58,26 @@ fn api_key(k: &str) -> Option<String> {
     (!k.is_empty()).then(|| k.to_string())
 }
 
+/// Prints `title:` then up to 10 lines "COUNT  TEXT" from a JSON list of objects.
+fn counted_list(
+    out: &mut dyn Write,
+    title: &str,
+    list: &serde_json::Value,
+    count_key: &str,
+    text_key: &str,
+) -> Result<()> {
+    writeln!(out, "{title}:")?;
+    for f in list.as_array().into_iter().flatten().take(10) {
+        writeln!(
+            out,
+            "  {:>5}  {}",
+            f[count_key],
+            f[text_key].as_str().unwrap_or("")
+        )?;
+    }
+    Ok(())
+}
+
 /// Records a search the user made (`peros search`) in the agent's access log: through the
 /// daemon's agent when one runs, else appended to the log directly.
 pub fn note_search(ctx: &Ctx, home: &Home, query: &str, source: &str) {
@@ -258,33 +278,13 @@ pub fn run_agent(
                     prefetch.opens, hit_rate * 100.0, prefetch.hits, prefetch.prefetch_hits, prefetch.late_prefetches, prefetch.misses,
                     prefetch.prefetched_files, prefetch.prefetched_bytes, prefetch.wasted_bytes, prefetch.depth
                 )?;
-                writeln!(out, "most opened:")?;
-                for f in summary["top_files"]
+                counted_list(out, "most opened", &summary["top_files"], "opens", "path")?;
+                if summary["frequent_searches"]
                     .as_array()
-                    .into_iter()
-                    .flatten()
-                    .take(10)
+                    .is_some_and(|l| !l.is_empty())
                 {
-                    writeln!(
-                        out,
-                        "  {:>5}  {}",
-                        f["opens"],
-                        f["path"].as_str().unwrap_or("")
-                    )?;
-                }
-                if let Some(list) = summary["frequent_searches"]
-                    .as_array()
-                    .filter(|l| !l.is_empty())
-                {
-                    writeln!(out, "repeated searches:")?;
-                    for f in list {
-                        writeln!(
-                            out,
-                            "  {:>5}  {}",
-                            f["count"],
-                            f["query"].as_str().unwrap_or("")
-                        )?;
-                    }
+                    let list = &summary["frequent_searches"];
+                    counted_list(out, "repeated searches", list, "count", "query")?;
                 }
                 writeln!(out, "frequent successions:")?;
                 for f in summary["frequent_successions"]
