@@ -23,6 +23,7 @@ use std::sync::OnceLock;
 
 pub use serde_json::Value;
 
+pub mod llama;
 pub mod seaweed;
 
 pub const MIB: usize = 1024 * 1024;

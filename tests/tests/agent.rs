@@ -8,11 +8,11 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use peros_tests::llama::{Llama, Template};
 use peros_tests::*;
 use serde_json::{json, Value};
 
@@ -576,78 +576,11 @@ fn whatever_the_llm_asks_nothing_destructive_happens_and_excluded_files_never_le
 
 // ----- the real local LLM -----
 
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_llama() -> Option<(Server, u16)> {
-    let vars = [
-        "PEROS_LLAMA_SERVER",
-        "PEROS_LLM_MODEL",
-        "PEROS_LLM_TEMPLATE",
-    ];
-    let paths: Vec<Option<PathBuf>> = vars
-        .iter()
-        .map(|v| std::env::var_os(v).map(PathBuf::from))
-        .collect();
-    if paths
-        .iter()
-        .any(|p| !p.as_ref().is_some_and(|p| p.is_file()))
-    {
-        skip_without_llm(&format!(
-            "no local LLM ({vars:?} must name files; run `PEROS_SETUP_LLM=1 bash scripts/setup.sh` and source /var/cache/peros/env.sh)"
-        ));
-        return None;
-    }
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new(paths[0].as_ref().unwrap())
-        .arg("-m")
-        .arg(paths[1].as_ref().unwrap())
-        .arg("--jinja")
-        .arg("--chat-template-file")
-        .arg(paths[2].as_ref().unwrap())
-        .args([
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
-            "-c",
-            "4096",
-            "-t",
-            "1",
-            "-np",
-            "1",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start llama-server");
-    let server = Server(child);
-    poll("llama-server health", Duration::from_secs(180), || {
-        Command::new("curl")
-            .args(["-sf", &format!("http://127.0.0.1:{port}/health")])
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|_| ())
-    });
-    Some((server, port))
-}
-
 // The real model (Qwen2.5-Coder-0.5B from RECIPES, built by `PEROS_SETUP_LLM=1 scripts/setup.sh`,
 // which scripts/test.sh does). Skips with a message when the server or model is absent.
 #[test]
 fn llm_planner_with_a_real_local_model_creates_a_view_and_undo_removes_it() {
-    let Some((_server, port)) = start_llama() else {
+    let Some(llama) = Llama::start(Template::ToolCalls, 4096) else {
         return;
     };
     let env = Env::init();
@@ -673,7 +606,7 @@ fn llm_planner_with_a_real_local_model_creates_a_view_and_undo_removes_it() {
         wait_opens(&env, 12);
     }
     let views_before = views(&env);
-    set_llm(&env, &format!("http://127.0.0.1:{port}/v1"));
+    set_llm(&env, &llama.endpoint());
     let trace = env.path("trace.jsonl");
     let out = env.run_with(
         ["agent", "run", "--once", "--planner", "llm", "--json"],

@@ -7,10 +7,10 @@
 //! (`PEROS_SETUP_LLM=1 bash scripts/setup.sh`): without them those parts say SKIPPED loudly.
 
 use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use peros_tests::llama::{Llama, Template};
 use peros_tests::seaweed::{self, Seaweed};
 use peros_tests::*;
 use serde_json::Value;
@@ -329,84 +329,16 @@ fn s3_backend_reachable_then_stopped_and_bad_credentials() {
     assert!(t.elapsed() < Duration::from_secs(90), "short timeouts");
 }
 
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn llm_endpoint_that_makes_a_tool_call_passes() {
-    let (Some(server), Some(model)) = (
-        std::env::var_os("PEROS_LLAMA_SERVER").map(PathBuf::from),
-        std::env::var_os("PEROS_LLM_MODEL").map(PathBuf::from),
-    ) else {
-        skip_without_llm(
-            "no local LLM (PEROS_LLAMA_SERVER / PEROS_LLM_MODEL unset: run \
-             `PEROS_SETUP_LLM=1 bash scripts/setup.sh` and source /var/cache/peros/env.sh)",
-        );
+    let Some(llama) = Llama::start(Template::ToolCalls, 2048) else {
         return;
     };
-    if !server.is_file() || !model.is_file() {
-        skip_without_llm(&format!(
-            "{} or {} missing",
-            server.display(),
-            model.display()
-        ));
-        return;
-    }
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut cmd = Command::new(&server);
-    cmd.args(["-m".as_ref(), model.as_os_str()]).args([
-        "--host",
-        "127.0.0.1",
-        "--port",
-        &port.to_string(),
-        "-c",
-        "2048",
-        "-t",
-        "1",
-        "-np",
-        "1",
-        "--jinja",
-    ]);
-    if let Some(t) = std::env::var_os("PEROS_LLM_TEMPLATE") {
-        cmd.arg("--chat-template-file").arg(t);
-    }
-    let _server = Server(
-        cmd.stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start llama-server"),
-    );
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let up = Command::new("curl")
-            .args(["-sf", &format!("http://127.0.0.1:{port}/health")])
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false);
-        if up {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "llama-server not healthy in 120 s"
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
     let env = Env::init();
     set_config(
         &env,
         "endpoint = \"\"",
-        &format!("endpoint = \"http://127.0.0.1:{port}/v1\""),
+        &format!("endpoint = \"{}\"", llama.endpoint()),
     );
     let (_, v, _) = doctor(&env, &[]);
     assert_status(&v, "llm", "ok");
