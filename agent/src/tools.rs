@@ -188,6 +188,19 @@ impl Host {
         self.policy.readable(path, &tags)
     }
 
+    /// The regular file at `path` if the policy lets the agent see it; an excluded file gets
+    /// the same "no such file" as a missing one, so the planner learns nothing of it.
+    fn visible_file(&self, path: &str) -> Result<(u64, peros_store::Inode), String> {
+        let missing = || format!("no such file {path:?}");
+        let (ino, node) = self.store.resolve(path.as_bytes()).map_err(|_| missing())?;
+        if node.kind != peros_store::Kind::File
+            || !self.policy.readable(path, &Self::tags_of(&node))
+        {
+            return Err(missing());
+        }
+        Ok((ino, node))
+    }
+
     /// Paths of every stored file the policy excludes (the LLM client scrubs these from
     /// request bodies as a last line of defence). Capped for very large stores.
     pub fn excluded_paths(&self) -> Vec<String> {
@@ -429,15 +442,7 @@ impl Host {
                 {
                     return Err(format!("bad tag {tag:?}: one word, no commas or spaces"));
                 }
-                let (ino, node) = self
-                    .store
-                    .resolve(&path)
-                    .map_err(|_| format!("no such file {path_s:?}"))?;
-                if node.kind != peros_store::Kind::File
-                    || !self.policy.readable(&path_s, &Self::tags_of(&node))
-                {
-                    return Err(format!("no such file {path_s:?}"));
-                }
+                let (ino, node) = self.visible_file(&path_s)?;
                 let before_raw = node
                     .xattrs
                     .get(TAGS_XATTR)
@@ -473,13 +478,7 @@ impl Host {
             }
             "prefetch" => {
                 let path = arg(args, "path");
-                if !self.readable_path(path) {
-                    return Err(format!("no such file {path:?}"));
-                }
-                let (ino, node) = self
-                    .store
-                    .resolve(path.as_bytes())
-                    .map_err(|_| format!("no such file {path:?}"))?;
+                let (ino, node) = self.visible_file(path)?;
                 let bytes = match &self.agent {
                     Some(a) => a.prefetch_now(ino),
                     None => node
@@ -497,16 +496,7 @@ impl Host {
                 if !self.content_ok {
                     return Err("refused by the privacy policy: file content may not be sent to this endpoint".into());
                 }
-                if !self.readable_path(path) {
-                    return Err(format!("no such file {path:?}"));
-                }
-                let (ino, node) = self
-                    .store
-                    .resolve(path.as_bytes())
-                    .map_err(|_| format!("no such file {path:?}"))?;
-                if node.kind != peros_store::Kind::File {
-                    return Err(format!("{path} is not a file"));
-                }
+                let (ino, node) = self.visible_file(path)?;
                 let max = args["max_chars"].as_u64().unwrap_or(800) as usize;
                 let data = self
                     .store
