@@ -340,6 +340,23 @@ fn bars(
     }
 }
 
+/// `t` as a markdown table.
+fn md_table(t: &Table) -> String {
+    let mut md = format!(
+        "| {} |\n|{}\n",
+        t.header.join(" | "),
+        "---|".repeat(t.header.len())
+    );
+    for r in &t.rows {
+        let _ = writeln!(
+            md,
+            "| {} |",
+            r.iter().map(|c| clean(c)).collect::<Vec<_>>().join(" | ")
+        );
+    }
+    md
+}
+
 // ----- the sections -----
 
 struct Ctx {
@@ -533,19 +550,7 @@ fn search(cx: &mut Ctx) {
         let b = bars("Query latency per mode (lower is better)", "ms", modes, lat);
         cx.chart("search-latency.svg", &b, "query latency per search mode");
     }
-    let mut md = format!(
-        "| {} |\n|{}\n",
-        t.header.join(" | "),
-        "---|".repeat(t.header.len())
-    );
-    for r in &t.rows {
-        let _ = writeln!(
-            md,
-            "| {} |",
-            r.iter().map(|c| clean(c)).collect::<Vec<_>>().join(" | ")
-        );
-    }
-    cx.out.push_str(&md);
+    cx.out.push_str(&md_table(t));
     cx.out.push('\n');
 }
 
@@ -688,19 +693,7 @@ fn views(cx: &mut Ctx) {
     );
     b.category_colors = Some(colors);
     cx.chart("views-listing.svg", &b, "views listing vs baselines");
-    let mut md = format!(
-        "| {} |\n|{}\n",
-        t.header.join(" | "),
-        "---|".repeat(t.header.len())
-    );
-    for r in &t.rows {
-        let _ = writeln!(
-            md,
-            "| {} |",
-            r.iter().map(|c| clean(c)).collect::<Vec<_>>().join(" | ")
-        );
-    }
-    cx.out.push_str(&md);
+    cx.out.push_str(&md_table(t));
     if let Some(t) = tables.iter().find(|t| t.col("what").is_some()) {
         cx.out.push_str("\nFollowing changes:\n\n");
         for r in &t.rows {
