@@ -472,13 +472,18 @@ impl QueryDirs for Views {
                     .searches_listed
                     .lock()
                     .is_some_and(|t| t.elapsed() < LISTING_PROBES);
-                if s.noted.elapsed() >= SEARCH_RENOTE && !probing {
+                let renote = s.noted.elapsed() >= SEARCH_RENOTE && !probing;
+                if renote {
                     s.noted = std::time::Instant::now();
-                    self.note_search(text);
                 }
                 let g = self.indexer.generation() ^ (self.indexer.vector_generation() << 32);
                 let stale = !s.refined || s.generation != g;
                 st.searches.push_front(s);
+                drop(st);
+                // The hook runs outside the state lock: lookups of other names never wait on it.
+                if renote {
+                    self.note_search(text);
+                }
                 if stale {
                     self.wake.lock().search_pending = true;
                     self.wake_cv.notify_all();
