@@ -291,9 +291,10 @@ step_llm_model() {
         done
         STEP_RESULT="done: $LLM_MODEL (sha256 ok)"
     fi
-    # The chat template that makes the 0.5B model return proper tool_calls (shared/llm/ beside the clone).
+    # The chat template that makes the 0.5B model return proper tool_calls: a copy of RECIPES'
+    # shared/llm/qwen25-coder-jsonfence.jinja is kept in scripts/llm/, so a clone alone has it.
     local t
-    for t in "$REPO/../shared/llm/qwen25-coder-jsonfence.jinja" /work/shared/llm/qwen25-coder-jsonfence.jinja; do
+    for t in "$REPO/scripts/llm/qwen25-coder-jsonfence.jinja" "$REPO/../shared/llm/qwen25-coder-jsonfence.jinja"; do
         if [[ -f "$t" && ! -f "$LLM_TEMPLATE" ]]; then
             cp "$t" "$LLM_TEMPLATE"
             STEP_RESULT+=", template copied"
