@@ -181,25 +181,29 @@ impl Policy {
     }
 }
 
-/// Whether the URL's host is loopback.
+/// Whether `endpoint` is an http(s) URL whose host is loopback: an IPv4 address in
+/// 127.0.0.0/8, the IPv6 address ::1, or exactly the name `localhost`.
+///
+/// The URL is parsed by the `url` crate (WHATWG rules, as HTTP clients parse it), so userinfo
+/// (`http://evil@127.0.0.1`), fragments and queries (`http://evil#@127.0.0.1`) and names that
+/// merely start like an address (`127.0.0.1.evil.com`) are judged by the host the request
+/// really goes to; the numeric IPv4 forms it normalises (`2130706433`, `0x7f000001`, `127.1`)
+/// count as what they are. Anything else is remote, failing safe: `localhost.` and
+/// `*.localhost` (a resolver may ask DNS for them), IPv4-mapped IPv6 addresses, `0.0.0.0`, and
+/// strings that do not parse as an http(s) URL.
 pub fn is_loopback(endpoint: &str) -> bool {
-    let rest = endpoint
-        .split_once("://")
-        .map(|(_, r)| r)
-        .unwrap_or(endpoint);
-    let authority = rest.split('/').next().unwrap_or("");
-    let authority = authority.rsplit('@').next().unwrap_or(authority);
-    let host = if let Some(h) = authority.strip_prefix('[') {
-        h.split(']').next().unwrap_or("")
-    } else {
-        authority.split(':').next().unwrap_or("")
+    let Ok(url) = url::Url::parse(endpoint.trim()) else {
+        return false;
     };
-    let host = host.to_ascii_lowercase();
-    host == "localhost"
-        || host == "::1"
-        || host
-            .parse::<std::net::Ipv4Addr>()
-            .is_ok_and(|a| a.is_loopback())
+    if !matches!(url.scheme(), "http" | "https") {
+        return false;
+    }
+    match url.host() {
+        Some(url::Host::Ipv4(a)) => a.is_loopback(),
+        Some(url::Host::Ipv6(a)) => a.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
+    }
 }
 
 fn patterns() -> &'static [Regex] {
@@ -267,6 +271,54 @@ mod tests {
         assert!(is_loopback("http://[::1]:80/v1"));
         assert!(!is_loopback("https://api.openai.com/v1"));
         assert!(!is_loopback("http://10.0.0.1/v1"));
+    }
+
+    #[test]
+    fn loopback_is_decided_by_a_url_parser() {
+        for u in [
+            "http://127.0.0.1:8080/v1",
+            "http://127.8.9.10/v1",
+            "https://LOCALHOST:8443/v1",
+            "http://localhost/v1",
+            "http://[::1]:8080/v1",
+            "http://[0:0:0:0:0:0:0:1]/v1",
+            // userinfo that names another host is only userinfo
+            "http://evil.com@127.0.0.1:8080/v1",
+            "http://user:pw@localhost/v1",
+            // the url crate normalises these IPv4 forms to 127.0.0.1
+            "http://2130706433/v1",
+            "http://0x7f000001/v1",
+            "http://0177.0.0.1/v1",
+            "http://127.1/v1",
+        ] {
+            assert!(is_loopback(u), "{u} is loopback");
+        }
+        for u in [
+            // a fragment or query is not the authority
+            "http://evil#@127.0.0.1",
+            "http://evil?@127.0.0.1/v1",
+            "http://evil.com/#@localhost",
+            "http://evil.com\\@127.0.0.1/v1",
+            "http://127.0.0.1.evil.com/v1",
+            "http://localhost.evil.com/v1",
+            "http://127.0.0.1@evil.com/v1",
+            "http://localhost:8080@evil.com/v1",
+            "http://[::1]@evil.com/v1",
+            // not exactly `localhost`: a resolver may look these names up in DNS
+            "http://localhost.:8080/v1",
+            "http://app.localhost/v1",
+            "http://[::ffff:7f00:1]/v1",
+            "http://0.0.0.0:8080/v1",
+            "http://10.0.0.1/v1",
+            "https://api.openai.com/v1",
+            // not a URL, or not HTTP
+            "127.0.0.1:8080/v1",
+            "localhost:8080/v1",
+            "file:///127.0.0.1",
+            "",
+        ] {
+            assert!(!is_loopback(u), "{u} is not loopback");
+        }
     }
 
     #[test]
