@@ -1,7 +1,7 @@
 //! `peros-agent` is the self-adapting half of PerOS.
 //!
 //! - [`runtime::Agent`] runs in the daemon: the mount sends open/read/close events through a
-//!   non-blocking [`peros_fs::access::AccessSink`]; the agent's thread logs them
+//!   non-blocking [`peros_store::access::AccessSink`]; the agent's thread logs them
 //!   ([`log`], bounded JSON lines), learns patterns ([`model`]: per-process Markov chain +
 //!   co-access windows) and prefetches predicted files' first chunks into the store's chunk
 //!   cache on a worker thread, within a memory and bandwidth budget and with a depth that
@@ -128,7 +128,7 @@ pub fn undo(
     }
     let u = Entry {
         id: 0,
-        time: peros_fs::access::now_ms(),
+        time: peros_store::access::now_ms(),
         run: e.run,
         planner: e.planner.clone(),
         action: format!("undo {}", e.action),
@@ -177,4 +177,37 @@ pub fn undo_targets(
 /// The agent's state directory in a PerOS home.
 pub fn state_dir(data_dir: &Path) -> std::path::PathBuf {
     data_dir.join("agent")
+}
+
+#[cfg(test)]
+mod tests {
+    /// The agent acts through store and indexer APIs only: access events come from
+    /// `peros_store::access`, so the agent does not depend on the FUSE crate (or fuser) itself.
+    #[test]
+    fn the_agent_does_not_depend_on_the_fuse_crate() {
+        let manifest = include_str!("../Cargo.toml");
+        let deps: Vec<&str> = manifest
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split(['=', '.', ' ']).next())
+            .collect();
+        assert!(
+            !deps.contains(&"peros-fs"),
+            "agent/Cargo.toml lists peros-fs"
+        );
+        // The types the mount sends are the store's.
+        fn same(e: peros_store::access::AccessEvent) -> peros_store::access::AccessEvent {
+            e
+        }
+        let e = same(peros_store::access::AccessEvent {
+            kind: peros_store::access::AccessKind::Open,
+            ino: 1,
+            pid: 0,
+            bytes: 0,
+            time_ms: peros_store::access::now_ms(),
+            cached: false,
+        });
+        assert!(e.time_ms > 0);
+    }
 }

@@ -79,7 +79,7 @@ impl AccessLog {
 /// A search the user made, as a log record.
 pub fn search_record(query: &str, source: &str) -> Record {
     Record {
-        t: peros_fs::access::now_ms(),
+        t: peros_store::access::now_ms(),
         ev: "search".into(),
         ino: 0,
         path: query.trim().chars().take(500).collect(),

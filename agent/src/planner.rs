@@ -170,7 +170,7 @@ impl Planner for Heuristic {
         // 3. File types opened a lot, by year of modification when they span several years.
         let mut by_ext: BTreeMap<String, BTreeMap<i64, HashSet<&str>>> = BTreeMap::new();
         let mut years: BTreeMap<&str, i64> = BTreeMap::new();
-        let week_ago = (peros_fs::access::now_ms() / 1000) as i64 - 7 * 86400;
+        let week_ago = (peros_store::access::now_ms() / 1000) as i64 - 7 * 86400;
         let mut recent: HashSet<&str> = HashSet::new();
         for r in records.iter().filter(|r| r.ev == "open" && keep(&r.path)) {
             let Some((_, ext)) = r.path.rsplit_once('.') else {

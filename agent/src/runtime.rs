@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use peros_fs::access::{AccessEvent, AccessKind, AccessSink};
+use peros_store::access::{AccessEvent, AccessKind, AccessSink};
 use peros_store::{Ino, Store};
 use serde::{Deserialize, Serialize};
 
@@ -188,7 +188,7 @@ impl Agent {
                         }
                     }
                     if let Some(done) = inflight.lock().get_mut(&ino) {
-                        *done = Some(peros_fs::access::now_ms());
+                        *done = Some(peros_store::access::now_ms());
                     }
                 })?;
         }

@@ -284,7 +284,7 @@ impl Host {
     fn journal(&mut self, action: &str, reason: &str, change: Change) -> Result<u64, String> {
         let e = Entry {
             id: 0,
-            time: peros_fs::access::now_ms(),
+            time: peros_store::access::now_ms(),
             run: self.run,
             planner: self.planner.clone(),
             action: action.into(),

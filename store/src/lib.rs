@@ -12,6 +12,7 @@
 //!
 //! It must not know about FUSE, the CLI, indexing or policy: callers translate to and from it.
 
+pub mod access;
 pub mod backend;
 pub mod cached;
 pub mod meta;
