@@ -216,11 +216,23 @@ pub fn meta_records(data: &[u8]) {
     let Some((&k, body)) = data.split_first() else {
         return;
     };
-    match k % 2 {
+    match k % 3 {
         0 => {
             if let Ok(n) = postcard::from_bytes::<peros_store::Inode>(body) {
                 let _ = n.mode();
                 let _ = n.stored_bytes();
+            }
+        }
+        1 => {
+            if let Ok(l) = postcard::from_bytes::<peros_store::ChunkLayout>(body) {
+                let _ = (l.covered(), l.end(), l.needs_compaction());
+                let mut out = vec![0u8; 64];
+                let _ = l.read_into(
+                    l.end().saturating_sub(32),
+                    &mut out,
+                    |_| Ok::<_, ()>(std::sync::Arc::new(vec![7u8; 100])),
+                    |_, _, _| (),
+                );
             }
         }
         _ => {
@@ -316,6 +328,7 @@ fn open_store(
     let opts = peros_store::StoreOptions {
         cache_bytes: 8 << 20,
         versions_keep: 4,
+        dirty_limit_bytes: 8 << 20,
     };
     peros_store::Store::open(meta, kr, backend, opts)
 }

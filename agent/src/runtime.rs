@@ -180,8 +180,8 @@ impl Agent {
                         break;
                     };
                     if let Ok(node) = store.getattr(ino) {
-                        for (i, c) in node.chunks.iter().take(chunks).enumerate() {
-                            if let Err(e) = store.read_chunk(ino, i, c) {
+                        for i in (0..node.size.div_ceil(CHUNK)).take(chunks) {
+                            if let Err(e) = store.prefetch_chunk(ino, i) {
                                 tracing::debug!("prefetch of inode {ino}: {e}");
                                 break;
                             }
@@ -385,12 +385,10 @@ impl Agent {
             let Some((_, node)) = self.readable(p.key) else {
                 continue;
             };
-            let chunks: Vec<_> = node
-                .chunks
-                .iter()
+            let chunks: Vec<u64> = (0..node.size.div_ceil(CHUNK))
                 .take(self.cfg.prefetch_chunks.max(1))
                 .collect();
-            let held = if chunks.iter().all(|c| self.store.chunk_cached(c)) {
+            let held = if chunks.iter().all(|c| self.store.chunk_cached(p.key, *c)) {
                 Held::Cached
             } else {
                 Held::No
@@ -399,7 +397,7 @@ impl Agent {
             cands.push(Candidate {
                 key: p.key,
                 p: p.p,
-                bytes: chunks.iter().map(|c| c.len as u64).sum(),
+                bytes: chunks.iter().map(|c| chunk_len(&node, *c)).sum(),
                 held,
             });
         }
@@ -431,14 +429,9 @@ impl Agent {
             return 0;
         };
         let mut bytes = 0;
-        for (i, c) in node
-            .chunks
-            .iter()
-            .take(self.cfg.prefetch_chunks.max(1))
-            .enumerate()
-        {
-            if self.store.read_chunk(ino, i, c).is_ok() {
-                bytes += c.len as u64;
+        for i in (0..node.size.div_ceil(CHUNK)).take(self.cfg.prefetch_chunks.max(1)) {
+            if self.store.prefetch_chunk(ino, i).is_ok() {
+                bytes += chunk_len(&node, i);
             }
         }
         let mut st = self.state.lock();
@@ -447,4 +440,11 @@ impl Agent {
         st.stats.prefetched_bytes += bytes;
         bytes
     }
+}
+
+const CHUNK: u64 = peros_store::CHUNK_SIZE as u64;
+
+/// Bytes of chunk `i` of a file (the last one may be short).
+fn chunk_len(node: &peros_store::Inode, i: u64) -> u64 {
+    node.size.saturating_sub(i * CHUNK).min(CHUNK)
 }

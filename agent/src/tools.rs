@@ -481,12 +481,10 @@ impl Host {
                 let (ino, node) = self.visible_file(path)?;
                 let bytes = match &self.agent {
                     Some(a) => a.prefetch_now(ino),
-                    None => node
-                        .chunks
-                        .first()
-                        .and_then(|c| self.store.read_chunk(ino, 0, c).ok())
-                        .map(|d| d.len() as u64)
-                        .unwrap_or(0),
+                    None => match self.store.prefetch_chunk(ino, 0) {
+                        Ok(()) => node.size.min(peros_store::CHUNK_SIZE as u64),
+                        Err(_) => 0,
+                    },
                 };
                 Ok(json!({"path": path, "bytes": bytes}))
             }

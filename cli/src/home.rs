@@ -76,6 +76,8 @@ pub struct StoreConfig {
     pub cache_mb: u64,
     /// Versions kept per path.
     pub versions_keep: usize,
+    /// Memory for written data not yet sealed, MiB, across all files; writers wait beyond it.
+    pub dirty_mb: u64,
     // ----- remote (`s3://…`) backends; see crate::remote and examples/config.toml -----
     /// S3 endpoint URL (default: `AWS_ENDPOINT_URL`, else AWS).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -109,6 +111,7 @@ impl Default for StoreConfig {
             objects_dir: PathBuf::from("objects"),
             cache_mb: 256,
             versions_keep: 32,
+            dirty_mb: 256,
             endpoint: None,
             region: None,
             access_key_id: None,
@@ -371,6 +374,7 @@ impl Home {
             StoreOptions {
                 cache_bytes: config.store.cache_mb * 1024 * 1024,
                 versions_keep: config.store.versions_keep,
+                dirty_limit_bytes: config.store.dirty_mb.saturating_mul(1024 * 1024),
             },
         )
         .map_err(|e| match e {

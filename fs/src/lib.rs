@@ -1,16 +1,17 @@
 //! `peros-fs` is the FUSE front end: it translates kernel requests into `peros-store` calls.
 //!
-//! What it owns: file handles, per-file write buffers (whole 4 MiB chunks, so a random write
-//! reseals only the chunks it touches), directory-listing snapshots per open directory, and the
-//! kernel cache settings (attribute/entry TTLs, `FOPEN_KEEP_CACHE` for files unchanged since
-//! this mount last saw them, readdirplus, 1 MiB writes).
+//! What it owns: file handles (open counts per inode, for orphans), directory-listing
+//! snapshots per open directory, and the kernel cache settings (attribute/entry TTLs,
+//! `FOPEN_KEEP_CACHE` for files unchanged since this mount last saw them, readdirplus, 1 MiB
+//! writes).
 //!
-//! What it must not do: own policy (that is the store's and the agent's), or wait on anything
-//! slower than local disk inside a callback. Buffered data is committed on flush/release
-//! (not yet durable) and on fsync (durable); a background thread makes commits durable within
-//! a couple of seconds, like a journaling file system's commit interval.
+//! What it must not do: own policy (that is the store's and the agent's), buffer or seal file
+//! data (the store's one write path does: [`Store::write_at`], [`Store::flush`]), or wait on
+//! anything slower than local disk inside a callback. Close commits (not yet durable), fsync
+//! commits durably; the store's background threads seal full buffers and make commits durable
+//! within a couple of seconds, like a journaling file system's commit interval.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -39,8 +40,6 @@ pub use virt::{Listing, ListingEntry, QueryDirError, QueryDirs};
 /// while it runs (other commands go through its control socket), so a short TTL suffices to
 /// pick up those changes.
 const TTL: Duration = Duration::from_secs(1);
-/// Dirty bytes per file before the buffer is sealed and committed without waiting for close.
-const MAX_DIRTY_PER_FILE: usize = 64 * CHUNK_SIZE;
 /// Chunks being decrypted ahead of a sequential reader, at most.
 const MAX_READAHEAD: usize = 2;
 const BLOCK: u64 = 4096;
@@ -71,19 +70,6 @@ fn to_time(t: Option<TimeOrNow>) -> Option<Time> {
     })
 }
 
-/// Buffered state of one open regular file, shared by all its handles.
-struct OpenFile {
-    handles: u32,
-    /// Size including buffered writes.
-    size: u64,
-    mtime: Time,
-    /// Chunk index → plaintext from the chunk start (shorter than the chunk: zeros follow).
-    dirty: BTreeMap<usize, Vec<u8>>,
-    dirty_bytes: usize,
-    /// Content changed since open (a version is recorded at close).
-    changed: bool,
-}
-
 struct DirHandle {
     entries: Vec<(DirEntry, Inode)>,
     /// Virtual entries after the stored ones (the query directories at the root, and
@@ -111,7 +97,8 @@ pub struct MountOptions {
 /// The FUSE file system over a store.
 pub struct PerosFs {
     store: Arc<Store>,
-    files: Mutex<HashMap<Ino, Arc<Mutex<OpenFile>>>>,
+    /// Open handles per regular file.
+    files: Mutex<HashMap<Ino, u32>>,
     dirs: Mutex<HashMap<u64, Arc<DirHandle>>>,
     /// Per inode, (mtime, size) when this mount last had it open: unchanged → keep page cache.
     seen: Mutex<HashMap<Ino, (Time, u64)>>,
@@ -184,13 +171,10 @@ impl PerosFs {
         // Holes (sparse chunks) take no blocks, so `du` and sparse-aware copies see them.
         let mut stored = node.stored_bytes().min(size);
         if node.kind == Kind::File {
-            if let Some(of) = self.files.lock().get(&ino).cloned() {
-                let of = of.lock();
-                if !of.dirty.is_empty() || of.changed {
-                    size = of.size;
-                    mtime = of.mtime;
-                    stored = (stored + of.dirty_bytes as u64).min(size);
-                }
+            if let Some((psize, pmtime, dirty)) = self.store.pending_attr(ino) {
+                size = psize;
+                mtime = pmtime;
+                stored = (stored + dirty).min(size);
             }
         } else {
             stored = size;
@@ -214,77 +198,32 @@ impl PerosFs {
         }
     }
 
+    /// Free bytes for unprivileged writers on the file system under the data directory.
+    fn free_bytes(&self) -> Option<u64> {
+        let c = std::ffi::CString::new(self.space_from.as_os_str().as_bytes()).ok()?;
+        // SAFETY: statvfs writes into the zeroed struct we pass.
+        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+        if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+            return None;
+        }
+        Some(st.f_bavail.saturating_mul(st.f_frsize))
+    }
+
     fn is_open(&self, ino: Ino) -> bool {
         self.files.lock().contains_key(&ino)
     }
 
-    /// Seals and commits the buffered chunks of `ino`.
-    fn commit(
-        &self,
-        ino: Ino,
-        of: &mut OpenFile,
-        durable: bool,
-        record_version: bool,
-    ) -> Result<(), StoreError> {
-        if of.dirty.is_empty() {
-            if record_version && of.changed {
-                of.changed = false;
-            }
-            if durable {
-                self.store.sync()?;
-            }
-            return Ok(());
+    /// Commits what is buffered for `ino` (`durable`: fsync; `record_version`: a close).
+    fn commit(&self, ino: Ino, durable: bool, record_version: bool) -> Result<(), StoreError> {
+        if let Some(node) = self.store.flush(ino, durable, record_version)? {
+            self.counters.commits.fetch_add(1, Ordering::Relaxed);
+            self.seen.lock().insert(ino, (node.mtime, node.size));
         }
-        let size = of.size;
-        let mut full: BTreeMap<usize, Vec<u8>> = BTreeMap::new();
-        for (idx, mut buf) in std::mem::take(&mut of.dirty) {
-            let start = idx as u64 * CHUNK_SIZE as u64;
-            if start >= size {
-                continue; // truncated away
-            }
-            let len = (size - start).min(CHUNK_SIZE as u64) as usize;
-            buf.resize(len, 0);
-            full.insert(idx, buf);
-        }
-        of.dirty_bytes = 0;
-        let result =
-            self.store
-                .write_chunks(ino, &full, size, Some(of.mtime), durable, record_version);
-        match result {
-            Ok(node) => {
-                self.counters.commits.fetch_add(1, Ordering::Relaxed);
-                if record_version {
-                    of.changed = false;
-                }
-                self.seen.lock().insert(ino, (node.mtime, node.size));
-                Ok(())
-            }
-            Err(e) => {
-                // Keep the data buffered: a later flush or fsync retries.
-                of.dirty = full;
-                of.dirty_bytes = of.dirty.values().map(Vec::len).sum();
-                Err(e)
-            }
-        }
+        Ok(())
     }
 
-    fn open_file(&self, ino: Ino, node: &Inode) -> Arc<Mutex<OpenFile>> {
-        let mut files = self.files.lock();
-        let of = files
-            .entry(ino)
-            .or_insert_with(|| {
-                Arc::new(Mutex::new(OpenFile {
-                    handles: 0,
-                    size: node.size,
-                    mtime: node.mtime,
-                    dirty: BTreeMap::new(),
-                    dirty_bytes: 0,
-                    changed: false,
-                }))
-            })
-            .clone();
-        of.lock().handles += 1;
-        of
+    fn open_file(&self, ino: Ino) {
+        *self.files.lock().entry(ino).or_insert(0) += 1;
     }
 
     fn open_flags(&self, ino: Ino, node: &Inode) -> FopenFlags {
@@ -299,23 +238,26 @@ impl PerosFs {
     }
 
     fn release_file(&self, ino: Ino) -> Result<(), StoreError> {
-        let Some(of) = self.files.lock().get(&ino).cloned() else {
-            return Ok(());
-        };
-        let mut guard = of.lock();
-        let result = self.commit(ino, &mut guard, false, true);
-        guard.handles = guard.handles.saturating_sub(1);
-        let last = guard.handles == 0 && guard.dirty.is_empty();
-        drop(guard);
-        if last {
+        // A failed commit keeps its data buffered in the store, which retries it.
+        let result = self.commit(ino, false, true);
+        let last = {
             let mut files = self.files.lock();
-            if files.get(&ino).is_some_and(|o| o.lock().handles == 0) {
-                files.remove(&ino);
-                drop(files);
-                if let Ok(node) = self.store.getattr(ino) {
-                    if node.nlink == 0 {
-                        self.store.release_orphan(ino)?;
-                    }
+            match files.get_mut(&ino) {
+                Some(n) if *n > 1 => {
+                    *n -= 1;
+                    false
+                }
+                Some(_) => {
+                    files.remove(&ino);
+                    true
+                }
+                None => false,
+            }
+        };
+        if last {
+            if let Ok(node) = self.store.getattr(ino) {
+                if node.nlink == 0 {
+                    self.store.release_orphan(ino)?;
                 }
             }
         }
@@ -323,57 +265,22 @@ impl PerosFs {
     }
 
     fn read_range(&self, ino: Ino, offset: u64, size: usize) -> Result<Vec<u8>, StoreError> {
-        let of = self.files.lock().get(&ino).cloned();
-        let node = self.store.getattr(ino)?;
-        let Some(of) = of else {
-            self.read_ahead(ino, &node, offset + size as u64);
-            return self.store.read_from(ino, &node, offset, size);
-        };
-        let of = of.lock();
-        if of.dirty.is_empty() && of.size == node.size {
-            return self.store.read_from(ino, &node, offset, size);
+        if self.store.pending_attr(ino).is_none() {
+            self.read_ahead(ino, offset + size as u64);
         }
-        let end = (offset + size as u64).min(of.size);
-        let mut out = Vec::with_capacity(end.saturating_sub(offset) as usize);
-        let mut pos = offset;
-        while pos < end {
-            let idx = (pos / CHUNK_SIZE as u64) as usize;
-            let within = (pos % CHUNK_SIZE as u64) as usize;
-            let chunk_end = ((idx as u64 + 1) * CHUNK_SIZE as u64).min(end);
-            let take = (chunk_end - pos) as usize;
-            if let Some(buf) = of.dirty.get(&idx) {
-                let have = buf.len().saturating_sub(within).min(take);
-                if have > 0 {
-                    out.extend_from_slice(&buf[within..within + have]);
-                }
-                out.resize(out.len() + (take - have), 0);
-            } else if pos < node.size {
-                let avail = ((node.size - pos) as usize).min(take);
-                let data = self.store.read_from(ino, &node, pos, avail)?;
-                let got = data.len();
-                out.extend_from_slice(&data);
-                out.resize(out.len() + (take - got), 0);
-            } else {
-                out.resize(out.len() + take, 0);
-            }
-            pos += take as u64;
-        }
-        Ok(out)
+        self.store.read(ino, offset, size)
     }
 
     /// Decrypts the chunk after `end` in the background when a reader nears it, so sequential
     /// reads do not wait for each 4 MiB chunk in turn.
-    fn read_ahead(&self, ino: Ino, node: &Inode, end: u64) {
-        let idx = (end / CHUNK_SIZE as u64) as usize;
+    fn read_ahead(&self, ino: Ino, end: u64) {
+        let idx = end / CHUNK_SIZE as u64;
         let within = end % CHUNK_SIZE as u64;
         if within < CHUNK_SIZE as u64 / 2 {
             return;
         }
         let next = idx + 1;
-        let Some(c) = node.chunks.get(next).copied() else {
-            return;
-        };
-        if self.store.chunk_cached(&c) {
+        if self.store.chunk_cached(ino, next) {
             return;
         }
         if self.readahead.fetch_add(1, Ordering::SeqCst) >= MAX_READAHEAD {
@@ -383,97 +290,29 @@ impl PerosFs {
         let store = self.store.clone();
         let counter = self.readahead.clone();
         std::thread::spawn(move || {
-            let _ = store.read_chunk(ino, next, &c);
+            let _ = store.prefetch_chunk(ino, next);
             counter.fetch_sub(1, Ordering::SeqCst);
         });
     }
 
     fn write_at(&self, ino: Ino, offset: u64, data: &[u8]) -> Result<(), StoreError> {
-        let of = self
-            .files
-            .lock()
-            .get(&ino)
-            .cloned()
-            .ok_or_else(|| StoreError::Invalid("write to a file that is not open".into()))?;
-        let mut of = of.lock();
-        let committed = self.store.getattr(ino)?;
-        let mut pos = offset;
-        let mut rest = data;
-        while !rest.is_empty() {
-            let idx = (pos / CHUNK_SIZE as u64) as usize;
-            let within = (pos % CHUNK_SIZE as u64) as usize;
-            let take = rest.len().min(CHUNK_SIZE - within);
-            if !of.dirty.contains_key(&idx) {
-                // Start from the committed chunk unless this write replaces all of it.
-                let start = idx as u64 * CHUNK_SIZE as u64;
-                let base = if start < committed.size.min(of.size)
-                    && !(within == 0 && take == CHUNK_SIZE)
-                {
-                    let c = committed.chunks[idx];
-                    let plain = self.store.read_chunk(ino, idx, &c)?;
-                    let keep = ((of.size - start).min(c.len as u64)) as usize;
-                    plain[..keep].to_vec()
-                } else {
-                    Vec::new()
-                };
-                of.dirty_bytes += CHUNK_SIZE;
-                of.dirty.insert(idx, base);
-            }
-            let buf = of.dirty.get_mut(&idx).expect("inserted above");
-            if buf.len() < within + take {
-                buf.resize(within + take, 0);
-            }
-            buf[within..within + take].copy_from_slice(&rest[..take]);
-            pos += take as u64;
-            rest = &rest[take..];
-        }
-        of.size = of.size.max(offset + data.len() as u64);
-        of.mtime = Time::now();
-        of.changed = true;
-        if of.dirty_bytes >= MAX_DIRTY_PER_FILE {
-            self.commit(ino, &mut of, false, false)?;
-        }
-        Ok(())
+        self.store.write_at(ino, offset, data)
     }
 
-    /// Commits any buffered writes of `ino` (before a truncate, utimens or rename).
+    /// Commits any buffered writes of `ino` (before a utimens or rename).
     fn settle(&self, ino: Ino) -> Result<(), StoreError> {
-        if let Some(of) = self.files.lock().get(&ino).cloned() {
-            let mut of = of.lock();
-            self.commit(ino, &mut of, false, false)?;
-        }
-        Ok(())
+        self.commit(ino, false, false)
     }
 
     /// Commits every buffered file and makes everything durable (unmount, shutdown).
     pub fn flush_all(&self) -> Result<(), StoreError> {
-        let all: Vec<_> = self
-            .files
-            .lock()
-            .iter()
-            .map(|(i, f)| (*i, f.clone()))
-            .collect();
-        for (ino, of) in all {
-            let mut of = of.lock();
-            self.commit(ino, &mut of, false, true)?;
-        }
-        self.store.sync()?;
-        Ok(())
+        self.store.flush_all()
     }
 
-    /// Starts the thread that makes non-durable commits durable every `interval`.
+    /// Starts the store's background work (committers, durability every `interval`,
+    /// compaction, garbage collection).
     pub fn start_syncer(self: &Arc<Self>, interval: Duration) {
-        let weak = Arc::downgrade(self);
-        std::thread::Builder::new()
-            .name("peros-syncer".into())
-            .spawn(move || loop {
-                std::thread::sleep(interval);
-                let Some(fs) = weak.upgrade() else { return };
-                if let Err(e) = fs.store.sync_if_needed() {
-                    tracing::error!("background sync failed: {e}");
-                }
-            })
-            .expect("spawn syncer thread");
+        self.store.start_background(interval);
     }
 
     /// Creating `name` in `parent` is refused: a reserved name at the root (EEXIST) or a
@@ -609,7 +448,8 @@ impl Filesystem for FuseAdapter {
             fs.root_owner.store(u64::MAX, Ordering::Relaxed);
         }
         let result = (|| {
-            if size.is_some() || mtime.is_some() {
+            if mtime.is_some() && size.is_none() {
+                // An explicit mtime must not be overwritten by a later commit of older writes.
                 fs.settle(ino.0)?;
             }
             let mut perm = mode.map(|m| (m & 0o7777) as u16);
@@ -632,11 +472,6 @@ impl Filesystem for FuseAdapter {
                     ctime: ctime.map(Time::from_system),
                 },
             )?;
-            if let Some(of) = fs.files.lock().get(&ino.0).cloned() {
-                let mut of = of.lock();
-                of.size = node.size;
-                of.mtime = node.mtime;
-            }
             fs.seen.lock().insert(ino.0, (node.mtime, node.size));
             Ok::<_, StoreError>(node)
         })();
@@ -860,33 +695,23 @@ impl Filesystem for FuseAdapter {
         if node.kind == Kind::Dir {
             return reply.error(Errno::EISDIR);
         }
-        let of = fs.open_file(ino.0, &node);
+        fs.open_file(ino.0);
         if flags.0 & libc::O_TRUNC != 0 && node.size > 0 {
             // Only reached when the kernel passes O_TRUNC through (atomic_o_trunc); else setattr.
-            let mut of = of.lock();
-            of.dirty.clear();
-            of.dirty_bytes = 0;
-            match fs.store.setattr(
+            if let Err(e) = fs.store.setattr(
                 ino.0,
                 &SetAttr {
                     size: Some(0),
                     ..Default::default()
                 },
             ) {
-                Ok(n) => {
-                    of.size = n.size;
-                    of.mtime = n.mtime;
-                }
-                Err(e) => {
-                    drop(of);
-                    let _ = fs.release_file(ino.0);
-                    return reply.error(errno(&e));
-                }
+                let _ = fs.release_file(ino.0);
+                return reply.error(errno(&e));
             }
         }
         let fh = fs.next_fh.fetch_add(1, Ordering::Relaxed);
         if fs.access.get().is_some() {
-            let cached = node.chunks.first().is_none_or(|c| fs.store.chunk_cached(c));
+            let cached = fs.store.chunk_cached(ino.0, 0);
             fs.note_access(access::AccessKind::Open, ino.0, req.pid(), 0, cached);
         }
         reply.opened(FileHandle(fh), fs.open_flags(ino.0, &node));
@@ -957,11 +782,7 @@ impl Filesystem for FuseAdapter {
         reply: ReplyEmpty,
     ) {
         let fs = &self.0;
-        let Some(of) = fs.files.lock().get(&ino.0).cloned() else {
-            return reply.ok();
-        };
-        let mut of = of.lock();
-        match fs.commit(ino.0, &mut of, false, true) {
+        match fs.commit(ino.0, false, true) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno(&e)),
         }
@@ -994,13 +815,7 @@ impl Filesystem for FuseAdapter {
         reply: ReplyEmpty,
     ) {
         let fs = &self.0;
-        let result = match fs.files.lock().get(&ino.0).cloned() {
-            Some(of) => {
-                let mut of = of.lock();
-                fs.commit(ino.0, &mut of, true, false)
-            }
-            None => fs.store.sync(),
-        };
+        let result = fs.commit(ino.0, true, false);
         match result {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno(&e)),
@@ -1365,7 +1180,7 @@ impl Filesystem for FuseAdapter {
         }
         match fs.new_node(req, parent, name, Kind::File, mode, umask, 0, &[]) {
             Ok((ino, node)) => {
-                fs.open_file(ino, &node);
+                fs.open_file(ino);
                 fs.seen.lock().insert(ino, (node.mtime, node.size));
                 let fh = fs.next_fh.fetch_add(1, Ordering::Relaxed);
                 reply.created(
@@ -1396,30 +1211,40 @@ impl Filesystem for FuseAdapter {
             return reply.error(Errno::EOPNOTSUPP);
         }
         let fs = &self.0;
-        let end = offset + length;
+        let Some(end) = offset
+            .checked_add(length)
+            .filter(|e| *e <= peros_store::MAX_FILE_SIZE)
+        else {
+            return reply.error(Errno::EFBIG);
+        };
         let result = (|| {
-            let size = match fs.files.lock().get(&ino.0).cloned() {
-                Some(of) => of.lock().size,
-                None => fs.store.getattr(ino.0)?.size,
+            let size = match fs.store.pending_attr(ino.0) {
+                Some((size, _, _)) => size,
+                None => fs.store.getattr(ino.0).map_err(|e| errno(&e))?.size,
             };
-            if mode & libc::FALLOC_FL_KEEP_SIZE == 0 && end > size {
-                fs.settle(ino.0)?;
-                let node = fs.store.setattr(
-                    ino.0,
-                    &SetAttr {
-                        size: Some(end),
-                        ..Default::default()
-                    },
-                )?;
-                if let Some(of) = fs.files.lock().get(&ino.0).cloned() {
-                    of.lock().size = node.size;
-                }
+            // Space cannot be reserved in an object store; what the local disk holding the
+            // data (or the write-back cache) has free is the honest promise: a request past it
+            // fails now with ENOSPC rather than at a later write.
+            let wanted = end.saturating_sub(size.max(offset)).min(length);
+            if wanted > fs.free_bytes().unwrap_or(u64::MAX) {
+                return Err(Errno::ENOSPC);
             }
-            Ok::<_, StoreError>(())
+            if mode & libc::FALLOC_FL_KEEP_SIZE == 0 && end > size {
+                fs.store
+                    .setattr(
+                        ino.0,
+                        &SetAttr {
+                            size: Some(end),
+                            ..Default::default()
+                        },
+                    )
+                    .map_err(|e| errno(&e))?;
+            }
+            Ok(())
         })();
         match result {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(&e)),
+            Err(e) => reply.error(e),
         }
     }
 }

@@ -1,31 +1,48 @@
 //! `peros-store` is the file system's truth, independent of FUSE.
 //!
-//! It owns the namespace (inodes, directory entries, attributes, xattrs), each file's list of
-//! chunks, the per-path version history, and the set of sealed objects; all of it in one redb
-//! database. File contents are split into fixed 4 MiB chunks, each sealed by `peros-crypto`
-//! and written once under its keyed name through an [`ObjectBackend`].
+//! It owns the namespace (inodes, directory entries, attributes, xattrs), each file's chunk
+//! layouts, the per-path version history, and the set of sealed objects; all of it in one redb
+//! database. A file is 4 MiB chunks; a chunk is slices, each a sealed object written once
+//! (JuiceFS's layout): a write adds a slice with just the bytes it changed, a read applies
+//! a chunk's slices oldest first, compaction replaces many slices by one. Layouts live in their
+//! own table keyed by (inode, chunk), holes implicit, so a 1 PB sparse file costs bytes.
 //!
-//! Ordering gives crash consistency: a metadata transaction that references new chunks is
-//! committed durably only after [`ObjectBackend::sync`] returned. Objects written but never
-//! referenced (a crash in between) are removed by [`Store::gc`]; [`Store::fsck`] checks the
-//! invariants. A bounded in-memory cache keeps decrypted chunks.
+//! The one write path for everything (the mount, import, restore, watch) is here too:
+//! [`Store::write_at`] buffers writes in memory under a global dirty limit (writers wait,
+//! never run the daemon out of memory), background committers seal and upload on every core,
+//! and [`Store::flush`] commits what a close or fsync needs.
+//!
+//! Ordering gives crash consistency: a metadata transaction that references new objects is
+//! committed durably only after [`ObjectBackend::sync`] returned. Garbage (overwritten slices,
+//! objects no file or kept version references, objects of a crash in between) is reclaimed in
+//! the background ([`Store::maintain`]); [`Store::fsck`] checks the invariants. A bounded
+//! in-memory cache keeps decrypted objects.
+//!
+//! Modules by concern: `namespace` ops live in this file, `contents` (reads, sealing,
+//! truncation, compaction), `writeback` (buffers, committers), `versions`, `gc`, `fsck`,
+//! `migrate` (stores of the inline-chunk-list format), `layout` (pure slice arithmetic).
 //!
 //! It must not know about FUSE, the CLI, indexing or policy: callers translate to and from it.
 
 pub mod access;
 pub mod backend;
 pub mod cached;
+mod contents;
+mod fsck;
+mod gc;
+pub mod layout;
 pub mod meta;
+mod migrate;
 pub mod s3;
 pub mod tenant;
+mod versions;
+mod writeback;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Read;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use bytes::Bytes;
 use peros_crypto::{CryptoError, Keyring, ObjectName};
 use redb::{
     Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
@@ -48,7 +65,12 @@ const INFO: TableDefinition<&str, &str> = TableDefinition::new("store_info");
 /// Inodes whose last link went while the file was open: freed at last close or next mount.
 const ORPHANS: TableDefinition<u64, ()> = TableDefinition::new("orphans");
 
+/// Chunk layouts: (inode, chunk index) → [`ChunkLayout`]; a missing row is a hole.
+const LAYOUT: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("layout");
+
 const CHUNK_PREFIX: &str = "chunks/";
+/// The metadata format this code writes (`store_info` key `format`): 2 = separate layouts.
+const FORMAT: &str = "2";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -68,6 +90,8 @@ pub enum StoreError {
     NameTooLong,
     #[error("{0}: no such attribute")]
     NoAttr(String),
+    #[error("{0}: past the largest file size ({max} bytes)", max = MAX_FILE_SIZE)]
+    TooBig(String),
     #[error("cannot read {file}: chunk {index} (object {object}) is damaged: {detail}; run `peros fsck` to list damaged files")]
     Chunk {
         file: String,
@@ -99,6 +123,7 @@ impl StoreError {
             StoreError::Invalid(_) => libc::EINVAL,
             StoreError::NameTooLong => libc::ENAMETOOLONG,
             StoreError::NoAttr(_) => libc::ENODATA,
+            StoreError::TooBig(_) => libc::EFBIG,
             StoreError::Io(e) => e.raw_os_error().unwrap_or(libc::EIO),
             // A full disk under the objects or the metadata arrives as text (object_store and
             // redb keep only the message): say ENOSPC, so that writers see "disk full".
@@ -142,6 +167,8 @@ pub struct StoreOptions {
     pub cache_bytes: u64,
     /// Versions kept per path (oldest dropped first).
     pub versions_keep: usize,
+    /// Buffered, not yet sealed write data across all files; writers wait beyond it.
+    pub dirty_limit_bytes: u64,
 }
 
 impl Default for StoreOptions {
@@ -149,6 +176,7 @@ impl Default for StoreOptions {
         Self {
             cache_bytes: 256 * 1024 * 1024,
             versions_keep: 32,
+            dirty_limit_bytes: 256 * 1024 * 1024,
         }
     }
 }
@@ -198,9 +226,16 @@ pub struct Stats {
     pub symlinks: u64,
     pub other: u64,
     pub logical_bytes: u64,
+    /// Bytes of file data actually held (holes excluded).
+    pub live_bytes: u64,
     pub objects: u64,
+    /// Sealed bytes in the object store (live data, kept versions, garbage not yet reclaimed).
     pub stored_bytes: u64,
     pub versions: u64,
+    /// Estimated bytes of garbage the background collection has yet to reclaim.
+    pub garbage_bytes: u64,
+    /// Write data buffered in memory, not yet sealed.
+    pub dirty_bytes: u64,
     pub cache_bytes: u64,
     pub cache_capacity: u64,
 }
@@ -252,6 +287,10 @@ pub struct Store {
     /// Told after each durable point (remote stores push their metadata snapshot there).
     hook: RwLock<Option<Arc<dyn DurableHook>>>,
     meta_path: std::path::PathBuf,
+    /// Write buffers of open files and the committers that drain them.
+    writeback: writeback::Writeback,
+    /// Garbage collection state: the estimate that triggers it, objects being deleted.
+    gc: gc::GcState,
 }
 
 /// Told after each durable point of the store: [`Store::sync`], a durable content commit,
@@ -346,7 +385,52 @@ impl Tx<'_> {
     fn del_inode(&self, ino: Ino) -> Result<()> {
         self.touch(ino, false);
         self.txn.open_table(INODES)?.remove(ino)?;
+        self.del_layouts(ino, 0)?;
         Ok(())
+    }
+
+    /// The layout of chunk `idx` of `ino` (empty for a hole).
+    fn layout(&self, ino: Ino, idx: u64) -> Result<ChunkLayout> {
+        let t = self.txn.open_table(LAYOUT)?;
+        let found = match t.get((ino, idx))? {
+            Some(v) => postcard::from_bytes(v.value())?,
+            None => ChunkLayout::default(),
+        };
+        Ok(found)
+    }
+
+    /// Every chunk layout of `ino`, by index.
+    fn layouts(&self, ino: Ino) -> Result<Vec<(u64, ChunkLayout)>> {
+        let t = self.txn.open_table(LAYOUT)?;
+        let mut out = Vec::new();
+        for item in t.range((ino, 0u64)..=(ino, u64::MAX))? {
+            let (k, v) = item?;
+            out.push((k.value().1, postcard::from_bytes(v.value())?));
+        }
+        Ok(out)
+    }
+
+    fn put_layout(&self, ino: Ino, idx: u64, layout: &ChunkLayout) -> Result<()> {
+        let mut t = self.txn.open_table(LAYOUT)?;
+        if layout.is_empty() {
+            t.remove((ino, idx))?;
+        } else {
+            t.insert((ino, idx), postcard::to_allocvec(layout)?.as_slice())?;
+        }
+        Ok(())
+    }
+
+    /// Removes the layouts of chunks `from..` of `ino`; returns the bytes they referenced.
+    fn del_layouts(&self, ino: Ino, from: u64) -> Result<u64> {
+        let mut t = self.txn.open_table(LAYOUT)?;
+        let mut freed = 0u64;
+        t.retain_in((ino, from)..=(ino, u64::MAX), |_, v| {
+            if let Ok(l) = postcard::from_bytes::<ChunkLayout>(v) {
+                freed += l.referenced();
+            }
+            false
+        })?;
+        Ok(freed)
     }
 
     fn entry(&self, parent: Ino, name: &[u8]) -> Result<Option<Ino>> {
@@ -426,7 +510,7 @@ impl Tx<'_> {
             }
         };
         if let Some(last) = &last_rec {
-            if last.deleted == rec.deleted && last.chunks == rec.chunks && last.size == rec.size {
+            if last.deleted == rec.deleted && last.layout == rec.layout && last.size == rec.size {
                 return Ok(());
             }
         }
@@ -447,19 +531,19 @@ impl Tx<'_> {
         Ok(())
     }
 
-    fn version_of(inode: &Inode, deleted: bool) -> VersionRecord {
-        VersionRecord {
+    fn version_of(&self, ino: Ino, inode: &Inode, deleted: bool) -> Result<VersionRecord> {
+        Ok(VersionRecord {
             recorded: Time::now(),
             size: inode.size,
             perm: inode.perm,
             mtime: inode.mtime,
-            chunks: if deleted {
+            layout: if deleted {
                 Vec::new()
             } else {
-                inode.chunks.clone()
+                self.layouts(ino)?
             },
             deleted,
-        }
+        })
     }
 
     /// Drops one link to `ino`; frees the inode when it was the last (or, if `is_open` says the
@@ -474,7 +558,7 @@ impl Tx<'_> {
         if node.nlink == 0 {
             if node.kind == Kind::File {
                 let path = self.path_of(ino)?;
-                self.add_version(&path, Self::version_of(&node, true), keep)?;
+                self.add_version(&path, self.version_of(ino, &node, true)?, keep)?;
             }
             if is_open(ino) {
                 self.put_inode(ino, &node)?;
@@ -546,6 +630,8 @@ impl Store {
             commits: AtomicU64::new(0),
             hook: RwLock::new(None),
             meta_path: meta_path.to_path_buf(),
+            writeback: writeback::Writeback::new(opts.dirty_limit_bytes),
+            gc: gc::GcState::default(),
         };
         let root = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| store.ensure_root()));
         match root {
@@ -569,18 +655,14 @@ impl Store {
                 txn: &txn,
                 touched: Default::default(),
             };
-            if tx.inode(ROOT_INO).is_err() {
-                // SAFETY: getuid/getgid cannot fail.
-                let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
-                let root = Inode::new(Kind::Dir, 0o755, uid, gid, ROOT_INO, b"");
-                tx.put_inode(ROOT_INO, &root)?;
-            }
             // Create every table so read transactions never meet a missing one.
+            txn.open_table(INODES)?;
             txn.open_table(DIRENTS)?;
             txn.open_table(VERSIONS)?;
             txn.open_table(OBJECTS)?;
             txn.open_table(COUNTERS)?;
             txn.open_table(ORPHANS)?;
+            txn.open_table(LAYOUT)?;
             // A key that is not this store's is refused before anything is written (stores made
             // before this check record their key on the next open).
             let mut info = txn.open_table(INFO)?;
@@ -594,6 +676,36 @@ impl Store {
                 None => {
                     info.insert("public_key", found.as_str())?;
                 }
+            }
+            let format = info.get("format")?.map(|v| v.value().to_string());
+            match format.as_deref() {
+                Some(FORMAT) => {}
+                Some(other) => {
+                    return Err(StoreError::Db(format!(
+                        "{}: metadata format {other} was made by a newer peros (this one reads \
+                         format {FORMAT}); upgrade peros",
+                        self.meta_path.display()
+                    )))
+                }
+                None => {
+                    // Empty (new) or made before layouts had their own table: convert in
+                    // this transaction, so a crash leaves the old format whole.
+                    let moved = migrate::inline_chunks_to_layouts(&tx)?;
+                    if moved > 0 {
+                        tracing::info!(
+                            "{}: converted {moved} inodes to the sparse layout format {FORMAT}",
+                            self.meta_path.display()
+                        );
+                    }
+                    info.insert("format", FORMAT)?;
+                }
+            }
+            drop(info);
+            if tx.inode(ROOT_INO).is_err() {
+                // SAFETY: getuid/getgid cannot fail.
+                let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+                let root = Inode::new(Kind::Dir, 0o755, uid, gid, ROOT_INO, b"");
+                tx.put_inode(ROOT_INO, &root)?;
             }
         }
         txn.commit()?;
@@ -1144,15 +1256,19 @@ impl Store {
             }
             if snode.kind == Kind::File {
                 let path = tx.path_of(src)?;
-                tx.add_version(&path, Tx::version_of(&snode, false), self.versions_keep)?;
+                tx.add_version(
+                    &path,
+                    tx.version_of(src, &snode, false)?,
+                    self.versions_keep,
+                )?;
             }
             Ok(())
         })
     }
 
-    /// Changes attributes; a size change truncates or extends (with a hole).
+    /// Changes attributes; a size change truncates or extends (with a hole), metadata only,
+    /// after the file's buffered writes are committed.
     pub fn setattr(&self, ino: Ino, attr: &SetAttr) -> Result<Inode> {
-        let mut new_chunks = None;
         if let Some(size) = attr.size {
             let node = self.getattr(ino)?;
             if node.kind == Kind::Dir {
@@ -1161,15 +1277,16 @@ impl Store {
             if node.kind != Kind::File {
                 return Err(StoreError::Invalid("truncate of a non-regular file".into()));
             }
-            if size != node.size {
-                new_chunks = Some(self.resized_chunks(ino, &node, size, &|_| false)?);
-            }
+            return self.resize_settled(ino, attr, size);
         }
+        self.apply_setattr(ino, attr)
+    }
+
+    /// The transaction of [`Store::setattr`] (buffers already settled for a size change).
+    fn apply_setattr(&self, ino: Ino, attr: &SetAttr) -> Result<Inode> {
         let _guard = self.ingest.read().unwrap_or_else(|e| e.into_inner());
-        if new_chunks.is_some() {
-            self.backend.sync()?;
-        }
-        self.write(self.eager(), |tx| {
+        let mut freed = 0;
+        let node = self.write(self.eager(), |tx| {
             let mut node = tx.inode(ino)?;
             let now = Time::now();
             if let Some(p) = attr.perm {
@@ -1184,10 +1301,9 @@ impl Store {
             if let Some(a) = attr.atime {
                 node.atime = a;
             }
-            if let Some((chunks, objs)) = &new_chunks {
-                tx.note_objects(objs)?;
-                node.chunks = chunks.clone();
-                node.size = attr.size.unwrap_or(node.size);
+            let resized = attr.size.filter(|s| *s != node.size);
+            if let Some(size) = resized {
+                freed = tx.resize(ino, &mut node, size)?;
                 node.mtime = now;
             }
             if let Some(m) = attr.mtime {
@@ -1195,73 +1311,14 @@ impl Store {
             }
             node.ctime = attr.ctime.unwrap_or(now);
             tx.put_inode(ino, &node)?;
-            if new_chunks.is_some() {
+            if resized.is_some() {
                 let path = tx.path_of(ino)?;
-                tx.add_version(&path, Tx::version_of(&node, false), self.versions_keep)?;
+                tx.add_version(&path, tx.version_of(ino, &node, false)?, self.versions_keep)?;
             }
             Ok(node)
-        })
-    }
-
-    /// The chunk list of `node` resized to `size`: the partial last chunk is resealed.
-    fn resized_chunks(
-        &self,
-        ino: Ino,
-        node: &Inode,
-        size: u64,
-        overwritten: &dyn Fn(usize) -> bool,
-    ) -> Result<(Vec<ChunkRef>, NewObjects)> {
-        let mut chunks = node.chunks.clone();
-        let mut objs = Vec::new();
-        if size < node.size {
-            let keep = size.div_ceil(CHUNK_SIZE as u64) as usize;
-            chunks.truncate(keep);
-            let tail = (size - (keep.saturating_sub(1) as u64) * CHUNK_SIZE as u64) as usize;
-            if let Some(last) = chunks.last_mut() {
-                if last.len as usize != tail {
-                    match last.name {
-                        _ if overwritten(keep - 1) => last.len = tail as u32,
-                        None => last.len = tail as u32,
-                        Some(_) => {
-                            let data = self.read_chunk(ino, keep - 1, last)?;
-                            let (c, o) = self.put_chunk(&data[..tail])?;
-                            *last = c;
-                            objs.extend(o);
-                        }
-                    }
-                }
-            }
-        } else {
-            // Grow the last chunk to full size (holes of zeros), then append hole chunks.
-            if let Some(last) = chunks.last().copied() {
-                let idx = chunks.len() - 1;
-                let end = ((idx as u64 + 1) * CHUNK_SIZE as u64).min(size);
-                let new_len = (end - idx as u64 * CHUNK_SIZE as u64) as usize;
-                if new_len != last.len as usize {
-                    match last.name {
-                        _ if overwritten(idx) => chunks[idx].len = new_len as u32,
-                        None => chunks[idx].len = new_len as u32,
-                        Some(_) => {
-                            let mut data = self.read_chunk(ino, idx, &last)?.to_vec();
-                            data.resize(new_len, 0);
-                            let (c, o) = self.put_chunk(&data)?;
-                            chunks[idx] = c;
-                            objs.extend(o);
-                        }
-                    }
-                }
-            }
-            let mut covered = chunks.len() as u64 * CHUNK_SIZE as u64;
-            while covered < size {
-                let len = (size - covered).min(CHUNK_SIZE as u64);
-                chunks.push(ChunkRef {
-                    name: None,
-                    len: len as u32,
-                });
-                covered += CHUNK_SIZE as u64;
-            }
-        }
-        Ok((chunks, objs))
+        })?;
+        self.gc.add_garbage(freed);
+        Ok(node)
     }
 
     // ----- xattrs -----
@@ -1308,593 +1365,6 @@ impl Store {
         })
     }
 
-    // ----- contents -----
-
-    /// Seals one chunk and stores it (once) under its keyed name. The object is not yet
-    /// durable: callers sync the backend before committing metadata that references it.
-    /// Returns the reference and, if newly written, the object to record.
-    fn put_chunk(&self, data: &[u8]) -> Result<(ChunkRef, Option<(ObjectName, u64)>)> {
-        let name = self.keyring.object_name(data);
-        let cref = ChunkRef {
-            name: Some(name.0),
-            len: data.len() as u32,
-        };
-        if self.object_known(&name)? {
-            return Ok((cref, None));
-        }
-        let sealed = self.keyring.seal(data)?;
-        let size = sealed.len() as u64;
-        // Not cached here: the writer's page cache holds the data, and a 4 MiB copy per chunk
-        // cost a fifth of sequential-write CPU.
-        self.backend.put(&object_key(&name), Bytes::from(sealed))?;
-        Ok((cref, Some((name, size))))
-    }
-
-    fn object_known(&self, name: &ObjectName) -> Result<bool> {
-        let txn = self.db.begin_read()?;
-        let t = txn.open_table(OBJECTS)?;
-        Ok(t.get(name.0.as_slice())?.is_some())
-    }
-
-    /// Plaintext of chunk `index` of inode `ino` (for error messages), via the cache.
-    pub fn read_chunk(&self, ino: Ino, index: usize, c: &ChunkRef) -> Result<Arc<Vec<u8>>> {
-        let Some(raw) = c.name else {
-            return Ok(Arc::new(vec![0u8; c.len as usize]));
-        };
-        let name = ObjectName(raw);
-        // One download per chunk at a time: a read that finds the chunk already being fetched
-        // (say by the prefetcher) waits for that fetch instead of downloading it again.
-        self.cache
-            .get_or_insert_with(&name, || self.fetch_chunk(ino, index, &name))
-    }
-
-    /// Downloads and decrypts one chunk (no cache).
-    fn fetch_chunk(&self, ino: Ino, index: usize, name: &ObjectName) -> Result<Arc<Vec<u8>>> {
-        let name = *name;
-        let chunk_err = |detail: String| {
-            let file = self
-                .path_of(ino)
-                .map(|p| show(&p))
-                .unwrap_or_else(|_| format!("inode {ino}"));
-            StoreError::Chunk {
-                file,
-                index,
-                object: object_key(&name),
-                detail,
-            }
-        };
-        let sealed = self
-            .backend
-            .get(&object_key(&name))
-            .map_err(|e| chunk_err(e.to_string()))?;
-        let plain = self
-            .keyring
-            .open(&sealed, &name)
-            .map_err(|e| chunk_err(e.to_string()))?;
-        Ok(Arc::new(plain))
-    }
-
-    /// Whether chunk `c` is in the decrypted cache (for prefetch accounting).
-    pub fn chunk_cached(&self, c: &ChunkRef) -> bool {
-        c.name
-            .map(|n| self.cache.get(&ObjectName(n)).is_some())
-            .unwrap_or(true)
-    }
-
-    /// Reads up to `len` bytes at `offset`.
-    pub fn read(&self, ino: Ino, offset: u64, len: usize) -> Result<Vec<u8>> {
-        let node = self.getattr(ino)?;
-        self.read_from(ino, &node, offset, len)
-    }
-
-    /// Reads from an inode record the caller already holds.
-    pub fn read_from(&self, ino: Ino, node: &Inode, offset: u64, len: usize) -> Result<Vec<u8>> {
-        if node.kind == Kind::Dir {
-            return Err(StoreError::IsDir(show(&node.name)));
-        }
-        if offset >= node.size || len == 0 {
-            return Ok(Vec::new());
-        }
-        let end = (offset + len as u64).min(node.size);
-        let mut out = Vec::with_capacity((end - offset) as usize);
-        let mut pos = offset;
-        while pos < end {
-            let idx = (pos / CHUNK_SIZE as u64) as usize;
-            let within = (pos % CHUNK_SIZE as u64) as usize;
-            let c = node.chunks.get(idx).ok_or_else(|| StoreError::Chunk {
-                file: show(&node.name),
-                index: idx,
-                object: "-".into(),
-                detail: "chunk list shorter than the file size".into(),
-            })?;
-            let take = ((c.len as usize).saturating_sub(within)).min((end - pos) as usize);
-            if take == 0 {
-                break;
-            }
-            let data = self.read_chunk(ino, idx, c)?;
-            out.extend_from_slice(&data[within..within + take]);
-            pos += take as u64;
-        }
-        Ok(out)
-    }
-
-    /// Replaces the whole content of file `ino` with what `reader` yields, recording a version.
-    /// `durable`: sync objects and commit durably (else the next [`Store::sync`] does).
-    pub fn write_content(
-        &self,
-        ino: Ino,
-        reader: &mut dyn Read,
-        mtime: Option<Time>,
-        durable: bool,
-    ) -> Result<Inode> {
-        let _guard = self.ingest.read().unwrap_or_else(|e| e.into_inner());
-        let (chunks, objs, size) = self.ingest_reader(reader)?;
-        self.commit_chunks(ino, chunks, objs, size, mtime, durable, true)
-    }
-
-    /// Applies whole-chunk replacements to file `ino` and sets its size: the write path of the
-    /// FUSE layer. `dirty` maps chunk index → full new plaintext of that chunk (its length is
-    /// the chunk's length: `CHUNK_SIZE` except for the last chunk). Chunks between the old end
-    /// and a dirty chunk become holes.
-    #[allow(clippy::too_many_arguments)]
-    pub fn write_chunks(
-        &self,
-        ino: Ino,
-        dirty: &BTreeMap<usize, Vec<u8>>,
-        size: u64,
-        mtime: Option<Time>,
-        durable: bool,
-        record_version: bool,
-    ) -> Result<Inode> {
-        let _guard = self.ingest.read().unwrap_or_else(|e| e.into_inner());
-        let node = self.getattr(ino)?;
-        let (mut chunks, mut objs) = if size != node.size {
-            self.resized_chunks(ino, &node, size, &|i| dirty.contains_key(&i))?
-        } else {
-            (node.chunks.clone(), Vec::new())
-        };
-        let sealed = self.seal_parallel(dirty.iter().map(|(i, d)| (*i, d.as_slice())).collect())?;
-        for (idx, (cref, obj)) in sealed {
-            if idx >= chunks.len() {
-                return Err(StoreError::Invalid(format!(
-                    "chunk {idx} is past the end of a {size}-byte file"
-                )));
-            }
-            chunks[idx] = cref;
-            objs.extend(obj);
-        }
-        self.commit_chunks(ino, chunks, objs, size, mtime, durable, record_version)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn commit_chunks(
-        &self,
-        ino: Ino,
-        chunks: Vec<ChunkRef>,
-        objs: Vec<(ObjectName, u64)>,
-        size: u64,
-        mtime: Option<Time>,
-        durable: bool,
-        record_version: bool,
-    ) -> Result<Inode> {
-        if durable && !objs.is_empty() {
-            self.backend.sync()?;
-        }
-        let node = self.write(durable, |tx| {
-            let mut node = tx.inode(ino)?;
-            if node.kind != Kind::File {
-                return Err(StoreError::Invalid(format!(
-                    "{} is not a regular file",
-                    show(&node.name)
-                )));
-            }
-            tx.note_objects(&objs)?;
-            let changed = node.chunks != chunks || node.size != size;
-            node.chunks = chunks;
-            node.size = size;
-            let now = Time::now();
-            node.mtime = mtime.unwrap_or(if changed { now } else { node.mtime });
-            node.ctime = now;
-            tx.put_inode(ino, &node)?;
-            if record_version {
-                let path = tx.path_of(ino)?;
-                tx.add_version(&path, Tx::version_of(&node, false), self.versions_keep)?;
-            }
-            Ok(node)
-        })?;
-        if durable {
-            self.run_hook()?;
-        }
-        Ok(node)
-    }
-
-    /// Chunks, seals and uploads everything `reader` yields, two chunks at a time in parallel.
-    fn ingest_reader(&self, reader: &mut dyn Read) -> Result<(Vec<ChunkRef>, NewObjects, u64)> {
-        const BATCH: usize = 4;
-        let mut chunks = Vec::new();
-        let mut objs = Vec::new();
-        let mut size = 0u64;
-        loop {
-            let mut bufs = Vec::with_capacity(BATCH);
-            let mut eof = false;
-            while bufs.len() < BATCH {
-                let buf = read_full(reader, CHUNK_SIZE)?;
-                if buf.is_empty() {
-                    eof = true;
-                    break;
-                }
-                let short = buf.len() < CHUNK_SIZE;
-                bufs.push(buf);
-                if short {
-                    eof = true;
-                    break;
-                }
-            }
-            let base = chunks.len();
-            let sealed = self.seal_parallel(
-                bufs.iter()
-                    .enumerate()
-                    .map(|(i, b)| (base + i, b.as_slice()))
-                    .collect(),
-            )?;
-            for (_, (cref, obj)) in sealed {
-                size += cref.len as u64;
-                chunks.push(cref);
-                objs.extend(obj);
-            }
-            if eof {
-                break;
-            }
-        }
-        Ok((chunks, objs, size))
-    }
-
-    #[allow(clippy::type_complexity)]
-    fn seal_parallel(
-        &self,
-        items: Vec<(usize, &[u8])>,
-    ) -> Result<Vec<(usize, (ChunkRef, Option<(ObjectName, u64)>))>> {
-        if items.len() <= 1 {
-            return items
-                .into_iter()
-                .map(|(i, d)| Ok((i, self.put_chunk(d)?)))
-                .collect();
-        }
-        std::thread::scope(|s| {
-            let handles: Vec<_> = items
-                .into_iter()
-                .map(|(i, d)| s.spawn(move || self.put_chunk(d).map(|r| (i, r))))
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().expect("chunk sealing thread panicked"))
-                .collect()
-        })
-    }
-
-    // ----- versions -----
-
-    pub fn versions(&self, path: &[u8]) -> Result<Vec<VersionInfo>> {
-        let path = normalize_path(path);
-        let txn = self.db.begin_read()?;
-        let t = txn.open_table(VERSIONS)?;
-        let mut out = Vec::new();
-        for item in t.range((path.as_slice(), 0u64)..=(path.as_slice(), u64::MAX))? {
-            let (k, v) = item?;
-            let rec: VersionRecord = postcard::from_bytes(v.value())?;
-            out.push(VersionInfo {
-                version: k.value().1,
-                recorded: rec.recorded,
-                size: rec.size,
-                mtime: rec.mtime,
-                deleted: rec.deleted,
-            });
-        }
-        Ok(out)
-    }
-
-    fn version_record(&self, path: &[u8], n: u64) -> Result<VersionRecord> {
-        let txn = self.db.begin_read()?;
-        let t = txn.open_table(VERSIONS)?;
-        let v = t.get((path, n))?.ok_or_else(|| {
-            StoreError::NotFound(format!(
-                "version {n} of {} (see `peros log {}`)",
-                show(path),
-                show(path)
-            ))
-        })?;
-        Ok(postcard::from_bytes(v.value())?)
-    }
-
-    /// Makes version `n` of `path` its current content, recreating the file (and its parent
-    /// directories) if it was deleted. Returns the inode.
-    pub fn restore(&self, path: &[u8], n: u64) -> Result<Ino> {
-        let path = normalize_path(path);
-        let rec = self.version_record(&path, n)?;
-        if rec.deleted {
-            return Err(StoreError::Invalid(format!(
-                "version {n} of {} records its deletion; pick an earlier version",
-                show(&path)
-            )));
-        }
-        let comps = path_components(&path);
-        let (name, dirs) = comps
-            .split_last()
-            .ok_or_else(|| StoreError::Invalid("cannot restore the root".into()))?;
-        let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
-        let mut parent = ROOT_INO;
-        for d in dirs {
-            parent = match self.lookup(parent, d) {
-                Ok((i, n)) if n.kind == Kind::Dir => i,
-                Ok(_) => return Err(StoreError::NotDir(show(d))),
-                Err(StoreError::NotFound(_)) => {
-                    self.create(parent, d, Kind::Dir, 0o755, uid, gid, 0, &[])?
-                        .0
-                }
-                Err(e) => return Err(e),
-            };
-        }
-        let ino = match self.lookup(parent, name) {
-            Ok((i, n)) if n.kind == Kind::File => i,
-            Ok(_) => return Err(StoreError::Exists(show(&path))),
-            Err(StoreError::NotFound(_)) => {
-                self.create(parent, name, Kind::File, rec.perm, uid, gid, 0, &[])?
-                    .0
-            }
-            Err(e) => return Err(e),
-        };
-        let _guard = self.ingest.read().unwrap_or_else(|e| e.into_inner());
-        // Check every chunk is still readable before pointing the file at them.
-        for (i, c) in rec.chunks.iter().enumerate() {
-            self.read_chunk(ino, i, c)?;
-        }
-        self.commit_chunks(
-            ino,
-            rec.chunks,
-            Vec::new(),
-            rec.size,
-            Some(rec.mtime),
-            true,
-            true,
-        )?;
-        Ok(ino)
-    }
-
-    // ----- whole-store operations -----
-
-    /// Every chunk name referenced by a file or a version.
-    fn referenced(&self) -> Result<HashSet<[u8; 32]>> {
-        let txn = self.db.begin_read()?;
-        let mut set = HashSet::new();
-        for item in txn.open_table(INODES)?.iter()? {
-            let (_, v) = item?;
-            let node: Inode = postcard::from_bytes(v.value())?;
-            set.extend(node.chunks.iter().filter_map(|c| c.name));
-        }
-        for item in txn.open_table(VERSIONS)?.iter()? {
-            let (_, v) = item?;
-            let rec: VersionRecord = postcard::from_bytes(v.value())?;
-            set.extend(rec.chunks.iter().filter_map(|c| c.name));
-        }
-        Ok(set)
-    }
-
-    /// Removes objects that nothing references.
-    pub fn gc(&self, progress: &dyn Fn(u64, u64)) -> Result<GcReport> {
-        let _guard = self.ingest.write().unwrap_or_else(|e| e.into_inner());
-        let referenced = self.referenced()?;
-        let listed = self.backend.list(CHUNK_PREFIX)?;
-        let mut report = GcReport {
-            objects_seen: listed.len() as u64,
-            ..Default::default()
-        };
-        let mut dead = Vec::new();
-        for (key, size) in &listed {
-            let hex = key.rsplit('/').next().unwrap_or_default();
-            match ObjectName::from_hex(hex) {
-                Some(n) if referenced.contains(&n.0) => {}
-                _ => dead.push((key.clone(), *size, ObjectName::from_hex(hex))),
-            }
-        }
-        // Forget them in metadata first: a crash after this leaves at worst orphan objects.
-        self.write(true, |tx| {
-            let mut t = tx.txn.open_table(OBJECTS)?;
-            for (_, _, n) in &dead {
-                if let Some(n) = n {
-                    t.remove(n.0.as_slice())?;
-                }
-            }
-            // Drop records of objects that are gone from the backend too.
-            let present: HashSet<&str> = listed.iter().map(|(k, _)| k.as_str()).collect();
-            let stale: Vec<Vec<u8>> = t
-                .iter()?
-                .filter_map(|i| i.ok())
-                .map(|(k, _)| k.value().to_vec())
-                .filter(|k| {
-                    k.len() == 32 && {
-                        let mut a = [0u8; 32];
-                        a.copy_from_slice(k);
-                        !present.contains(object_key(&ObjectName(a)).as_str())
-                    }
-                })
-                .collect();
-            for k in stale {
-                t.remove(k.as_slice())?;
-            }
-            Ok(())
-        })?;
-        let total = dead.len() as u64;
-        for (i, (key, size, n)) in dead.into_iter().enumerate() {
-            self.backend.delete(&key)?;
-            if let Some(n) = n {
-                self.cache.remove(&n);
-            }
-            report.objects_removed += 1;
-            report.bytes_freed += size;
-            progress(i as u64 + 1, total);
-        }
-        Ok(report)
-    }
-
-    /// Checks the invariants: entries lead to inodes, link counts match, every referenced
-    /// chunk exists and decrypts to its name (unless `quick`, which checks existence only).
-    pub fn fsck(&self, quick: bool, progress: &dyn Fn(u64, u64)) -> Result<FsckReport> {
-        let mut report = FsckReport::default();
-        let txn = self.db.begin_read()?;
-        let mut inodes: HashMap<Ino, Inode> = HashMap::new();
-        for item in txn.open_table(INODES)?.iter()? {
-            let (k, v) = item?;
-            match postcard::from_bytes::<Inode>(v.value()) {
-                Ok(n) => {
-                    inodes.insert(k.value(), n);
-                }
-                Err(e) => report.problems.push(Problem {
-                    kind: "bad-inode".into(),
-                    path: format!("inode {}", k.value()),
-                    detail: e.to_string(),
-                }),
-            }
-        }
-        report.inodes = inodes.len() as u64;
-        let orphans: HashSet<Ino> = txn
-            .open_table(ORPHANS)?
-            .iter()?
-            .filter_map(|i| i.ok().map(|(k, _)| k.value()))
-            .collect();
-        let mut links: HashMap<Ino, u32> = HashMap::new();
-        let mut subdirs: HashMap<Ino, u32> = HashMap::new();
-        for item in txn.open_table(DIRENTS)?.iter()? {
-            let (k, v) = item?;
-            let (parent, name) = k.value();
-            let ino = v.value();
-            match inodes.get(&ino) {
-                None => report.problems.push(Problem {
-                    kind: "dangling-entry".into(),
-                    path: format!("inode {parent}/{}", show(name)),
-                    detail: format!("entry leads to missing inode {ino}"),
-                }),
-                Some(n) => {
-                    *links.entry(ino).or_default() += 1;
-                    if n.kind == Kind::Dir {
-                        *subdirs.entry(parent).or_default() += 1;
-                    }
-                }
-            }
-            if !inodes.get(&parent).is_some_and(|p| p.kind == Kind::Dir) {
-                report.problems.push(Problem {
-                    kind: "orphan-entry".into(),
-                    path: format!("inode {parent}/{}", show(name)),
-                    detail: "parent is missing or not a directory".into(),
-                });
-            }
-        }
-        drop(txn);
-        let path_of = |ino: Ino| self.path_of(ino).map(|p| show(&p)).unwrap_or_default();
-        for (ino, node) in &inodes {
-            if *ino == ROOT_INO || orphans.contains(ino) {
-                continue;
-            }
-            let n = links.get(ino).copied().unwrap_or(0);
-            if n == 0 {
-                report.problems.push(Problem {
-                    kind: "unreachable-inode".into(),
-                    path: format!("inode {ino} ({})", show(&node.name)),
-                    detail: "no directory entry leads to it".into(),
-                });
-            } else if node.kind != Kind::Dir && n != node.nlink {
-                report.problems.push(Problem {
-                    kind: "link-count".into(),
-                    path: path_of(*ino),
-                    detail: format!("nlink is {} but {n} entries lead to it", node.nlink),
-                });
-            }
-            if node.kind == Kind::File {
-                let expect: u64 = node.chunks.iter().map(|c| c.len as u64).sum();
-                if expect != node.size {
-                    report.problems.push(Problem {
-                        kind: "size".into(),
-                        path: path_of(*ino),
-                        detail: format!("size {} but chunks hold {expect} bytes", node.size),
-                    });
-                }
-            }
-        }
-        // Chunks: existence from one listing, content by decrypting each referenced object once.
-        let present: HashMap<String, u64> = self.backend.list(CHUNK_PREFIX)?.into_iter().collect();
-        // Every user of each chunk, so a damaged shared chunk names every file that holds it.
-        // Chunks only old versions reference are checked too (named "PATH (version N)").
-        enum User {
-            Inode(Ino),
-            Version(String),
-        }
-        let mut users: BTreeMap<[u8; 32], Vec<(User, usize)>> = BTreeMap::new();
-        for (ino, node) in &inodes {
-            for (i, c) in node.chunks.iter().enumerate() {
-                if let Some(n) = c.name {
-                    users.entry(n).or_default().push((User::Inode(*ino), i));
-                }
-            }
-        }
-        let mut version_users: BTreeMap<[u8; 32], Vec<(User, usize)>> = BTreeMap::new();
-        for item in self.db.begin_read()?.open_table(VERSIONS)?.iter()? {
-            let (k, v) = item?;
-            let rec: VersionRecord = postcard::from_bytes(v.value())?;
-            for (i, c) in rec.chunks.iter().enumerate() {
-                if let Some(c) = c.name.filter(|c| !users.contains_key(c)) {
-                    let label = format!("{} (version {})", show(k.value().0), k.value().1);
-                    let list = version_users.entry(c).or_default();
-                    if !list
-                        .iter()
-                        .any(|(l, _)| matches!(l, User::Version(l) if *l == label))
-                    {
-                        list.push((User::Version(label), i));
-                    }
-                }
-            }
-        }
-        // Inode users become paths (hard links: one path per inode).
-        let mut resolved: HashMap<Ino, String> = HashMap::new();
-        let mut label = |user: &User| -> String {
-            match user {
-                User::Inode(ino) => resolved
-                    .entry(*ino)
-                    .or_insert_with(|| path_of(*ino))
-                    .clone(),
-                User::Version(l) => l.clone(),
-            }
-        };
-        let total = (users.len() + version_users.len()) as u64;
-        for (done, (name, list)) in users.into_iter().chain(version_users).enumerate() {
-            let on = ObjectName(name);
-            let key = object_key(&on);
-            report.chunks_checked += 1;
-            progress(done as u64 + 1, total);
-            let verdict = if !present.contains_key(&key) {
-                Err(("missing-chunk", format!("object {key} is missing")))
-            } else if quick {
-                Ok(())
-            } else {
-                self.backend
-                    .get(&key)
-                    .map_err(|e| e.to_string())
-                    .and_then(|b| self.keyring.open(&b, &on).map_err(|e| e.to_string()))
-                    .map(|_| ())
-                    .map_err(|detail| ("damaged-chunk", format!("object {key}: {detail}")))
-            };
-            if let Err((kind, detail)) = verdict {
-                self.cache.remove(&on);
-                for (user, idx) in &list {
-                    report.problems.push(Problem {
-                        kind: kind.into(),
-                        path: label(user),
-                        detail: format!("chunk {idx}: {detail}"),
-                    });
-                }
-            }
-        }
-        Ok(report)
-    }
-
     pub fn stats(&self) -> Result<Stats> {
         let txn = self.db.begin_read()?;
         let mut s = Stats {
@@ -1909,6 +1379,7 @@ impl Store {
                 Kind::File => {
                     s.files += 1;
                     s.logical_bytes += node.size;
+                    s.live_bytes += node.stored_bytes();
                 }
                 Kind::Dir => s.dirs += 1,
                 Kind::Symlink => s.symlinks += 1,
@@ -1921,13 +1392,17 @@ impl Store {
             s.stored_bytes += v.value();
         }
         s.versions = txn.open_table(VERSIONS)?.len()?;
+        s.garbage_bytes = self.gc.garbage();
+        s.dirty_bytes = self.writeback.dirty_bytes();
         Ok(s)
     }
 }
 
 impl Drop for Store {
     fn drop(&mut self) {
-        if let Err(e) = self.sync_if_needed() {
+        if let Err(e) = self.flush_all() {
+            tracing::error!("final commit of buffered writes failed: {e}");
+        } else if let Err(e) = self.sync_if_needed() {
             tracing::error!("final sync of the store failed: {e}");
         } else if let Err(e) = self.run_hook() {
             tracing::error!("final metadata snapshot failed: {e}");

@@ -12,6 +12,10 @@ pub const ROOT_INO: Ino = 1;
 /// writes cheap (a write touches exactly the chunks it covers).
 pub const CHUNK_SIZE: usize = 4 * 1024 * 1024;
 
+/// The largest file size (and write end): 2^62 bytes, well inside `off_t`; layouts are
+/// sparse, so a file this size costs only the chunks it holds.
+pub const MAX_FILE_SIZE: u64 = 1 << 62;
+
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     File,
@@ -81,13 +85,28 @@ impl Time {
     }
 }
 
-/// One chunk of a file: the keyed name of its sealed object, or `None` for a hole of zeros
-/// (sparse extension by truncate or a write past the end: nothing is stored for it).
+/// `len` bytes at `offset` within a chunk, stored at `at` in its slice object's plaintext.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ChunkRef {
-    pub name: Option<[u8; 32]>,
-    /// Plaintext length: `CHUNK_SIZE` for all but the last chunk.
+pub struct Piece {
+    pub offset: u32,
     pub len: u32,
+    pub at: u32,
+}
+
+/// One sealed object written once by one commit, and the parts of a chunk it holds.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Slice {
+    /// Keyed name of the sealed object (a MAC of its plaintext).
+    pub object: [u8; 32],
+    pub pieces: Vec<Piece>,
+}
+
+/// What one 4 MiB chunk of a file holds: slices oldest first, newer ones win where they
+/// overlap; bytes no piece covers are zeros (holes cost nothing). Stored in its own table
+/// keyed by (inode, chunk index), so a write's metadata cost does not grow with the file.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+pub struct ChunkLayout {
+    pub slices: Vec<Slice>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -104,7 +123,8 @@ pub struct Inode {
     pub ctime: Time,
     pub crtime: Time,
     pub rdev: u32,
-    pub chunks: Vec<ChunkRef>,
+    /// Bytes of the file backed by stored data (holes excluded), for `st_blocks`.
+    pub stored: u64,
     /// Symlink target bytes.
     pub target: Vec<u8>,
     pub xattrs: BTreeMap<Vec<u8>, Vec<u8>>,
@@ -128,7 +148,7 @@ impl Inode {
             ctime: now,
             crtime: now,
             rdev: 0,
-            chunks: Vec::new(),
+            stored: 0,
             target: Vec::new(),
             xattrs: BTreeMap::new(),
             parent,
@@ -152,11 +172,7 @@ impl Inode {
 
     /// Bytes actually stored for this inode (holes excluded), for `st_blocks`.
     pub fn stored_bytes(&self) -> u64 {
-        self.chunks
-            .iter()
-            .filter(|c| c.name.is_some())
-            .map(|c| c.len as u64)
-            .sum()
+        self.stored.min(self.size)
     }
 }
 
@@ -168,7 +184,8 @@ pub struct VersionRecord {
     pub size: u64,
     pub perm: u16,
     pub mtime: Time,
-    pub chunks: Vec<ChunkRef>,
+    /// The file's chunk layouts at that time, by chunk index (holes absent).
+    pub layout: Vec<(u64, ChunkLayout)>,
     /// A tombstone: the path was deleted at `recorded`.
     pub deleted: bool,
 }

@@ -259,6 +259,7 @@ fn main() {
                 StoreOptions {
                     cache_bytes: 0, // the store keeps one chunk at least
                     versions_keep: 4,
+                    ..Default::default()
                 },
             )
             .map_err(|e| e.to_string())?;

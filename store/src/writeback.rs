@@ -1,0 +1,653 @@
+//! The write path: buffers, back-pressure and the committers that seal off the caller's thread.
+//!
+//! A write copies its bytes into the file's buffer (merged per chunk, counted exactly) and
+//! returns. Once a file holds [`WRITEBACK_START`] bytes it is queued for a committer thread,
+//! which freezes the buffer (reads still see it), seals one slice object per touched chunk on
+//! every core, and commits the layouts in one transaction while new writes fill a fresh
+//! buffer. Past the global dirty limit writers wait for the committers: memory stays bounded
+//! however many files are written at once. [`Store::flush`] commits what a close or an fsync
+//! needs, waiting for a commit in flight first, so commits of one file never reorder.
+//!
+//! Without committers (a CLI process), a write that crosses the thresholds commits in place.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+
+use crate::layout::DirtyRanges;
+use crate::meta::{Ino, Inode, Kind, Piece, Slice, Time, CHUNK_SIZE, MAX_FILE_SIZE};
+use crate::{Result, SetAttr, Store, StoreError};
+
+/// Buffered bytes of one file that make it worth committing in the background.
+pub const WRITEBACK_START: usize = 8 * 1024 * 1024;
+const CHUNK: u64 = CHUNK_SIZE as u64;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// What a file has buffered.
+#[derive(Default)]
+struct Pending {
+    /// Size including buffered writes.
+    size: u64,
+    mtime: Time,
+    chunks: BTreeMap<u64, DirtyRanges>,
+    bytes: usize,
+    /// Being committed right now (reads overlay it under `chunks`).
+    frozen: Option<Arc<Frozen>>,
+    /// Content changed since the last version was recorded.
+    changed: bool,
+    /// In a committer's queue.
+    queued: bool,
+    /// The last commit failed: the maintenance pass retries it.
+    failed: bool,
+    /// Taken out of the table: a writer holding it must look the file up again.
+    removed: bool,
+    /// Chunk of the latest write (a background commit leaves it to fill up).
+    last_chunk: u64,
+}
+
+struct Frozen {
+    size: u64,
+    mtime: Time,
+    chunks: BTreeMap<u64, DirtyRanges>,
+    bytes: usize,
+}
+
+#[derive(Default)]
+struct FileBuf {
+    /// Held for a whole commit (and by truncation): one commit of a file at a time.
+    commit: Mutex<()>,
+    state: Mutex<Pending>,
+}
+
+pub(crate) struct Writeback {
+    files: Mutex<HashMap<Ino, Arc<FileBuf>>>,
+    /// Buffered bytes across all files (frozen ones included until their commit lands).
+    dirty: Mutex<u64>,
+    drained: Condvar,
+    limit: u64,
+    /// Files waiting for a committer (shared with the committer threads, which hold no
+    /// strong reference to the store while they wait).
+    queue: Arc<(Mutex<VecDeque<Ino>>, Condvar)>,
+    committers: AtomicBool,
+}
+
+impl Writeback {
+    pub(crate) fn new(limit: u64) -> Self {
+        Writeback {
+            files: Mutex::new(HashMap::new()),
+            dirty: Mutex::new(0),
+            drained: Condvar::new(),
+            // At least two full chunks, so one can be sealed while the next fills.
+            limit: limit.max(2 * CHUNK),
+            queue: Arc::new((Mutex::new(VecDeque::new()), Condvar::new())),
+            committers: AtomicBool::new(false),
+        }
+    }
+
+    fn file(&self, ino: Ino) -> Option<Arc<FileBuf>> {
+        lock(&self.files).get(&ino).cloned()
+    }
+
+    fn add_dirty(&self, delta: i64) {
+        let mut d = lock(&self.dirty);
+        *d = (*d as i64 + delta).max(0) as u64;
+        if delta < 0 {
+            self.drained.notify_all();
+        }
+    }
+
+    fn enqueue(&self, ino: Ino) {
+        lock(&self.queue.0).push_back(ino);
+        self.queue.1.notify_one();
+    }
+
+    /// Bytes buffered across all files (for `peros status`).
+    pub(crate) fn dirty_bytes(&self) -> u64 {
+        *lock(&self.dirty)
+    }
+}
+
+/// Which buffered data a commit takes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Take {
+    /// Everything (close, fsync, truncate).
+    All,
+    /// All but the chunk being written, unless it is full (background).
+    Settled,
+}
+
+impl Store {
+    /// Buffers `data` at `offset` of regular file `ino`. May wait (never fail) while the
+    /// buffers of all files are over the dirty limit.
+    pub fn write_at(&self, ino: Ino, offset: u64, data: &[u8]) -> Result<()> {
+        let end = offset
+            .checked_add(data.len() as u64)
+            .filter(|e| *e <= MAX_FILE_SIZE)
+            .ok_or_else(|| StoreError::TooBig(format!("a write at offset {offset}")))?;
+        if data.is_empty() {
+            return Ok(());
+        }
+        let wb = &self.writeback;
+        let (grew, commit_now) = loop {
+            let fb = match wb.file(ino) {
+                Some(f) => f,
+                None => {
+                    let node = self.getattr(ino)?;
+                    if node.kind != Kind::File {
+                        return Err(StoreError::Invalid(format!(
+                            "{} is not a regular file",
+                            crate::show(&node.name)
+                        )));
+                    }
+                    let mut files = lock(&wb.files);
+                    files
+                        .entry(ino)
+                        .or_insert_with(|| {
+                            Arc::new(FileBuf {
+                                commit: Mutex::new(()),
+                                state: Mutex::new(Pending {
+                                    size: node.size,
+                                    mtime: node.mtime,
+                                    ..Default::default()
+                                }),
+                            })
+                        })
+                        .clone()
+                }
+            };
+            let mut st = lock(&fb.state);
+            if st.removed {
+                continue;
+            }
+            let mut grew = 0usize;
+            let mut pos = offset;
+            let mut rest = data;
+            while !rest.is_empty() {
+                let idx = pos / CHUNK;
+                let within = (pos % CHUNK) as usize;
+                let take = rest.len().min(CHUNK_SIZE - within);
+                grew += st
+                    .chunks
+                    .entry(idx)
+                    .or_default()
+                    .insert(within as u32, &rest[..take]);
+                pos += take as u64;
+                rest = &rest[take..];
+            }
+            st.bytes += grew;
+            st.size = st.size.max(end);
+            st.mtime = Time::now();
+            st.changed = true;
+            st.last_chunk = (end - 1) / CHUNK;
+            let mut commit_now = false;
+            if st.bytes >= WRITEBACK_START && !st.queued {
+                if wb.committers.load(Ordering::Relaxed) {
+                    st.queued = true;
+                    wb.enqueue(ino);
+                } else {
+                    commit_now = true;
+                }
+            }
+            break (grew, commit_now);
+        };
+        wb.add_dirty(grew as i64);
+        if commit_now {
+            self.commit_file(ino, Take::Settled, false, false)?;
+        }
+        self.throttle(ino)
+    }
+
+    /// Back-pressure: past the dirty limit, queue every buffered file and wait for the
+    /// committers (or, without them, commit this file here).
+    fn throttle(&self, ino: Ino) -> Result<()> {
+        let wb = &self.writeback;
+        if wb.dirty_bytes() <= wb.limit {
+            return Ok(());
+        }
+        if !wb.committers.load(Ordering::Relaxed) {
+            self.commit_file(ino, Take::All, false, false)?;
+            return Ok(());
+        }
+        self.queue_all_buffered();
+        let mut d = lock(&wb.dirty);
+        while *d > wb.limit {
+            let (g, timeout) = wb
+                .drained
+                .wait_timeout(d, Duration::from_millis(200))
+                .unwrap_or_else(|e| e.into_inner());
+            d = g;
+            if timeout.timed_out() && *d > wb.limit {
+                drop(d);
+                self.queue_all_buffered();
+                d = lock(&wb.dirty);
+            }
+        }
+        Ok(())
+    }
+
+    fn queue_all_buffered(&self) {
+        let wb = &self.writeback;
+        let files: Vec<(Ino, Arc<FileBuf>)> = lock(&wb.files)
+            .iter()
+            .map(|(i, f)| (*i, f.clone()))
+            .collect();
+        for (ino, fb) in files {
+            let mut st = lock(&fb.state);
+            if st.bytes > 0 && !st.queued {
+                st.queued = true;
+                wb.enqueue(ino);
+            }
+        }
+    }
+
+    /// Commits everything buffered for `ino` (waiting for a commit in flight first).
+    /// `record_version`: the file was closed; record a version if its content changed.
+    /// `durable`: make it durable (fsync). Returns the committed inode, if the file exists.
+    pub fn flush(&self, ino: Ino, durable: bool, record_version: bool) -> Result<Option<Inode>> {
+        let node = self.commit_file(ino, Take::All, durable, record_version)?;
+        if durable && node.is_none() {
+            self.sync()?;
+        }
+        Ok(node)
+    }
+
+    /// Commits buffered writes of every file (unmount, shutdown) and syncs.
+    pub fn flush_all(&self) -> Result<()> {
+        let inos: Vec<Ino> = lock(&self.writeback.files).keys().copied().collect();
+        let mut first_err = None;
+        for ino in inos {
+            if let Err(e) = self.commit_file(ino, Take::All, false, true) {
+                tracing::error!("committing inode {ino} failed: {e}");
+                first_err.get_or_insert(e);
+            }
+        }
+        self.sync()?;
+        first_err.map_or(Ok(()), Err)
+    }
+
+    /// Size, mtime and buffered bytes of `ino` including uncommitted writes, if any.
+    pub fn pending_attr(&self, ino: Ino) -> Option<(u64, Time, u64)> {
+        let fb = self.writeback.file(ino)?;
+        let st = lock(&fb.state);
+        let frozen = st.frozen.as_ref().map(|f| f.bytes).unwrap_or(0);
+        Some((st.size, st.mtime, (st.bytes + frozen) as u64))
+    }
+
+    /// Reads up to `len` bytes at `offset` of `ino`, buffered writes included.
+    pub fn read(&self, ino: Ino, offset: u64, len: usize) -> Result<Vec<u8>> {
+        let Some(fb) = self.writeback.file(ino) else {
+            let node = self.getattr(ino)?;
+            return self.read_from(ino, &node, offset, len);
+        };
+        // Holding the state keeps a commit from clearing `frozen` under us; the committed
+        // bytes read may or may not include it, and overlaying it again is the same bytes.
+        let st = lock(&fb.state);
+        let node = self.getattr(ino)?;
+        if node.kind == Kind::Dir {
+            return Err(StoreError::IsDir(crate::show(&node.name)));
+        }
+        if offset >= st.size || len == 0 {
+            return Ok(Vec::new());
+        }
+        let end = offset.saturating_add(len as u64).min(st.size);
+        let mut out = vec![0u8; (end - offset) as usize];
+        let committed_end = end.min(node.size);
+        if committed_end > offset {
+            self.read_committed_into(ino, offset, &mut out[..(committed_end - offset) as usize])?;
+        }
+        let layers = st.frozen.iter().map(|f| &f.chunks).chain([&st.chunks]);
+        for chunks in layers {
+            for (idx, ranges) in chunks.range(offset / CHUNK..=(end - 1) / CHUNK) {
+                let start = idx * CHUNK;
+                let (s, e) = (start.max(offset), (start + CHUNK).min(end));
+                ranges.overlay(
+                    (s - start) as u32,
+                    &mut out[(s - offset) as usize..(e - offset) as usize],
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    /// Truncates or extends `ino` to `size` with its buffers settled first; other attribute
+    /// changes in `attr` apply in the same transaction (see [`Store::setattr`]).
+    pub(crate) fn resize_settled(&self, ino: Ino, attr: &SetAttr, size: u64) -> Result<Inode> {
+        if size > MAX_FILE_SIZE {
+            return Err(StoreError::TooBig(format!("a size of {size} bytes")));
+        }
+        let fb = self.writeback.file(ino);
+        let _commit = fb.as_ref().map(|f| lock(&f.commit));
+        if fb.is_some() {
+            self.commit_locked(ino, Take::All, false, false)?;
+        }
+        let node = self.apply_setattr(ino, attr)?;
+        if let Some(fb) = &fb {
+            // Writes that raced in after the commit above: cut them to the new size.
+            let mut st = lock(&fb.state);
+            st.size = node.size;
+            let mut freed = 0usize;
+            let tail_idx = size / CHUNK;
+            let tail = (size % CHUNK) as u32;
+            let beyond: Vec<u64> = st
+                .chunks
+                .range(tail_idx + u64::from(tail == 0)..)
+                .map(|(i, _)| *i)
+                .collect();
+            for i in beyond {
+                freed += st.chunks.remove(&i).map(|r| r.bytes()).unwrap_or(0);
+            }
+            if tail != 0 {
+                if let Some(r) = st.chunks.get_mut(&tail_idx) {
+                    freed += r.clip(tail);
+                }
+            }
+            st.bytes -= freed.min(st.bytes);
+            drop(st);
+            self.writeback.add_dirty(-(freed as i64));
+        }
+        Ok(node)
+    }
+
+    fn commit_file(
+        &self,
+        ino: Ino,
+        take: Take,
+        durable: bool,
+        record_version: bool,
+    ) -> Result<Option<Inode>> {
+        let Some(fb) = self.writeback.file(ino) else {
+            return Ok(None);
+        };
+        let _commit = lock(&fb.commit);
+        self.commit_locked(ino, take, durable, record_version)
+    }
+
+    /// [`Store::commit_file`] with the file's commit lock held by the caller.
+    fn commit_locked(
+        &self,
+        ino: Ino,
+        take: Take,
+        durable: bool,
+        record_version: bool,
+    ) -> Result<Option<Inode>> {
+        let wb = &self.writeback;
+        let Some(fb) = wb.file(ino) else {
+            return Ok(None);
+        };
+        let (frozen, version) = {
+            let mut st = lock(&fb.state);
+            st.queued = false;
+            let mut chunks = std::mem::take(&mut st.chunks);
+            if take == Take::Settled {
+                let last = st.last_chunk;
+                let len = (st.size.saturating_sub(last * CHUNK)).min(CHUNK) as u32;
+                if chunks.get(&last).is_some_and(|r| !r.covers(len)) {
+                    let keep = chunks.remove(&last).expect("checked");
+                    st.chunks.insert(last, keep);
+                }
+            }
+            let bytes: usize = chunks.values().map(DirtyRanges::bytes).sum();
+            st.bytes -= bytes.min(st.bytes);
+            let version = record_version && st.changed;
+            if version {
+                st.changed = false;
+            }
+            let frozen = Arc::new(Frozen {
+                size: st.size,
+                mtime: st.mtime,
+                chunks,
+                bytes,
+            });
+            st.frozen = Some(frozen.clone());
+            (frozen, version)
+        };
+        let result = if frozen.chunks.is_empty() && !version && !durable {
+            Ok(None)
+        } else {
+            self.commit_frozen(ino, &frozen, durable, version)
+        };
+        let mut st = lock(&fb.state);
+        st.frozen = None;
+        match &result {
+            Ok(_) => {
+                st.failed = false;
+                drop(st);
+                wb.add_dirty(-(frozen.bytes as i64));
+                self.forget_if_idle(ino, &fb);
+            }
+            Err(e) => {
+                // Keep the data: newer writes go on top of what failed, and it is retried.
+                tracing::error!("commit of inode {ino} failed (kept, will retry): {e}");
+                let frozen = Arc::try_unwrap(frozen).unwrap_or_else(|f| Frozen {
+                    size: f.size,
+                    mtime: f.mtime,
+                    chunks: f.chunks.clone(),
+                    bytes: f.bytes,
+                });
+                let before = st.bytes + frozen.bytes;
+                let newer = std::mem::replace(&mut st.chunks, frozen.chunks);
+                for (idx, ranges) in newer {
+                    let into = st.chunks.entry(idx).or_default();
+                    for (off, data) in ranges.ranges {
+                        into.insert(off, &data);
+                    }
+                }
+                let bytes: usize = st.chunks.values().map(DirtyRanges::bytes).sum();
+                st.bytes = bytes;
+                st.changed |= version;
+                st.failed = true;
+                drop(st);
+                wb.add_dirty(bytes as i64 - before as i64);
+            }
+        }
+        result
+    }
+
+    /// Drops the buffer entry of a file with nothing left to commit or record.
+    fn forget_if_idle(&self, ino: Ino, fb: &Arc<FileBuf>) {
+        let mut files = lock(&self.writeback.files);
+        let mut st = lock(&fb.state);
+        if st.chunks.is_empty() && st.frozen.is_none() && !st.changed && !st.queued {
+            st.removed = true;
+            drop(st);
+            if files.get(&ino).is_some_and(|f| Arc::ptr_eq(f, fb)) {
+                files.remove(&ino);
+            }
+        }
+    }
+
+    /// Seals the frozen buffers as one slice per chunk and commits them in one transaction.
+    fn commit_frozen(
+        &self,
+        ino: Ino,
+        frozen: &Frozen,
+        durable: bool,
+        record_version: bool,
+    ) -> Result<Option<Inode>> {
+        let _guard = self.ingest.read().unwrap_or_else(|e| e.into_inner());
+        // Plaintext and pieces per chunk. A chunk rewritten whole is sealed straight from its
+        // buffer (and named by its content, so equal chunks are stored once).
+        let mut plans: Vec<(u64, Vec<Piece>, std::borrow::Cow<[u8]>)> = Vec::new();
+        for (idx, ranges) in &frozen.chunks {
+            let start = idx * CHUNK;
+            if start >= frozen.size {
+                continue;
+            }
+            let len = (frozen.size - start).min(CHUNK) as u32;
+            if ranges.covers(len) {
+                let data = &ranges.ranges[&0][..len as usize];
+                plans.push((
+                    *idx,
+                    vec![Piece {
+                        offset: 0,
+                        len,
+                        at: 0,
+                    }],
+                    std::borrow::Cow::Borrowed(data),
+                ));
+                continue;
+            }
+            let mut pieces = Vec::new();
+            let mut buf = Vec::new();
+            for (off, data) in &ranges.ranges {
+                if *off >= len {
+                    continue;
+                }
+                let n = (data.len() as u32).min(len - off);
+                pieces.push(Piece {
+                    offset: *off,
+                    len: n,
+                    at: buf.len() as u32,
+                });
+                buf.extend_from_slice(&data[..n as usize]);
+            }
+            if !pieces.is_empty() {
+                plans.push((*idx, pieces, std::borrow::Cow::Owned(buf)));
+            }
+        }
+        let sealed = self.seal_many(plans.iter().map(|(i, _, d)| (*i, d.as_ref())).collect())?;
+        let objs: Vec<_> = sealed.iter().filter_map(|(_, (_, o))| *o).collect();
+        if durable && !objs.is_empty() {
+            self.backend.sync()?;
+        }
+        let mut compact = Vec::new();
+        let mut garbage = 0u64;
+        let node = self.write(durable, |tx| {
+            let mut node = match tx.inode(ino) {
+                Ok(n) => n,
+                // Deleted meanwhile (and not kept open): its buffered data goes with it.
+                Err(StoreError::NotFound(_)) => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            if node.kind != Kind::File {
+                return Err(StoreError::Invalid(format!(
+                    "{} is not a regular file",
+                    crate::show(&node.name)
+                )));
+            }
+            tx.note_objects(&objs)?;
+            for ((idx, pieces, _), (_, (name, _))) in plans.iter().zip(&sealed) {
+                let (dropped, wants) = tx.apply_slice(
+                    ino,
+                    &mut node,
+                    *idx,
+                    Slice {
+                        object: *name,
+                        pieces: pieces.clone(),
+                    },
+                )?;
+                garbage += dropped;
+                if wants {
+                    compact.push(*idx);
+                }
+            }
+            let changed = !plans.is_empty() || node.size != frozen.size;
+            node.size = frozen.size;
+            if changed {
+                node.mtime = frozen.mtime;
+                node.ctime = Time::now();
+            }
+            tx.put_inode(ino, &node)?;
+            if record_version {
+                let path = tx.path_of(ino)?;
+                tx.add_version(&path, tx.version_of(ino, &node, false)?, self.versions_keep)?;
+            }
+            Ok(Some(node))
+        })?;
+        drop(_guard);
+        self.gc.add_garbage(garbage);
+        if durable {
+            self.run_hook()?;
+        }
+        if !compact.is_empty() {
+            if self.writeback.committers.load(Ordering::Relaxed) {
+                self.gc.queue_compaction(ino, compact);
+            } else {
+                for idx in compact {
+                    if let Err(e) = self.compact_chunk(ino, idx) {
+                        tracing::warn!("compacting chunk {idx} of inode {ino}: {e}");
+                    }
+                }
+            }
+        }
+        Ok(node)
+    }
+
+    /// Starts the background work of a long-running process (the mount daemon): `committers`
+    /// threads that seal and commit buffered writes, and one maintenance thread that, every
+    /// `interval`, makes lazy commits durable, retries failed commits, compacts chunks with
+    /// many slices and reclaims garbage ([`Store::maintain`]).
+    pub fn start_background(self: &Arc<Self>, interval: Duration) {
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
+        self.writeback.committers.store(true, Ordering::SeqCst);
+        for n in 0..cores {
+            let weak = Arc::downgrade(self);
+            let queue = self.writeback.queue.clone();
+            std::thread::Builder::new()
+                .name(format!("peros-commit-{n}"))
+                .spawn(move || loop {
+                    let next = {
+                        let q = lock(&queue.0);
+                        let (mut q, _) = queue
+                            .1
+                            .wait_timeout_while(q, Duration::from_millis(500), |q| q.is_empty())
+                            .unwrap_or_else(|e| e.into_inner());
+                        q.pop_front()
+                    };
+                    let Some(store) = weak.upgrade() else { return };
+                    if let Some(ino) = next {
+                        if let Err(e) = store.commit_file(ino, Take::Settled, false, false) {
+                            tracing::warn!("background commit of inode {ino}: {e}");
+                        }
+                    }
+                })
+                .expect("spawn committer thread");
+        }
+        let weak = Arc::downgrade(self);
+        std::thread::Builder::new()
+            .name("peros-maintain".into())
+            .spawn(move || loop {
+                std::thread::sleep(interval);
+                let Some(store) = weak.upgrade() else { return };
+                store.maintain();
+            })
+            .expect("spawn maintenance thread");
+    }
+
+    /// One maintenance pass: durability of lazy commits, retries of failed commits,
+    /// compaction, garbage collection when enough garbage is estimated.
+    pub fn maintain(&self) {
+        let failed: Vec<Ino> = lock(&self.writeback.files)
+            .iter()
+            .filter(|(_, f)| lock(&f.state).failed)
+            .map(|(i, _)| *i)
+            .collect();
+        for ino in failed {
+            if let Err(e) = self.commit_file(ino, Take::All, false, false) {
+                tracing::error!("retrying the commit of inode {ino} failed again: {e}");
+            }
+        }
+        if let Err(e) = self.sync_if_needed() {
+            tracing::error!("background sync failed: {e}");
+        }
+        for (ino, idx) in self.gc.take_compactions() {
+            if let Err(e) = self.compact_chunk(ino, idx) {
+                tracing::warn!("compacting chunk {idx} of inode {ino}: {e}");
+            }
+        }
+        if let Err(e) = self.collect_if_needed() {
+            tracing::error!("background garbage collection failed: {e}");
+        }
+    }
+
+    /// Buffered, uncommitted write bytes across all files.
+    pub fn dirty_bytes(&self) -> u64 {
+        self.writeback.dirty_bytes()
+    }
+}
