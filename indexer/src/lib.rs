@@ -265,6 +265,22 @@ fn tags_of(node: &Inode) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Creates `dir` (and missing parents) with mode 0700 whatever the umask, and sets an
+/// existing one back to 0700: the index holds the text extracted from the files of an
+/// encrypted store, in plaintext, so only its owner may enter it. (Indexes made by earlier
+/// versions got the umask's mode: they are fixed on the next open.)
+fn make_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    if std::fs::metadata(dir)?.permissions().mode() & 0o7777 != 0o700 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
 fn vec_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
@@ -278,7 +294,8 @@ fn bytes_vec(b: &[u8]) -> Vec<f32> {
 impl Indexer {
     /// Opens (creating) the index in `opts.dir` and reconciles it with the store.
     pub fn open(store: Arc<Store>, opts: Options) -> Result<Arc<Self>> {
-        std::fs::create_dir_all(opts.dir.join("text"))?;
+        make_private_dir(&opts.dir)?;
+        make_private_dir(&opts.dir.join("text"))?;
         let db = Database::create(opts.dir.join("state.redb")).map_err(|e| match e {
             redb::DatabaseError::DatabaseAlreadyOpen => IndexError::Index(format!(
                 "{} is in use by another peros process",

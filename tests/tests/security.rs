@@ -153,6 +153,41 @@ fn no_passphrase_init_makes_private_files() {
     assert_eq!(fs::read(&key).unwrap(), before);
 }
 
+/// The index holds extracted plaintext: its directory is 0700 whatever the umask, and an
+/// existing one made with the umask is made private on open.
+#[test]
+fn the_index_directory_is_private() {
+    use std::os::unix::process::CommandExt;
+    let env = Env::init();
+    let src = env.path("notes.md");
+    write_file(&src, b"# Notes\nThe plaintext the index keeps.\n");
+    env.ok([OsStr::new("import"), src.as_os_str(), "/notes.md".as_ref()]);
+    let index = |env: &Env| {
+        let mut cmd = env.command(["index", "--json"]);
+        // SAFETY: umask is async-signal-safe and touches only this child.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::umask(0o022);
+                Ok(())
+            });
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "peros index: {}", stderr(&out));
+    };
+    index(&env);
+    let dir = env.home.join("index");
+    assert_eq!(mode_of(&dir), 0o700, "mode of {}", dir.display());
+    // One made by an older version with the umask is fixed on the next open.
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+    index(&env);
+    assert_eq!(
+        mode_of(&dir),
+        0o700,
+        "mode of {} after reopening",
+        dir.display()
+    );
+}
+
 #[test]
 fn passphrase_store_works_with_the_right_passphrase() {
     let env = Env::init_with_passphrase("correct horse battery staple");
