@@ -47,8 +47,16 @@ pub struct PrefetchStats {
     pub depth: usize,
 }
 
+/// What the agent thread receives, in order.
+enum Msg {
+    /// An event from the mount, with the opener's process name (for opens).
+    Event(AccessEvent, [u8; 16]),
+    /// Write out everything received before this message, then answer.
+    Flush(SyncSender<()>),
+}
+
 struct Sink {
-    tx: SyncSender<(AccessEvent, [u8; 16])>,
+    tx: SyncSender<Msg>,
     dropped: Arc<AtomicU64>,
 }
 
@@ -62,7 +70,7 @@ impl AccessSink for Sink {
                 let _ = f.read(&mut comm);
             }
         }
-        if let Err(TrySendError::Full(_)) = self.tx.try_send((ev, comm)) {
+        if let Err(TrySendError::Full(_)) = self.tx.try_send(Msg::Event(ev, comm)) {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -111,6 +119,8 @@ pub struct Agent {
     /// Searches to log, apart from `state`: they are recorded from FUSE callbacks, which must
     /// not wait while the agent thread holds `state`.
     searches: Mutex<Vec<Record>>,
+    /// The agent thread's queue, for [`Agent::flush`] (the mount's sink holds another sender).
+    tx: SyncSender<Msg>,
 }
 
 impl Agent {
@@ -154,6 +164,7 @@ impl Agent {
             stop: Default::default(),
             searches: Mutex::new(Vec::new()),
             inflight: Default::default(),
+            tx: tx.clone(),
         });
         let mut log = AccessLog::open(dir, agent.cfg.log_max_mb.max(1) << 20)?;
         {
@@ -214,6 +225,46 @@ impl Agent {
         }
     }
 
+    /// Writes out everything the agent holds in memory: the events the mount sent until now
+    /// (queued or handled but not yet logged) and the searches recorded. Planner runs and
+    /// `peros agent stats` call it first, so they see the opens of a moment ago, not the log
+    /// as of the last periodic write (once a second). Waits at most a few seconds.
+    pub fn flush(&self) {
+        const WAIT: Duration = Duration::from_secs(5);
+        if self.stop.load(Ordering::SeqCst) {
+            return; // the agent thread is gone; shutdown saved what there was
+        }
+        let start = Instant::now();
+        let (ack_tx, ack_rx) = sync_channel(1);
+        let mut msg = Msg::Flush(ack_tx);
+        // The queue keeps its order: once the agent thread answers, every event sent before
+        // this message is in the log.
+        loop {
+            match self.tx.try_send(msg) {
+                Ok(()) => break,
+                Err(TrySendError::Full(m)) if start.elapsed() < WAIT => {
+                    msg = m;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(_) => {
+                    tracing::warn!(
+                        "agent: could not flush the access log (queue full or agent stopped)"
+                    );
+                    return;
+                }
+            }
+        }
+        if ack_rx
+            .recv_timeout(
+                WAIT.saturating_sub(start.elapsed())
+                    .max(Duration::from_millis(100)),
+            )
+            .is_err()
+        {
+            tracing::warn!("agent: the access log was not flushed within {WAIT:?}");
+        }
+    }
+
     /// Flushes the log and counters (at shutdown).
     pub fn shutdown(&self) {
         self.stop.store(true, Ordering::SeqCst);
@@ -233,35 +284,45 @@ impl Agent {
         );
     }
 
-    fn drain(self: Arc<Self>, rx: Receiver<(AccessEvent, [u8; 16])>, log: &mut AccessLog) {
+    fn drain(self: Arc<Self>, rx: Receiver<Msg>, log: &mut AccessLog) {
         let mut last_flush = Instant::now();
         loop {
             match rx.recv_timeout(Duration::from_millis(500)) {
-                Ok((ev, comm)) => self.handle(ev, &comm),
+                Ok(Msg::Event(ev, comm)) => self.handle(ev, &comm),
+                Ok(Msg::Flush(ack)) => {
+                    last_flush = Instant::now();
+                    self.write_out(log);
+                    let _ = ack.try_send(());
+                }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
             if last_flush.elapsed() >= Duration::from_secs(1) {
                 last_flush = Instant::now();
-                let mut pending = {
-                    let mut st = self.state.lock();
-                    self.expire(&mut st);
-                    std::mem::take(&mut st.pending)
-                };
-                pending.append(&mut self.searches.lock());
-                if let Err(e) = log.append(&pending) {
-                    tracing::warn!("agent access log: {e}");
-                }
-                let s = self.stats();
-                let _ = std::fs::write(
-                    self.dir.join("prefetch.json"),
-                    serde_json::to_vec_pretty(&s).unwrap_or_default(),
-                );
+                self.write_out(log);
             }
             if self.stop.load(Ordering::SeqCst) {
                 break;
             }
         }
+    }
+
+    /// Appends the pending records and searches to the log, saves the counters.
+    fn write_out(&self, log: &mut AccessLog) {
+        let mut pending = {
+            let mut st = self.state.lock();
+            self.expire(&mut st);
+            std::mem::take(&mut st.pending)
+        };
+        pending.append(&mut self.searches.lock());
+        if let Err(e) = log.append(&pending) {
+            tracing::warn!("agent access log: {e}");
+        }
+        let s = self.stats();
+        let _ = std::fs::write(
+            self.dir.join("prefetch.json"),
+            serde_json::to_vec_pretty(&s).unwrap_or_default(),
+        );
     }
 
     fn expire(&self, st: &mut State) {

@@ -109,6 +109,11 @@ pub fn make_host(
 ) -> Result<Host> {
     let cfg = home.load_config()?.agent;
     let dir = peros_agent::state_dir(&home.data_dir);
+    if let Some(a) = &agent {
+        // The daemon's agent writes its log once a second: what it holds goes to the log
+        // first, so a run or `agent stats` right after a burst of opens sees them.
+        a.flush();
+    }
     Ok(Host {
         store,
         indexer,

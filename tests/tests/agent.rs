@@ -207,6 +207,41 @@ fn heuristic_planner_makes_a_view_from_real_accesses_and_undo_restores_exactly()
     assert_files_unchanged(&env, &files);
 }
 
+/// The daemon's agent writes its access log once a second: a run or `agent stats` right
+/// after a burst of opens must still see every open (the daemon flushes first).
+#[test]
+fn agent_run_right_after_a_burst_of_opens_sees_them() {
+    let env = Env::init();
+    append_config(&env, "[agent]\nschedule_minutes = 0\n");
+    corpus(&env);
+    let m = Mounted::new(&env, &[]);
+    let start = Instant::now();
+    for round in 0..4 {
+        for f in ["report/intro.md", "report/methods.md", "report/results.md"] {
+            read(&m.p(f));
+        }
+        read(&m.p(if round % 2 == 0 {
+            "recipes/soup.md"
+        } else {
+            "recipes/bread.md"
+        }));
+    }
+    // No waiting for the log: these run at once.
+    let stats = env.json(["agent", "stats", "--json"]);
+    let r = env.json(["agent", "run", "--once", "--planner", "heuristic", "--json"]);
+    let took = start.elapsed();
+    assert!(
+        stats["log"]["opens"].as_u64().unwrap_or(0) >= 16,
+        "agent stats right after 16 opens ({took:?}): {stats}"
+    );
+    let actions = r["actions"].as_array().unwrap();
+    assert!(
+        actions.iter().any(|a| a["action"] == "create_view"),
+        "a run right after the opens plans on them: {r}"
+    );
+    drop(m);
+}
+
 /// The daemon runs the (heuristic) planner on its schedule: searches the user repeats (in the
 /// mount's `@search` and with `peros search`) become a view of that query, files changed this
 /// week that the user opens become a `modified:>7d` view, and a file type the user opens across
