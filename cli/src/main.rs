@@ -802,10 +802,14 @@ fn run(cli: Cli, ctx: &Ctx, out: &mut dyn Write, err: &mut dyn Write) -> Result<
                 )?;
                 writeln!(
                     out,
-                    "objects:  {} ({:.1} MB stored, {:.3}× logical)",
+                    "objects:  {} ({:.1} MB stored, {:.3}× logical; {:.1} MB of file data held, \
+                     {:.1} MB garbage to reclaim, {:.1} MB buffered)",
                     stats.objects,
                     stats.stored_bytes as f64 / 1e6,
-                    overhead
+                    overhead,
+                    stats.live_bytes as f64 / 1e6,
+                    stats.garbage_bytes as f64 / 1e6,
+                    stats.dirty_bytes as f64 / 1e6
                 )?;
                 writeln!(out, "versions: {}", stats.versions)?;
                 match &index {

@@ -167,13 +167,15 @@ impl PerosFs {
     }
 
     fn attr(&self, ino: Ino, node: &Inode) -> FileAttr {
-        let (mut size, mut mtime) = (node.size, node.mtime);
+        let (mut size, mut mtime, mut ctime) = (node.size, node.mtime, node.ctime);
         // Holes (sparse chunks) take no blocks, so `du` and sparse-aware copies see them.
         let mut stored = node.stored_bytes().min(size);
         if node.kind == Kind::File {
             if let Some((psize, pmtime, dirty)) = self.store.pending_attr(ino) {
                 size = psize;
                 mtime = pmtime;
+                // A write changes ctime too; the commit that records it may still be queued.
+                ctime = ctime.max(pmtime);
                 stored = (stored + dirty).min(size);
             }
         } else {
@@ -185,7 +187,7 @@ impl PerosFs {
             blocks: stored.div_ceil(512),
             atime: node.atime.to_system(),
             mtime: mtime.to_system(),
-            ctime: node.ctime.to_system(),
+            ctime: ctime.to_system(),
             crtime: node.crtime.to_system(),
             kind: file_type(node.kind),
             perm: node.perm,
@@ -222,6 +224,15 @@ impl PerosFs {
         Ok(())
     }
 
+    /// A close: the store records a version and commits in its next group commit.
+    fn close(&self, ino: Ino) -> Result<(), StoreError> {
+        if let Some(node) = self.store.close(ino)? {
+            self.counters.commits.fetch_add(1, Ordering::Relaxed);
+            self.seen.lock().insert(ino, (node.mtime, node.size));
+        }
+        Ok(())
+    }
+
     fn open_file(&self, ino: Ino) {
         *self.files.lock().entry(ino).or_insert(0) += 1;
     }
@@ -239,7 +250,7 @@ impl PerosFs {
 
     fn release_file(&self, ino: Ino) -> Result<(), StoreError> {
         // A failed commit keeps its data buffered in the store, which retries it.
-        let result = self.commit(ino, false, true);
+        let result = self.close(ino);
         let last = {
             let mut files = self.files.lock();
             match files.get_mut(&ino) {
@@ -782,7 +793,7 @@ impl Filesystem for FuseAdapter {
         reply: ReplyEmpty,
     ) {
         let fs = &self.0;
-        match fs.commit(ino.0, false, true) {
+        match fs.close(ino.0) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno(&e)),
         }

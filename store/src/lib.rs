@@ -1279,7 +1279,12 @@ impl Store {
             }
             return self.resize_settled(ino, attr, size);
         }
-        self.apply_setattr(ino, attr)
+        let node = self.apply_setattr(ino, attr)?;
+        if attr.mtime.is_some() {
+            // The buffers' view of mtime follows an explicit one (utimens after a write).
+            self.note_mtime(ino, node.mtime);
+        }
+        Ok(node)
     }
 
     /// The transaction of [`Store::setattr`] (buffers already settled for a size change).

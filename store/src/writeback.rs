@@ -21,6 +21,13 @@ use crate::{Result, SetAttr, Store, StoreError};
 
 /// Buffered bytes of one file that make it worth committing in the background.
 pub const WRITEBACK_START: usize = 8 * 1024 * 1024;
+/// Files up to this size have their slices packed with other small files' into shared
+/// objects (as restic and kopia pack blobs): many small files do not cost an object each.
+pub const PACK_FILE_MAX: u64 = 256 * 1024;
+/// A pack is closed once it holds this much.
+pub const PACK_TARGET: usize = 4 * 1024 * 1024;
+/// Files a committer takes from the queue for one group commit, at most.
+const BATCH_FILES: usize = 512;
 const CHUNK: u64 = CHUNK_SIZE as u64;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -45,6 +52,8 @@ struct Pending {
     failed: bool,
     /// Taken out of the table: a writer holding it must look the file up again.
     removed: bool,
+    /// Closed since its last version: the next commit records one.
+    version_due: bool,
     /// Chunk of the latest write (a background commit leaves it to fill up).
     last_chunk: u64,
 }
@@ -118,6 +127,37 @@ enum Take {
     All,
     /// All but the chunk being written, unless it is full (background).
     Settled,
+}
+
+/// Moves what `take` selects of the file's buffers into a frozen set that reads still
+/// see; says whether the commit should record a version.
+fn freeze(fb: &FileBuf, take: Take, record_version: bool) -> (Arc<Frozen>, bool) {
+    let mut st = lock(&fb.state);
+    st.queued = false;
+    let mut chunks = std::mem::take(&mut st.chunks);
+    if take == Take::Settled {
+        let last = st.last_chunk;
+        let len = (st.size.saturating_sub(last * CHUNK)).min(CHUNK) as u32;
+        if chunks.get(&last).is_some_and(|r| !r.covers(len)) {
+            let keep = chunks.remove(&last).expect("checked");
+            st.chunks.insert(last, keep);
+        }
+    }
+    let bytes: usize = chunks.values().map(DirtyRanges::bytes).sum();
+    st.bytes -= bytes.min(st.bytes);
+    let version = (record_version || st.version_due) && (st.changed || st.version_due);
+    if version {
+        st.changed = false;
+        st.version_due = false;
+    }
+    let frozen = Arc::new(Frozen {
+        size: st.size,
+        mtime: st.mtime,
+        chunks,
+        bytes,
+    });
+    st.frozen = Some(frozen.clone());
+    (frozen, version)
 }
 
 impl Store {
@@ -269,6 +309,13 @@ impl Store {
         first_err.map_or(Ok(()), Err)
     }
 
+    /// An explicit mtime was set: buffered state reports it until the next write.
+    pub(crate) fn note_mtime(&self, ino: Ino, mtime: Time) {
+        if let Some(fb) = self.writeback.file(ino) {
+            lock(&fb.state).mtime = mtime;
+        }
+    }
+
     /// Size, mtime and buffered bytes of `ino` including uncommitted writes, if any.
     pub fn pending_attr(&self, ino: Ino) -> Option<(u64, Time, u64)> {
         let fb = self.writeback.file(ino)?;
@@ -329,6 +376,7 @@ impl Store {
             // Writes that raced in after the commit above: cut them to the new size.
             let mut st = lock(&fb.state);
             st.size = node.size;
+            st.mtime = node.mtime;
             let mut freed = 0usize;
             let tail_idx = size / CHUNK;
             let tail = (size % CHUNK) as u32;
@@ -374,84 +422,136 @@ impl Store {
         durable: bool,
         record_version: bool,
     ) -> Result<Option<Inode>> {
-        let wb = &self.writeback;
-        let Some(fb) = wb.file(ino) else {
+        let Some(fb) = self.writeback.file(ino) else {
             return Ok(None);
         };
-        let (frozen, version) = {
-            let mut st = lock(&fb.state);
-            st.queued = false;
-            let mut chunks = std::mem::take(&mut st.chunks);
-            if take == Take::Settled {
-                let last = st.last_chunk;
-                let len = (st.size.saturating_sub(last * CHUNK)).min(CHUNK) as u32;
-                if chunks.get(&last).is_some_and(|r| !r.covers(len)) {
-                    let keep = chunks.remove(&last).expect("checked");
-                    st.chunks.insert(last, keep);
-                }
-            }
-            let bytes: usize = chunks.values().map(DirtyRanges::bytes).sum();
-            st.bytes -= bytes.min(st.bytes);
-            let version = record_version && st.changed;
-            if version {
-                st.changed = false;
-            }
-            let frozen = Arc::new(Frozen {
-                size: st.size,
-                mtime: st.mtime,
-                chunks,
-                bytes,
-            });
-            st.frozen = Some(frozen.clone());
-            (frozen, version)
-        };
+        let (frozen, version) = freeze(&fb, take, record_version);
         let result = if frozen.chunks.is_empty() && !version && !durable {
-            Ok(None)
+            Ok(vec![None])
         } else {
-            self.commit_frozen(ino, &frozen, durable, version)
+            self.commit_frozen(&[(ino, frozen.clone(), version)], durable)
         };
-        let mut st = lock(&fb.state);
-        st.frozen = None;
-        match &result {
-            Ok(_) => {
-                st.failed = false;
-                drop(st);
-                wb.add_dirty(-(frozen.bytes as i64));
-                self.forget_if_idle(ino, &fb);
+        match result {
+            Ok(mut nodes) => {
+                self.settled(ino, &fb, &frozen);
+                Ok(nodes.pop().flatten())
             }
             Err(e) => {
-                // Keep the data: newer writes go on top of what failed, and it is retried.
-                tracing::error!("commit of inode {ino} failed (kept, will retry): {e}");
-                let frozen = Arc::try_unwrap(frozen).unwrap_or_else(|f| Frozen {
-                    size: f.size,
-                    mtime: f.mtime,
-                    chunks: f.chunks.clone(),
-                    bytes: f.bytes,
-                });
-                let before = st.bytes + frozen.bytes;
-                let newer = std::mem::replace(&mut st.chunks, frozen.chunks);
-                for (idx, ranges) in newer {
-                    let into = st.chunks.entry(idx).or_default();
-                    for (off, data) in ranges.ranges {
-                        into.insert(off, &data);
-                    }
-                }
-                let bytes: usize = st.chunks.values().map(DirtyRanges::bytes).sum();
-                st.bytes = bytes;
-                st.changed |= version;
-                st.failed = true;
-                drop(st);
-                wb.add_dirty(bytes as i64 - before as i64);
+                self.unsettled(ino, &fb, frozen, version, &e);
+                Err(e)
             }
         }
-        result
+    }
+
+    /// Commits the queued files `inos` together (the committers' group commit): one
+    /// transaction, and the slices of small files packed into shared objects. A file whose
+    /// commit lock is busy (an fsync or close is committing it) is left to that caller.
+    fn commit_batch(&self, inos: &[Ino]) {
+        let files: Vec<(Ino, Arc<FileBuf>)> = inos
+            .iter()
+            .filter_map(|i| self.writeback.file(*i).map(|f| (*i, f)))
+            .collect();
+        let mut guards = Vec::new();
+        let mut batch = Vec::new();
+        let mut busy = Vec::new();
+        for (ino, fb) in &files {
+            let Ok(g) = fb.commit.try_lock() else {
+                busy.push(*ino);
+                continue;
+            };
+            guards.push(g);
+            let (take, version) = {
+                let st = lock(&fb.state);
+                if st.version_due {
+                    (Take::All, true)
+                } else {
+                    (Take::Settled, false)
+                }
+            };
+            let (frozen, version) = freeze(fb, take, version);
+            batch.push((*ino, fb.clone(), frozen, version));
+        }
+        // Files another thread is committing stay queued: what they buffer after that commit
+        // started is still ours to take.
+        for ino in &busy {
+            self.writeback.enqueue(*ino);
+        }
+        if batch.is_empty() {
+            if !busy.is_empty() {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            return;
+        }
+        let work: Vec<(Ino, Arc<Frozen>, bool)> = batch
+            .iter()
+            .map(|(i, _, f, v)| (*i, f.clone(), *v))
+            .collect();
+        match self.commit_frozen(&work, false) {
+            Ok(_) => {
+                for (ino, fb, frozen, _) in &batch {
+                    self.settled(*ino, fb, frozen);
+                }
+            }
+            Err(e) => {
+                for (ino, fb, frozen, version) in batch {
+                    self.unsettled(ino, &fb, frozen, version, &e);
+                }
+            }
+        }
+        drop(guards);
+    }
+
+    /// A commit of `frozen` landed: forget it.
+    fn settled(&self, ino: Ino, fb: &Arc<FileBuf>, frozen: &Arc<Frozen>) {
+        let mut st = lock(&fb.state);
+        st.frozen = None;
+        st.failed = false;
+        drop(st);
+        self.writeback.add_dirty(-(frozen.bytes as i64));
+        self.forget_if_idle(ino, fb);
+    }
+
+    /// A commit of `frozen` failed: keep its data under the newer writes, to retry.
+    fn unsettled(
+        &self,
+        ino: Ino,
+        fb: &Arc<FileBuf>,
+        frozen: Arc<Frozen>,
+        version: bool,
+        e: &StoreError,
+    ) {
+        tracing::error!("commit of inode {ino} failed (kept, will retry): {e}");
+        let mut st = lock(&fb.state);
+        st.frozen = None;
+        let before = st.bytes + frozen.bytes;
+        let frozen_chunks = Arc::try_unwrap(frozen)
+            .map(|f| f.chunks)
+            .unwrap_or_else(|f| f.chunks.clone());
+        let newer = std::mem::replace(&mut st.chunks, frozen_chunks);
+        for (idx, ranges) in newer {
+            let into = st.chunks.entry(idx).or_default();
+            for (off, data) in ranges.ranges {
+                into.insert(off, &data);
+            }
+        }
+        let bytes: usize = st.chunks.values().map(DirtyRanges::bytes).sum();
+        st.bytes = bytes;
+        st.changed |= version;
+        st.failed = true;
+        drop(st);
+        self.writeback.add_dirty(bytes as i64 - before as i64);
     }
 
     /// Drops the buffer entry of a file with nothing left to commit or record.
     fn forget_if_idle(&self, ino: Ino, fb: &Arc<FileBuf>) {
         let mut files = lock(&self.writeback.files);
         let mut st = lock(&fb.state);
-        if st.chunks.is_empty() && st.frozen.is_none() && !st.changed && !st.queued {
+        if st.chunks.is_empty()
+            && st.frozen.is_none()
+            && !st.changed
+            && !st.queued
+            && !st.version_due
+        {
             st.removed = true;
             drop(st);
             if files.get(&ino).is_some_and(|f| Arc::ptr_eq(f, fb)) {
@@ -460,103 +560,139 @@ impl Store {
         }
     }
 
-    /// Seals the frozen buffers as one slice per chunk and commits them in one transaction.
+    /// Seals the frozen buffers of `files` (one slice per chunk; the chunks of small files
+    /// packed together into shared objects) and commits them all in one transaction.
     fn commit_frozen(
         &self,
-        ino: Ino,
-        frozen: &Frozen,
+        files: &[(Ino, Arc<Frozen>, bool)],
         durable: bool,
-        record_version: bool,
-    ) -> Result<Option<Inode>> {
+    ) -> Result<Vec<Option<Inode>>> {
         let _guard = self.ingest.read().unwrap_or_else(|e| e.into_inner());
-        // Plaintext and pieces per chunk. A chunk rewritten whole is sealed straight from its
-        // buffer (and named by its content, so equal chunks are stored once).
-        let mut plans: Vec<(u64, Vec<Piece>, std::borrow::Cow<[u8]>)> = Vec::new();
-        for (idx, ranges) in &frozen.chunks {
-            let start = idx * CHUNK;
-            if start >= frozen.size {
-                continue;
-            }
-            let len = (frozen.size - start).min(CHUNK) as u32;
-            if ranges.covers(len) {
-                let data = &ranges.ranges[&0][..len as usize];
-                plans.push((
-                    *idx,
-                    vec![Piece {
-                        offset: 0,
-                        len,
-                        at: 0,
-                    }],
-                    std::borrow::Cow::Borrowed(data),
-                ));
-                continue;
-            }
-            let mut pieces = Vec::new();
-            let mut buf = Vec::new();
-            for (off, data) in &ranges.ranges {
-                if *off >= len {
+        // Per file and chunk: pieces and which sealed item holds them. Items are objects to
+        // seal: a chunk rewritten whole is sealed straight from its buffer (and named by its
+        // content, so equal chunks are stored once); small files share pack objects.
+        let mut items: Vec<std::borrow::Cow<[u8]>> = Vec::new();
+        let mut plans: Vec<(usize, u64, Vec<Piece>, usize)> = Vec::new();
+        let mut pack: Option<usize> = None;
+        for (f, (_, frozen, _)) in files.iter().enumerate() {
+            let small = frozen.size <= PACK_FILE_MAX;
+            for (idx, ranges) in &frozen.chunks {
+                let start = idx * CHUNK;
+                if start >= frozen.size {
                     continue;
                 }
-                let n = (data.len() as u32).min(len - off);
-                pieces.push(Piece {
-                    offset: *off,
-                    len: n,
-                    at: buf.len() as u32,
-                });
-                buf.extend_from_slice(&data[..n as usize]);
-            }
-            if !pieces.is_empty() {
-                plans.push((*idx, pieces, std::borrow::Cow::Owned(buf)));
+                let len = (frozen.size - start).min(CHUNK) as u32;
+                if ranges.covers(len) && !small {
+                    let data = &ranges.ranges[&0][..len as usize];
+                    items.push(std::borrow::Cow::Borrowed(data));
+                    plans.push((
+                        f,
+                        *idx,
+                        vec![Piece {
+                            offset: 0,
+                            len,
+                            at: 0,
+                        }],
+                        items.len() - 1,
+                    ));
+                    continue;
+                }
+                let item = match pack {
+                    Some(p) if small && items[p].len() < PACK_TARGET => p,
+                    _ => {
+                        items.push(std::borrow::Cow::Owned(Vec::new()));
+                        if small {
+                            pack = Some(items.len() - 1);
+                        }
+                        items.len() - 1
+                    }
+                };
+                let buf = items[item].to_mut();
+                let mut pieces = Vec::new();
+                for (off, data) in &ranges.ranges {
+                    if *off >= len {
+                        continue;
+                    }
+                    let n = (data.len() as u32).min(len - off);
+                    pieces.push(Piece {
+                        offset: *off,
+                        len: n,
+                        at: buf.len() as u32,
+                    });
+                    buf.extend_from_slice(&data[..n as usize]);
+                }
+                if !pieces.is_empty() {
+                    plans.push((f, *idx, pieces, item));
+                }
             }
         }
-        let sealed = self.seal_many(plans.iter().map(|(i, _, d)| (*i, d.as_ref())).collect())?;
+        let sealed = self.seal_many(
+            items
+                .iter()
+                .enumerate()
+                .filter(|(_, d)| !d.is_empty())
+                .map(|(i, d)| (i as u64, d.as_ref()))
+                .collect(),
+        )?;
+        let names: HashMap<usize, [u8; 32]> =
+            sealed.iter().map(|(i, (n, _))| (*i as usize, *n)).collect();
         let objs: Vec<_> = sealed.iter().filter_map(|(_, (_, o))| *o).collect();
         if durable && !objs.is_empty() {
             self.backend.sync()?;
         }
         let mut compact = Vec::new();
         let mut garbage = 0u64;
-        let node = self.write(durable, |tx| {
-            let mut node = match tx.inode(ino) {
-                Ok(n) => n,
-                // Deleted meanwhile (and not kept open): its buffered data goes with it.
-                Err(StoreError::NotFound(_)) => return Ok(None),
-                Err(e) => return Err(e),
-            };
-            if node.kind != Kind::File {
-                return Err(StoreError::Invalid(format!(
-                    "{} is not a regular file",
-                    crate::show(&node.name)
-                )));
-            }
+        let nodes = self.write(durable, |tx| {
             tx.note_objects(&objs)?;
-            for ((idx, pieces, _), (_, (name, _))) in plans.iter().zip(&sealed) {
-                let (dropped, wants) = tx.apply_slice(
-                    ino,
-                    &mut node,
-                    *idx,
-                    Slice {
-                        object: *name,
-                        pieces: pieces.clone(),
-                    },
-                )?;
-                garbage += dropped;
-                if wants {
-                    compact.push(*idx);
+            let mut nodes = Vec::with_capacity(files.len());
+            for (f, (ino, frozen, record_version)) in files.iter().enumerate() {
+                let ino = *ino;
+                let mut node = match tx.inode(ino) {
+                    Ok(n) => n,
+                    // Deleted meanwhile (and not kept open): its buffered data goes with it.
+                    Err(StoreError::NotFound(_)) => {
+                        nodes.push(None);
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
+                if node.kind != Kind::File {
+                    return Err(StoreError::Invalid(format!(
+                        "{} is not a regular file",
+                        crate::show(&node.name)
+                    )));
                 }
+                let mut wrote = false;
+                for (_, idx, pieces, item) in plans.iter().filter(|p| p.0 == f) {
+                    let (dropped, wants) = tx.apply_slice(
+                        ino,
+                        &mut node,
+                        *idx,
+                        Slice {
+                            object: names[item],
+                            pieces: pieces.clone(),
+                        },
+                    )?;
+                    wrote = true;
+                    garbage += dropped;
+                    if wants {
+                        compact.push((ino, *idx));
+                    }
+                }
+                let changed = wrote || node.size != frozen.size;
+                node.size = frozen.size;
+                if changed {
+                    node.mtime = frozen.mtime;
+                    node.ctime = Time::now();
+                }
+                tx.put_inode(ino, &node)?;
+                if *record_version {
+                    let path = tx.path_of(ino)?;
+                    tx.add_version(&path, tx.version_of(ino, &node, false)?, self.versions_keep)?;
+                }
+                nodes.push(Some(node));
             }
-            let changed = !plans.is_empty() || node.size != frozen.size;
-            node.size = frozen.size;
-            if changed {
-                node.mtime = frozen.mtime;
-                node.ctime = Time::now();
-            }
-            tx.put_inode(ino, &node)?;
-            if record_version {
-                let path = tx.path_of(ino)?;
-                tx.add_version(&path, tx.version_of(ino, &node, false)?, self.versions_keep)?;
-            }
-            Ok(Some(node))
+            Ok(nodes)
         })?;
         drop(_guard);
         self.gc.add_garbage(garbage);
@@ -565,16 +701,39 @@ impl Store {
         }
         if !compact.is_empty() {
             if self.writeback.committers.load(Ordering::Relaxed) {
-                self.gc.queue_compaction(ino, compact);
+                for (ino, idx) in compact {
+                    self.gc.queue_compaction(ino, vec![idx]);
+                }
             } else {
-                for idx in compact {
+                for (ino, idx) in compact {
                     if let Err(e) = self.compact_chunk(ino, idx) {
                         tracing::warn!("compacting chunk {idx} of inode {ino}: {e}");
                     }
                 }
             }
         }
-        Ok(node)
+        Ok(nodes)
+    }
+
+    /// A file was closed: record a version of it (if it changed) and commit what it
+    /// buffered. With committers running this returns at once and the commit joins the next
+    /// group commit; without them it commits here. Returns the inode if committed here.
+    pub fn close(&self, ino: Ino) -> Result<Option<Inode>> {
+        if !self.writeback.committers.load(Ordering::Relaxed) {
+            return self.flush(ino, false, true);
+        }
+        let Some(fb) = self.writeback.file(ino) else {
+            return Ok(None);
+        };
+        let mut st = lock(&fb.state);
+        if st.changed {
+            st.version_due = true;
+        }
+        if (st.version_due || st.bytes > 0) && !st.queued && !st.removed {
+            st.queued = true;
+            self.writeback.enqueue(ino);
+        }
+        Ok(None)
     }
 
     /// Starts the background work of a long-running process (the mount daemon): `committers`
@@ -598,13 +757,12 @@ impl Store {
                             .1
                             .wait_timeout_while(q, Duration::from_millis(500), |q| q.is_empty())
                             .unwrap_or_else(|e| e.into_inner());
-                        q.pop_front()
+                        let n = q.len().min(BATCH_FILES);
+                        q.drain(..n).collect::<Vec<Ino>>()
                     };
                     let Some(store) = weak.upgrade() else { return };
-                    if let Some(ino) = next {
-                        if let Err(e) = store.commit_file(ino, Take::Settled, false, false) {
-                            tracing::warn!("background commit of inode {ino}: {e}");
-                        }
+                    if !next.is_empty() {
+                        store.commit_batch(&next);
                     }
                 })
                 .expect("spawn committer thread");
