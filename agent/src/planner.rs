@@ -437,16 +437,8 @@ impl Llm {
             .map(|(n, d, p)| json!({"type": "function", "function": {"name": n, "description": d, "parameters": p}}))
             .collect();
         let mut messages = Value::Array(messages.to_vec());
-        scrub(&mut messages, &|t: &str| {
-            let mut t = host.policy.clean(t);
-            // Last line of defence: no excluded path leaves, whatever a tool or prompt held.
-            for p in excluded {
-                if p.len() > 1 && t.contains(p.as_str()) {
-                    t = t.replace(p.as_str(), "[excluded]");
-                }
-            }
-            t
-        });
+        // Redacted, and no excluded path leaves, whatever a tool or prompt held.
+        scrub(&mut messages, &|t: &str| host.policy.outgoing(t, excluded));
         let mut body = json!({
             "model": if self.model.is_empty() { "local" } else { self.model.as_str() },
             "messages": messages,

@@ -11,9 +11,21 @@
 //! - `redact = true` (default) replaces private keys, API tokens (sk-…, AKIA…, ghp_…, xox?-…),
 //!   AWS secret assignments, password assignments and e-mail addresses with `[REDACTED]` in
 //!   everything sent, loopback or not.
+//! - `peros ask` applies the same policy through the same functions ([`Policy::visible_file`],
+//!   [`Policy::content_allowed`], [`Policy::outgoing`]): excluded files are never cited or
+//!   sent, passages are redacted, and nothing at all goes to a non-loopback endpoint unless
+//!   `allow_content_to_remote` (the answer is then extractive).
+//! - Secret files (SSH and GnuPG directories, `*.pem`, `*.key`, `*.p12`/`*.pfx`, SSH private
+//!   keys `id_rsa*`/`id_ed25519*`/…, `.env` files, `.netrc`, `.aws/`) are in the default
+//!   `never_read`, not in the indexer's skip list: what the policy guards is content leaving
+//!   the machine (LLM requests) and what the agent and `ask` show; `peros search` is the user
+//!   searching their own files in a local index (0700, like the metadata), and a user who
+//!   wants a key file found by name or content keeps that. A user's own `never_read`
+//!   replaces the default list, so it should repeat these patterns.
 
 use std::sync::OnceLock;
 
+use peros_store::{Ino, Inode, Kind, Store};
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
@@ -68,17 +80,35 @@ impl Default for AgentConfig {
             prefetch_min_p: 0.6,
             log_max_mb: 8,
             max_steps: 8,
-            never_read: vec![
-                "**/.ssh/**".into(),
-                "**/.gnupg/**".into(),
-                "**/*.key".into(),
-                "**/*.pem".into(),
-            ],
+            never_read: default_never_read(),
             never_read_tags: vec!["private".into()],
             allow_content_to_remote: false,
             redact: true,
         }
     }
+}
+
+/// The default `never_read`: where secrets live (see the module comment for why here and not
+/// in the indexer).
+pub fn default_never_read() -> Vec<String> {
+    [
+        "**/.ssh/**",
+        "**/.gnupg/**",
+        "**/.aws/**",
+        "**/*.key",
+        "**/*.pem",
+        "**/*.p12",
+        "**/*.pfx",
+        "**/id_rsa*",
+        "**/id_dsa*",
+        "**/id_ecdsa*",
+        "**/id_ed25519*",
+        "**/.env",
+        "**/.env.*",
+        "**/.netrc",
+    ]
+    .map(String::from)
+    .to_vec()
 }
 
 /// `*` matches within one path component, `**` any number of components, `?` one character.
@@ -179,6 +209,69 @@ impl Policy {
             text.to_string()
         }
     }
+
+    /// The tags of a stored file (the `user.peros.tags` xattr), as `never_read_tags` sees them.
+    pub fn tags_of(node: &Inode) -> Vec<String> {
+        node.xattrs
+            .get(peros_indexer::TAGS_XATTR)
+            .map(|v| peros_indexer::parse_tags(v))
+            .unwrap_or_default()
+    }
+
+    /// Whether the policy lets the agent see `path`, with the tags `store` holds for it (a
+    /// path that does not resolve is judged by its name).
+    pub fn readable_in(&self, store: &Store, path: &str) -> bool {
+        let tags = store
+            .resolve(path.as_bytes())
+            .map(|(_, n)| Self::tags_of(&n))
+            .unwrap_or_default();
+        self.readable(path, &tags)
+    }
+
+    /// The regular file at `path` if the policy lets the agent see it. An excluded file is
+    /// `None` like a missing one or a directory, so callers cannot tell them apart.
+    pub fn visible_file(&self, store: &Store, path: &str) -> Option<(Ino, Inode)> {
+        let (ino, node) = store.resolve(path.as_bytes()).ok()?;
+        (node.kind == Kind::File && self.readable(path, &Self::tags_of(&node)))
+            .then_some((ino, node))
+    }
+
+    /// Paths of every stored file the policy excludes, longest first (so a file is scrubbed
+    /// before its directory), for [`Policy::outgoing`]. Capped for very large stores.
+    pub fn excluded_paths(&self, store: &Store) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.never_read.is_empty() && self.never_read_tags.is_empty() {
+            return out;
+        }
+        for (ino, node) in store
+            .all_inodes()
+            .unwrap_or_default()
+            .into_iter()
+            .take(200_000)
+        {
+            if let Ok(p) = store.path_of(ino) {
+                let p = String::from_utf8_lossy(&p).into_owned();
+                if p != "/" && !self.readable(&p, &Self::tags_of(&node)) {
+                    out.push(p);
+                }
+            }
+        }
+        out.sort_by_key(|p| std::cmp::Reverse(p.len()));
+        out
+    }
+
+    /// `text` as it may leave for an LLM: redacted ([`Policy::clean`]), and, as the last line
+    /// of defence, with every `excluded` path (from [`Policy::excluded_paths`]) replaced by
+    /// `[excluded]`, whatever a file, tool result or prompt held.
+    pub fn outgoing(&self, text: &str, excluded: &[String]) -> String {
+        let mut t = self.clean(text);
+        for p in excluded {
+            if p.len() > 1 && t.contains(p.as_str()) {
+                t = t.replace(p.as_str(), "[excluded]");
+            }
+        }
+        t
+    }
 }
 
 /// Whether `endpoint` is an http(s) URL whose host is loopback: an IPv4 address in
@@ -251,6 +344,50 @@ mod tests {
         assert!(!glob_match("private/*", "/private/x/y.txt"));
         assert!(!glob_match("/private/**", "/public/private.txt"));
         assert!(glob_match("**/secret*", "/x/secret-plans.md"));
+    }
+
+    #[test]
+    fn secret_files_are_excluded_by_default() {
+        let p = Policy::from_config(&AgentConfig::default());
+        for path in [
+            "/home/u/.ssh/config",
+            "/backup/.ssh/authorized_keys",
+            "/keys/id_rsa",
+            "/keys/id_rsa.pub",
+            "/old/laptop/id_ed25519",
+            "/x/id_ecdsa_sk",
+            "/srv/tls/server.pem",
+            "/srv/tls/server.key",
+            "/certs/client.p12",
+            "/proj/.env",
+            "/proj/.env.production",
+            "/home/u/.netrc",
+            "/home/u/.aws/credentials",
+            "/home/u/.gnupg/private-keys-v1.d/a.key",
+        ] {
+            assert!(!p.readable(path, &[]), "{path} is excluded by default");
+        }
+        for path in [
+            "/proj/env.md",
+            "/proj/.envrc",
+            "/notes/keys.md",
+            "/docs/pem-format.txt",
+            "/a/id_card.pdf",
+        ] {
+            assert!(p.readable(path, &[]), "{path} is readable by default");
+        }
+    }
+
+    #[test]
+    fn outgoing_text_is_redacted_and_loses_excluded_paths() {
+        let p = Policy::from_config(&AgentConfig::default());
+        let t = p.outgoing(
+            "see /vault/a.txt and /vault, mail bob@example.com",
+            &["/vault/a.txt".into(), "/vault".into()],
+        );
+        assert_eq!(t, "see [excluded] and [excluded], mail [REDACTED]");
+        let raw = Policy { redact: false, ..p };
+        assert_eq!(raw.outgoing("bob@example.com", &[]), "bob@example.com");
     }
 
     #[test]

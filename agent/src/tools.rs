@@ -172,59 +172,26 @@ fn arg<'a>(args: &'a Value, k: &str) -> &'a str {
 
 impl Host {
     fn tags_of(node: &peros_store::Inode) -> Vec<String> {
-        node.xattrs
-            .get(TAGS_XATTR)
-            .map(|v| parse_tags(v))
-            .unwrap_or_default()
+        Policy::tags_of(node)
     }
 
     /// Whether the policy lets the agent see `path` (checks the file's tags too).
     pub fn readable_path(&self, path: &str) -> bool {
-        let tags = self
-            .store
-            .resolve(path.as_bytes())
-            .map(|(_, n)| Self::tags_of(&n))
-            .unwrap_or_default();
-        self.policy.readable(path, &tags)
+        self.policy.readable_in(&self.store, path)
     }
 
     /// The regular file at `path` if the policy lets the agent see it; an excluded file gets
     /// the same "no such file" as a missing one, so the planner learns nothing of it.
     fn visible_file(&self, path: &str) -> Result<(u64, peros_store::Inode), String> {
-        let missing = || format!("no such file {path:?}");
-        let (ino, node) = self.store.resolve(path.as_bytes()).map_err(|_| missing())?;
-        if node.kind != peros_store::Kind::File
-            || !self.policy.readable(path, &Self::tags_of(&node))
-        {
-            return Err(missing());
-        }
-        Ok((ino, node))
+        self.policy
+            .visible_file(&self.store, path)
+            .ok_or_else(|| format!("no such file {path:?}"))
     }
 
     /// Paths of every stored file the policy excludes (the LLM client scrubs these from
-    /// request bodies as a last line of defence). Capped for very large stores.
+    /// request bodies as a last line of defence, [`Policy::outgoing`]).
     pub fn excluded_paths(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        if self.policy.never_read.is_empty() && self.policy.never_read_tags.is_empty() {
-            return out;
-        }
-        for (ino, node) in self
-            .store
-            .all_inodes()
-            .unwrap_or_default()
-            .into_iter()
-            .take(200_000)
-        {
-            if let Ok(p) = self.store.path_of(ino) {
-                let p = String::from_utf8_lossy(&p).into_owned();
-                if p != "/" && !self.policy.readable(&p, &Self::tags_of(&node)) {
-                    out.push(p);
-                }
-            }
-        }
-        // Longest first, so a file is scrubbed before its directory.
-        out.sort_by_key(|p| std::cmp::Reverse(p.len()));
-        out
+        self.policy.excluded_paths(&self.store)
     }
 
     /// A `path:` or `tag:` filter of `query` that points into what the policy excludes: the

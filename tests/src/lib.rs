@@ -23,6 +23,7 @@ use std::sync::OnceLock;
 
 pub use serde_json::Value;
 
+pub mod fake_llm;
 pub mod llama;
 pub mod seaweed;
 

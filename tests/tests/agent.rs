@@ -6,12 +6,10 @@
 //!
 //! Needs the embedding model like views.rs (`source /var/cache/peros/env.sh`).
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use peros_tests::fake_llm::FakeLlm;
 use peros_tests::llama::{Llama, Template};
 use peros_tests::*;
 use serde_json::{json, Value};
@@ -431,59 +429,7 @@ fn prefetch_raises_the_hit_rate_of_a_repeated_sequence() {
     assert!(text.contains("hit rate"), "{text}");
 }
 
-// ----- a scripted, recording OpenAI-compatible server (for the rules, deterministically) -----
-
-struct FakeLlm {
-    port: u16,
-    bodies: Arc<Mutex<Vec<String>>>,
-}
-
-fn http_reply(stream: &mut TcpStream, body: &str) {
-    let _ = write!(
-        stream,
-        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    );
-}
-
-impl FakeLlm {
-    /// Answers the n-th request with `script[n]` (an assistant message), then with "done".
-    fn start(script: Vec<Value>) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let bodies = Arc::new(Mutex::new(Vec::new()));
-        let seen = bodies.clone();
-        std::thread::spawn(move || {
-            for (n, conn) in listener.incoming().enumerate() {
-                let Ok(mut conn) = conn else { continue };
-                let mut reader = BufReader::new(conn.try_clone().unwrap());
-                let mut len = 0usize;
-                loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                        break;
-                    }
-                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                        len = v.trim().parse().unwrap_or(0);
-                    }
-                }
-                let mut body = vec![0u8; len];
-                reader.read_exact(&mut body).unwrap();
-                seen.lock()
-                    .unwrap()
-                    .push(String::from_utf8_lossy(&body).into_owned());
-                let msg = script
-                    .get(n)
-                    .cloned()
-                    .unwrap_or(json!({"role": "assistant", "content": "done"}));
-                let resp =
-                    json!({"choices": [{"index": 0, "message": msg, "finish_reason": "stop"}]});
-                http_reply(&mut conn, &resp.to_string());
-            }
-        });
-        FakeLlm { port, bodies }
-    }
-}
+// ----- the rules, deterministically, against a scripted recording server (FakeLlm) -----
 
 fn call(id: &str, name: &str, args: Value) -> Value {
     json!({"id": id, "type": "function", "function": {"name": name, "arguments": args.to_string()}})
