@@ -111,7 +111,7 @@ impl Default for StoreConfig {
             objects_dir: PathBuf::from("objects"),
             cache_mb: 256,
             versions_keep: 32,
-            dirty_mb: 256,
+            dirty_mb: 128,
             endpoint: None,
             region: None,
             access_key_id: None,

@@ -256,7 +256,21 @@ impl Ctx {
     }
 }
 
+/// glibc raises its mmap threshold to the size of each large block freed, after which 4 MiB
+/// chunk buffers come from per-thread arenas that keep their pages: measured, 50 files written
+/// and read at once pushed the daemon from 525 MB to over 700 MB. A fixed threshold returns
+/// large buffers to the system when freed; fewer arenas bound what small ones retain.
+fn bound_malloc() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets allocator parameters; called before any other thread starts.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 512 * 1024);
+        libc::mallopt(libc::M_ARENA_MAX, 4);
+    }
+}
+
 fn main() -> ExitCode {
+    bound_malloc();
     // Arguments stay bytes end to end: file names need not be UTF-8.
     let args: Vec<OsString> = std::env::args_os().collect();
     // Commands other than init/mount/umount run inside a running daemon if there is one.

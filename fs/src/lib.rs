@@ -167,11 +167,26 @@ impl PerosFs {
     }
 
     fn attr(&self, ino: Ino, node: &Inode) -> FileAttr {
+        // Buffered state first, the record second: a commit lands before the buffer is
+        // dropped, so with no buffer the record read now is current (the caller's may not be).
+        let pending = if node.kind == Kind::File {
+            self.store.pending_attr(ino)
+        } else {
+            None
+        };
+        let fresh;
+        let node = match pending {
+            None if node.kind == Kind::File => {
+                fresh = self.store.getattr(ino).unwrap_or_else(|_| node.clone());
+                &fresh
+            }
+            _ => node,
+        };
         let (mut size, mut mtime, mut ctime) = (node.size, node.mtime, node.ctime);
         // Holes (sparse chunks) take no blocks, so `du` and sparse-aware copies see them.
         let mut stored = node.stored_bytes().min(size);
         if node.kind == Kind::File {
-            if let Some((psize, pmtime, dirty)) = self.store.pending_attr(ino) {
+            if let Some((psize, pmtime, dirty)) = pending {
                 size = psize;
                 mtime = pmtime;
                 // A write changes ctime too; the commit that records it may still be queued.

@@ -203,16 +203,7 @@ impl DirtyRanges {
             .unwrap_or(start);
         let hit: Vec<u32> = self.ranges.range(first..=end).map(|(s, _)| *s).collect();
         if hit.is_empty() {
-            // A large write is likely the first of a sequential run: room for the rest of the
-            // chunk up front saves copying the buffer at every doubling.
-            let room = if data.len() >= 64 * 1024 {
-                CHUNK_SIZE.saturating_sub(start as usize).max(data.len())
-            } else {
-                data.len()
-            };
-            let mut v = Vec::with_capacity(room);
-            v.extend_from_slice(data);
-            self.ranges.insert(start, v);
+            self.ranges.insert(start, data.to_vec());
             return data.len();
         }
         let before: usize = hit.iter().map(|s| self.ranges[s].len()).sum();
@@ -234,6 +225,8 @@ impl DirtyRanges {
         }
         let at = (start - new_start) as usize;
         if buf.len() < at + data.len() {
+            // Exact growth: the dirty limit counts lengths, so capacity must not run ahead.
+            buf.reserve_exact(at + data.len() - buf.len());
             buf.resize(at + data.len(), 0);
         }
         buf[at..at + data.len()].copy_from_slice(data);

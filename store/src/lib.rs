@@ -176,7 +176,7 @@ impl Default for StoreOptions {
         Self {
             cache_bytes: 256 * 1024 * 1024,
             versions_keep: 32,
-            dirty_limit_bytes: 256 * 1024 * 1024,
+            dirty_limit_bytes: 128 * 1024 * 1024,
         }
     }
 }
