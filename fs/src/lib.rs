@@ -423,6 +423,11 @@ impl Filesystem for FuseAdapter {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        // POSIX: a component over NAME_MAX is ENAMETOOLONG, even when nothing has that name
+        // (pjdfstest checks it for chmod, chown, link, rename, rmdir, truncate, unlink).
+        if name.len() > 255 {
+            return reply.error(Errno::ENAMETOOLONG);
+        }
         if let Some(r) = self.0.virtual_lookup(parent.0, name.as_bytes()) {
             return match r {
                 Ok(attr) => reply.entry(&TTL, &attr, Generation(0)),

@@ -145,7 +145,7 @@ fn freeze(fb: &FileBuf, take: Take, record_version: bool) -> (Arc<Frozen>, bool)
     }
     let bytes: usize = chunks.values().map(DirtyRanges::bytes).sum();
     st.bytes -= bytes.min(st.bytes);
-    let version = (record_version || st.version_due) && (st.changed || st.version_due);
+    let version = st.version_due || (record_version && st.changed);
     if version {
         st.changed = false;
         st.version_due = false;
