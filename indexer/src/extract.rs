@@ -438,10 +438,38 @@ fn decode_entities(s: &str) -> String {
     out
 }
 
+/// How long the PDF parser may work on one file. The stable fuzz driver found damaged PDFs on
+/// which lopdf loops without end; past this the file is reported as failed and the parser's
+/// thread is abandoned (it costs a core until the process exits, never the indexer's progress).
+const PDF_TIME_LIMIT: std::time::Duration = std::time::Duration::from_secs(20);
+
 fn extract_pdf(bytes: &[u8]) -> Result<String, ExtractError> {
-    // PDF parsers meet hostile and broken files and can panic: a panic here
-    // must cost one file, never the indexer.
-    let result = std::panic::catch_unwind(|| pdf_extract::extract_text_from_mem(bytes));
+    // PDF parsers meet hostile and broken files and can panic or loop: a panic here must cost
+    // one file, never the indexer; a loop, one file and one thread.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let owned = bytes.to_vec();
+    let spawned = std::thread::Builder::new()
+        .name("peros-pdf".into())
+        .stack_size(16 << 20)
+        .spawn(move || {
+            let r = std::panic::catch_unwind(|| pdf_extract::extract_text_from_mem(&owned));
+            let _ = tx.send(r);
+        });
+    if let Err(e) = spawned {
+        return Err(ExtractError::Failed(format!(
+            "could not start the PDF parser: {e}"
+        )));
+    }
+    let result = match rx.recv_timeout(PDF_TIME_LIMIT) {
+        Ok(r) => r,
+        Err(_) => {
+            return Err(ExtractError::Failed(format!(
+                "the PDF parser did not finish within {} s on this file (damaged or \
+                 unsupported PDF); skipped",
+                PDF_TIME_LIMIT.as_secs()
+            )))
+        }
+    };
     match result {
         Ok(Ok(text)) => Ok(tidy_lines(&text)),
         Ok(Err(e)) => Err(ExtractError::Failed(format!(

@@ -12,12 +12,14 @@ use crate::meta::{ChunkLayout, Ino, Inode, Kind, Time, VersionRecord};
 use crate::{Result, Tx, INODES, VERSIONS};
 
 #[derive(Deserialize, Clone, Copy)]
+#[cfg_attr(test, derive(serde::Serialize))]
 struct ChunkRefV1 {
     name: Option<[u8; 32]>,
     len: u32,
 }
 
 #[derive(Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 struct InodeV1 {
     kind: Kind,
     perm: u16,
@@ -127,38 +129,10 @@ pub(crate) fn inline_chunks_to_layouts(tx: &Tx) -> Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde::Serialize;
-
-    #[derive(Serialize)]
-    struct ChunkRefOld {
-        name: Option<[u8; 32]>,
-        len: u32,
-    }
-
-    /// The old record shape, written by serde exactly as format 1 wrote it.
-    #[derive(Serialize)]
-    struct InodeOld {
-        kind: Kind,
-        perm: u16,
-        uid: u32,
-        gid: u32,
-        nlink: u32,
-        size: u64,
-        atime: Time,
-        mtime: Time,
-        ctime: Time,
-        crtime: Time,
-        rdev: u32,
-        chunks: Vec<ChunkRefOld>,
-        target: Vec<u8>,
-        xattrs: BTreeMap<Vec<u8>, Vec<u8>>,
-        parent: Ino,
-        name: Vec<u8>,
-    }
 
     #[test]
     fn old_records_decode_and_holes_vanish() {
-        let old = InodeOld {
+        let old = InodeV1 {
             kind: Kind::File,
             perm: 0o644,
             uid: 1,
@@ -171,15 +145,15 @@ mod tests {
             crtime: Time::default(),
             rdev: 0,
             chunks: vec![
-                ChunkRefOld {
+                ChunkRefV1 {
                     name: Some([7; 32]),
                     len: 4 << 20,
                 },
-                ChunkRefOld {
+                ChunkRefV1 {
                     name: None,
                     len: 4 << 20,
                 },
-                ChunkRefOld {
+                ChunkRefV1 {
                     name: Some([8; 32]),
                     len: 4 << 20,
                 },
