@@ -81,7 +81,7 @@ pub struct Journal {
 
 impl Journal {
     pub fn open(dir: &Path) -> std::io::Result<Self> {
-        std::fs::create_dir_all(dir)?;
+        crate::private_dir(dir)?;
         Ok(Self {
             path: dir.join("journal.jsonl"),
         })

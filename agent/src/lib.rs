@@ -175,12 +175,40 @@ pub fn undo_targets(
 }
 
 /// The agent's state directory in a PerOS home.
+/// Creates the agent's state directory (access log, journal) private to the user: it records
+/// which files were opened when, which is as telling as their names.
+pub fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
 pub fn state_dir(data_dir: &Path) -> std::path::PathBuf {
     data_dir.join("agent")
 }
 
 #[cfg(test)]
 mod tests {
+    /// The access log and journal say which files were opened when: their directory is 0700,
+    /// made so whatever the umask, and put back to 0700 if an older version left it open.
+    #[test]
+    fn the_agent_state_directory_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let fresh = tmp.path().join("a/agent");
+        crate::journal::Journal::open(&fresh).unwrap();
+        assert_eq!(mode(&fresh), 0o700);
+        let old = tmp.path().join("old");
+        std::fs::create_dir(&old).unwrap();
+        std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o755)).unwrap();
+        crate::log::AccessLog::open(&old, 1 << 20).unwrap();
+        assert_eq!(mode(&old), 0o700);
+    }
+
     /// The agent acts through store and indexer APIs only: access events come from
     /// `peros_store::access`, so the agent does not depend on the FUSE crate (or fuser) itself.
     #[test]

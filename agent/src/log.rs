@@ -40,7 +40,7 @@ pub struct AccessLog {
 
 impl AccessLog {
     pub fn open(dir: &Path, max_bytes: u64) -> std::io::Result<Self> {
-        std::fs::create_dir_all(dir)?;
+        crate::private_dir(dir)?;
         Ok(Self {
             path: dir.join("access.log"),
             max_bytes: max_bytes.max(64 * 1024),

@@ -130,7 +130,7 @@ impl Agent {
         dir: &Path,
         cfg: AgentConfig,
     ) -> std::io::Result<(Arc<Self>, Arc<dyn AccessSink>)> {
-        std::fs::create_dir_all(dir)?;
+        crate::private_dir(dir)?;
         let mut model = Model::new();
         for r in log::read_all(dir) {
             if r.ev == "open" {
