@@ -141,6 +141,11 @@ fn serve_one(mut stream: UnixStream, store: &Arc<Store>, info: &Arc<DaemonInfo>)
     let mut body = vec![0u8; len];
     stream.read_exact(&mut body)?;
     let req: Request = serde_json::from_slice(&body)?;
+    // A command sees what was written through the mount before it: closed files may still
+    // wait for their group commit (a few ms), so commit what is buffered first.
+    if let Err(e) = store.commit_buffered() {
+        tracing::warn!("committing buffered writes before a command: {e}");
+    }
     let mut out = FrameWriter {
         stream: stream.try_clone()?,
         kind: OUT,

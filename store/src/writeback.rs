@@ -28,6 +28,8 @@ pub const PACK_FILE_MAX: u64 = 256 * 1024;
 pub const PACK_TARGET: usize = 4 * 1024 * 1024;
 /// Files a committer takes from the queue for one group commit, at most.
 const BATCH_FILES: usize = 512;
+/// How long a committer lets the queue fill before a group commit.
+const GROUP_WINDOW: Duration = Duration::from_millis(10);
 const CHUNK: u64 = CHUNK_SIZE as u64;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -293,6 +295,16 @@ impl Store {
             self.sync()?;
         }
         Ok(node)
+    }
+
+    /// Commits what every file has buffered, without syncing (before a command that reads
+    /// the store directly). Closed files get their versions; open ones do not yet.
+    pub fn commit_buffered(&self) -> Result<()> {
+        let inos: Vec<Ino> = lock(&self.writeback.files).keys().copied().collect();
+        for ino in inos {
+            self.commit_file(ino, Take::All, false, false)?;
+        }
+        Ok(())
     }
 
     /// Commits buffered writes of every file (unmount, shutdown) and syncs.
@@ -757,6 +769,14 @@ impl Store {
                             .1
                             .wait_timeout_while(q, Duration::from_millis(500), |q| q.is_empty())
                             .unwrap_or_else(|e| e.into_inner());
+                        if !q.is_empty() && q.len() < BATCH_FILES {
+                            // The group commit window: files closed in the next few ms share
+                            // the transaction and the pack (measured: 10,000 small files made
+                            // 5,710 objects without it, one commit per close).
+                            drop(q);
+                            std::thread::sleep(GROUP_WINDOW);
+                            q = lock(&queue.0);
+                        }
                         let n = q.len().min(BATCH_FILES);
                         q.drain(..n).collect::<Vec<Ino>>()
                     };
