@@ -31,7 +31,7 @@ LLM_MODEL_FILE=qwen2.5-coder-0.5b-instruct-q4_k_m.gguf
 LLM_MODEL_SIZE=491400064
 LLM_MODEL_SHA256=1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32
 
-APT_PACKAGES=(fuse3 fio gocryptfs bindfs python3-venv rsync attr acl pkg-config cmake poppler-utils
+APT_PACKAGES=(fuse3 fio gocryptfs bindfs python3 python3-venv rsync attr acl pkg-config cmake poppler-utils
     unzip ca-certificates)
 if [[ "${PEROS_SETUP_LLM:-0}" == 1 ]]; then
     APT_PACKAGES+=(g++ make)
@@ -312,6 +312,9 @@ step_env() {
         echo "export ORT_DYLIB_PATH=\"$ORT_LIB\""
         echo "export PEROS_MODEL_DIR=\"$MODEL_DIR\""
         echo "export PEROS_WEED=\"$VENV/bin/weed\""
+        # The SQLite tests drive Debian's interpreter, whose sqlite3 module is always built
+        # (a python3 earlier on PATH, say a pyenv build, may lack it).
+        if /usr/bin/python3 -c 'import sqlite3' 2>/dev/null; then echo "export PEROS_PYTHON=/usr/bin/python3"; fi
         if [[ -x "$LLAMA_SERVER" ]]; then echo "export PEROS_LLAMA_SERVER=\"$LLAMA_SERVER\""; fi
         if [[ -s "$LLM_MODEL" ]]; then echo "export PEROS_LLM_MODEL=\"$LLM_MODEL\""; fi
         if [[ -f "$LLM_TEMPLATE" ]]; then echo "export PEROS_LLM_TEMPLATE=\"$LLM_TEMPLATE\""; fi

@@ -42,6 +42,12 @@ use peros_tests::*;
 
 // ----- shared helpers -----
 
+/// The interpreter for the SQLite tests: `$PEROS_PYTHON` (setup points it at Debian's), else
+/// `python3` on PATH.
+fn python() -> String {
+    std::env::var("PEROS_PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
 fn env_u64(name: &str, default: u64) -> u64 {
     match std::env::var(name) {
         Ok(s) if !s.trim().is_empty() => s
@@ -1394,7 +1400,7 @@ print(f"{ic}|{n}|{lo}|{hi}|{bad}")
 "#;
 
 fn require_python_sqlite() {
-    let ok = Command::new("python3")
+    let ok = Command::new(python())
         .args(["-c", "import sqlite3"])
         .output()
         .map(|o| o.status.success())
@@ -1407,7 +1413,7 @@ fn require_python_sqlite() {
 }
 
 fn sqlite_check(db: &Path, what: &str) {
-    let mut cmd = Command::new("python3");
+    let mut cmd = Command::new(python());
     cmd.arg("-c").arg(SQLITE_CHECK).arg(db);
     let out = output_within(cmd, 120, &format!("{what}: integrity check"));
     assert!(
@@ -1436,7 +1442,7 @@ fn sqlite_survives_remount_and_kill9() {
     for mode in modes {
         let db = m.p(&format!("db/{mode}.sqlite"));
         let started = Instant::now();
-        let mut cmd = Command::new("python3");
+        let mut cmd = Command::new(python());
         cmd.arg("-c").arg(SQLITE_WRITE).arg(&db).arg(mode).arg("-");
         let out = output_within(cmd, 300, &format!("sqlite {mode}: 100 transactions"));
         assert!(
@@ -1466,7 +1472,7 @@ fn sqlite_survives_remount_and_kill9() {
         let m = Mounted::new(&env, &[]);
         let pid = m.daemon_pid();
         let db = m.p(&format!("db/{mode}-kill.sqlite"));
-        let mut child = Command::new("python3")
+        let mut child = Command::new(python())
             .arg("-c")
             .arg(SQLITE_WRITE)
             .arg(&db)
