@@ -232,20 +232,24 @@ impl PerosFs {
 
     /// Commits what is buffered for `ino` (`durable`: fsync; `record_version`: a close).
     fn commit(&self, ino: Ino, durable: bool, record_version: bool) -> Result<(), StoreError> {
-        if let Some(node) = self.store.flush(ino, durable, record_version)? {
-            self.counters.commits.fetch_add(1, Ordering::Relaxed);
-            self.seen.lock().insert(ino, (node.mtime, node.size));
-        }
+        let node = self.store.flush(ino, durable, record_version)?;
+        self.committed(ino, node);
         Ok(())
     }
 
     /// A close: the store records a version and commits in its next group commit.
     fn close(&self, ino: Ino) -> Result<(), StoreError> {
-        if let Some(node) = self.store.close(ino)? {
+        let node = self.store.close(ino)?;
+        self.committed(ino, node);
+        Ok(())
+    }
+
+    /// Counts a commit made on this thread and remembers the file's state for KEEP_CACHE.
+    fn committed(&self, ino: Ino, node: Option<Inode>) {
+        if let Some(node) = node {
             self.counters.commits.fetch_add(1, Ordering::Relaxed);
             self.seen.lock().insert(ino, (node.mtime, node.size));
         }
-        Ok(())
     }
 
     fn open_file(&self, ino: Ino) {

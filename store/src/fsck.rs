@@ -91,7 +91,8 @@ impl Store {
         }
         // Layout rows: each belongs to a file and lies inside its size.
         let mut users: BTreeMap<[u8; 32], Vec<(User, u64)>> = BTreeMap::new();
-        let mut pieces: Vec<([u8; 32], u64, String)> = Vec::new();
+        // Per object, the plaintext length its pieces need (checked when it is decrypted).
+        let mut need: HashMap<[u8; 32], u64> = HashMap::new();
         for item in self.db.begin_read()?.open_table(LAYOUT)?.iter()? {
             let (k, v) = item?;
             let (ino, idx) = k.value();
@@ -131,9 +132,9 @@ impl Store {
                     .entry(s.object)
                     .or_default()
                     .push((User::Inode(ino), idx));
-                let need = s.pieces.iter().map(|p| p.at as u64 + p.len as u64).max();
-                if let Some(need) = need {
-                    pieces.push((s.object, need, format!("chunk {idx}")));
+                if let Some(n) = s.pieces.iter().map(|p| p.at as u64 + p.len as u64).max() {
+                    let e = need.entry(s.object).or_default();
+                    *e = (*e).max(n);
                 }
             }
         }
@@ -173,11 +174,6 @@ impl Store {
                 User::Version(l) => l.clone(),
             }
         };
-        let mut need: HashMap<[u8; 32], u64> = HashMap::new();
-        for (o, n, _) in pieces {
-            let e = need.entry(o).or_default();
-            *e = (*e).max(n);
-        }
         let total = (users.len() + version_users.len()) as u64;
         for (done, (name, list)) in users.into_iter().chain(version_users).enumerate() {
             let on = ObjectName(name);

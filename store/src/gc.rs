@@ -29,6 +29,9 @@ pub const GC_MIN_GARBAGE: u64 = 32 * 1024 * 1024;
 #[derive(Default)]
 pub(crate) struct GcState {
     garbage: AtomicU64,
+    /// The estimate when the small-store rule last summed the stored bytes: unchanged
+    /// garbage needs no new sum (it would scan every object record each maintenance pass).
+    checked_at: AtomicU64,
     doomed: Mutex<HashSet<[u8; 32]>>,
     deleted: Condvar,
     compactions: Mutex<BTreeSet<(Ino, u64)>>,
@@ -198,7 +201,10 @@ impl Store {
         let garbage = self.gc.garbage();
         if garbage < GC_MIN_GARBAGE {
             // Small stores: still collect once an eighth of what is stored is garbage.
-            if garbage == 0 || garbage < self.stored_bytes_recorded()? / 8 {
+            if garbage == 0 || self.gc.checked_at.swap(garbage, Ordering::Relaxed) == garbage {
+                return Ok(0);
+            }
+            if garbage < self.stored_bytes_recorded()? / 8 {
                 return Ok(0);
             }
         }

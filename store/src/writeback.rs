@@ -380,8 +380,8 @@ impl Store {
         }
         let fb = self.writeback.file(ino);
         let _commit = fb.as_ref().map(|f| lock(&f.commit));
-        if fb.is_some() {
-            self.commit_locked(ino, Take::All, false, false)?;
+        if let Some(fb) = &fb {
+            self.commit_locked(ino, fb, Take::All, false, false)?;
         }
         let node = self.apply_setattr(ino, attr)?;
         if let Some(fb) = &fb {
@@ -423,21 +423,20 @@ impl Store {
             return Ok(None);
         };
         let _commit = lock(&fb.commit);
-        self.commit_locked(ino, take, durable, record_version)
+        self.commit_locked(ino, &fb, take, durable, record_version)
     }
 
-    /// [`Store::commit_file`] with the file's commit lock held by the caller.
+    /// [`Store::commit_file`] with the commit lock of `fb` (the buffer of `ino`) held by the
+    /// caller.
     fn commit_locked(
         &self,
         ino: Ino,
+        fb: &Arc<FileBuf>,
         take: Take,
         durable: bool,
         record_version: bool,
     ) -> Result<Option<Inode>> {
-        let Some(fb) = self.writeback.file(ino) else {
-            return Ok(None);
-        };
-        let (frozen, version) = freeze(&fb, take, record_version);
+        let (frozen, version) = freeze(fb, take, record_version);
         let result = if frozen.chunks.is_empty() && !version && !durable {
             Ok(vec![None])
         } else {
@@ -445,11 +444,11 @@ impl Store {
         };
         match result {
             Ok(mut nodes) => {
-                self.settled(ino, &fb, &frozen);
+                self.settled(ino, fb, &frozen);
                 Ok(nodes.pop().flatten())
             }
             Err(e) => {
-                self.unsettled(ino, &fb, frozen, version, &e);
+                self.unsettled(ino, fb, frozen, version, &e);
                 Err(e)
             }
         }
