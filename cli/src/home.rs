@@ -51,6 +51,20 @@ pub struct IndexConfig {
     pub ort_library: Option<PathBuf>,
     /// Weight of semantic similarity in hybrid ranking, 0..1.
     pub semantic_weight: Option<f32>,
+    /// ONNX Runtime threads for background embedding (default 0: all cores; it runs at the
+    /// lowest priority, so file system work goes first).
+    pub embed_threads: Option<usize>,
+    /// Passage length in model tokens (default 256, the model's window).
+    pub chunk_tokens: Option<usize>,
+    /// An OpenAI-compatible embeddings service (`/v1/embeddings`: llama-server --embeddings,
+    /// Ollama, vLLM, TEI) to use instead of the local model. Needs `embed_model`.
+    pub embed_endpoint: Option<String>,
+    /// The model name for `embed_endpoint` (recorded: a change re-embeds everything).
+    pub embed_model: Option<String>,
+    /// API key for `embed_endpoint`, or "env:NAME" to read it from a variable.
+    pub embed_api_key: Option<String>,
+    /// Seconds before a call to `embed_endpoint` times out (default 60).
+    pub embed_timeout_secs: Option<u64>,
 }
 
 /// An OpenAI-compatible chat endpoint for `peros ask` (and the agent).
@@ -230,6 +244,45 @@ impl Home {
         if let Some(w) = config.index.semantic_weight {
             opts.semantic_weight = w;
         }
+        if let Some(t) = config.index.embed_threads {
+            opts.embed_threads = t;
+        }
+        if let Some(t) = config.index.chunk_tokens {
+            if !(32..=8192).contains(&t) {
+                anyhow::bail!(
+                    "[index] chunk_tokens = {t} in {}: use a value from 32 to 8192 (default 256)",
+                    self.config_file.display()
+                );
+            }
+            opts.chunk_tokens = t;
+        }
+        if let Some(endpoint) = config.index.embed_endpoint.filter(|e| !e.trim().is_empty()) {
+            let Some(model) = config.index.embed_model.filter(|m| !m.trim().is_empty()) else {
+                anyhow::bail!(
+                    "[index] embed_endpoint is set in {} but embed_model is not: name the model the service runs",
+                    self.config_file.display()
+                );
+            };
+            let api_key = match config.index.embed_api_key {
+                Some(k) => match k.strip_prefix("env:") {
+                    Some(name) => Some(std::env::var(name).with_context(|| {
+                        format!("[index] embed_api_key names ${name}, which is not set")
+                    })?),
+                    None => Some(k),
+                },
+                None => None,
+            };
+            opts.remote = Some(peros_indexer::RemoteEmbedding {
+                endpoint,
+                model,
+                api_key,
+                timeout: std::time::Duration::from_secs(
+                    config.index.embed_timeout_secs.unwrap_or(60).max(1),
+                ),
+            });
+        }
+        // A remote store carries its embeddings, so that another node need not recompute them.
+        opts.share_embeddings = crate::remote::is_remote(&config.store.backend);
         Ok(opts)
     }
 

@@ -21,7 +21,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use peros_crypto::Keyring;
-use peros_indexer::{chunk, extract, EmbedError, Embedder, FastEmbedder, Indexer, Mode, Options};
+use peros_indexer::{
+    extract, passages, EmbedError, Embedder, FastEmbedder, Indexer, Mode, Options,
+};
 use peros_store::{Ino, Kind, ObjectStoreBackend, Store, StoreOptions, ROOT_INO};
 
 // ---------------------------------------------------------------------------------------------
@@ -330,12 +332,15 @@ fn page_of(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or(path)
 }
 
-/// The chunk texts the indexer makes of `name`'s bytes (same functions, same parameters).
+/// The passage texts the indexer embeds for `name`'s bytes (same functions, same parameters:
+/// cut to the model's window, whitespace normalised).
 fn chunks_of(name: &str, bytes: &[u8], opts: &Options) -> Vec<String> {
+    let tokens = passages::ModelTokens::load(&opts.model.model_dir.join("tokenizer.json"))
+        .expect("the model's tokenizer.json (source /var/cache/peros/env.sh)");
     match extract::extract(name, bytes, opts.max_text_bytes) {
-        Ok(ex) => chunk::chunk_text(&ex.text, opts.chunk_bytes, opts.chunk_bytes / 8)
+        Ok(ex) => passages::cut(&ex.text, opts.chunk_tokens - 2, &tokens)
             .into_iter()
-            .map(|c| c.text)
+            .map(|p| passages::normalize(&ex.text[p.offset..p.offset + p.len]))
             .collect(),
         Err(_) => Vec::new(),
     }
@@ -1084,6 +1089,7 @@ fn scale_run(args: &Args, target_chunks: usize) -> Result<String> {
             None => {
                 let i = Indexer::open(store.clone(), Options::new(opts.dir.clone()))?;
                 i.set_embedder(Box::new(HashingEmbedder));
+                i.set_query_embedder(Box::new(HashingEmbedder));
                 ix = Some(i.clone());
                 i
             }
@@ -1160,6 +1166,7 @@ fn scale_run(args: &Args, target_chunks: usize) -> Result<String> {
         timed(|| Indexer::open(store.clone(), Options::new(opts.dir.clone())));
     let ix = ix?;
     ix.set_embedder(Box::new(HashingEmbedder));
+    ix.set_query_embedder(Box::new(HashingEmbedder));
     let t = Instant::now();
     ix.search(&qs[0].text, Mode::Hybrid, 10)?;
     let cold_search = t.elapsed();
