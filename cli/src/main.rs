@@ -269,6 +269,29 @@ fn bound_malloc() {
     }
 }
 
+/// "12.3 chunks/s, 2,950 tokens/s, about 4 min left; 120 embedded, 30 reused" for status lines.
+fn embedding_progress(st: &peros_indexer::IndexStatus) -> String {
+    let rate = if st.chunks_per_sec > 0.0 {
+        let eta = match st.eta_secs {
+            Some(s) if s >= 120 => format!(", about {} min left", s.div_ceil(60)),
+            Some(s) => format!(", about {s} s left"),
+            None => String::new(),
+        };
+        format!(
+            "{:.1} chunks/s, {:.0} tokens/s{eta}",
+            st.chunks_per_sec, st.tokens_per_sec
+        )
+    } else if st.pending_vectors > 0 {
+        "waiting to start".to_string()
+    } else {
+        "idle".to_string()
+    };
+    format!(
+        "{rate}; since start {} embedded, {} from the embedding store ({} stored vectors)",
+        st.embedded, st.reused, st.stored_vectors
+    )
+}
+
 fn main() -> ExitCode {
     bound_malloc();
     // Arguments stay bytes end to end: file names need not be UTF-8.
@@ -530,9 +553,13 @@ fn run(cli: Cli, ctx: &Ctx, out: &mut dyn Write, err: &mut dyn Write) -> Result<
                     "pending:  {} files (text), {} chunks (vectors)",
                     st.pending_text, st.pending_vectors
                 )?;
-                writeln!(out, "embedder: {}", st.embedder)?;
+                writeln!(out, "embedder: {} (model id {})", st.embedder, st.model)?;
+                writeln!(out, "embedding: {}", embedding_progress(&st))?;
                 for (p, e) in &st.errors {
                     writeln!(out, "not indexed: {p}: {e}")?;
+                }
+                if let Some(n) = &st.notice {
+                    writeln!(err, "note: {n}")?;
                 }
                 if let Some(m) = missing {
                     writeln!(err, "note: {m}")?;
@@ -833,6 +860,7 @@ fn run(cli: Cli, ctx: &Ctx, out: &mut dyn Write, err: &mut dyn Write) -> Result<
                             "index:    {} files, {} chunks, {} vectors; pending {} files, {} chunks; embedder {}",
                             st.files, st.chunks, st.vectors, st.pending_text, st.pending_vectors, st.embedder
                         )?;
+                        writeln!(out, "          embedding: {}", embedding_progress(st))?;
                         for (p, e) in st.errors.iter().take(10) {
                             writeln!(out, "          not indexed: {p}: {e}")?;
                         }

@@ -109,6 +109,12 @@ pub struct IndexStatus {
     pub reused: u64,
     /// Distinct vectors in the embedding store.
     pub stored_vectors: u64,
+    /// How this process got its vector graph: "saved" (loaded from its dump), "built" (from
+    /// the stored vectors: no usable dump), or "empty"; and how long that took.
+    pub graph_origin: String,
+    pub graph_open_ms: u64,
+    /// Something the user should know about the index (e.g. the model changed).
+    pub notice: Option<String>,
     pub errors: Vec<(String, String)>,
 }
 
@@ -218,6 +224,9 @@ pub struct Indexer {
     pub(crate) query_vectors: Mutex<HashMap<String, Vec<f32>>>,
     pub(crate) counters: Counters,
     pub(crate) rates: Mutex<pipeline::Rates>,
+    /// See [`IndexStatus::graph_origin`].
+    pub(crate) graph_origin: Mutex<(String, u64)>,
+    pub(crate) notice: Mutex<Option<String>>,
 }
 
 impl Indexer {
@@ -290,9 +299,13 @@ impl Indexer {
             query_vectors: Mutex::new(HashMap::new()),
             counters: Counters::default(),
             rates: Mutex::new(pipeline::Rates::default()),
+            graph_origin: Mutex::new(("empty".into(), 0)),
+            notice: Mutex::new(None),
         });
         me.check_model()?;
-        me.load_graph()?;
+        let t = std::time::Instant::now();
+        let origin = me.load_graph()?;
+        *me.graph_origin.lock() = (origin.to_string(), t.elapsed().as_millis() as u64);
         if let Err(e) = me.pull_embeddings() {
             tracing::warn!("{e}: continuing with the local embedding store");
         }
@@ -393,6 +406,9 @@ impl Indexer {
             embedded: self.counters.embedded.load(Ordering::Relaxed),
             reused: self.counters.reused.load(Ordering::Relaxed),
             stored_vectors: txn.open_table(EMBEDDINGS)?.len()?,
+            graph_origin: self.graph_origin.lock().0.clone(),
+            graph_open_ms: self.graph_origin.lock().1,
+            notice: self.notice.lock().clone(),
             errors,
         })
     }

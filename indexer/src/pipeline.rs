@@ -385,7 +385,7 @@ impl Indexer {
 
     /// At open: the saved graph plus the changes logged since, or a build from the stored
     /// vectors when there is no usable dump.
-    pub(crate) fn load_graph(&self) -> Result<()> {
+    pub(crate) fn load_graph(&self) -> Result<&'static str> {
         let _graph = self.graph_writer.lock();
         let members = self.db.begin_read()?.open_table(VECTORS)?.len()?;
         if let Some((loaded, seq)) = crate::vectors::VectorIndex::load(&self.graph_dir()) {
@@ -410,19 +410,20 @@ impl Indexer {
             }
             tracing::debug!("vector graph loaded; {replayed} logged changes replayed");
             if self.vectors.len() as u64 == members {
-                return Ok(());
+                return Ok("saved");
             }
             tracing::warn!(
                 "the saved vector graph holds {} vectors, the index {members}: rebuilding it",
                 self.vectors.len()
             );
         } else if members == 0 {
-            return Ok(());
+            return Ok("empty");
         } else {
             tracing::warn!("no usable saved vector graph: building it from {members} vectors");
         }
         drop(_graph);
-        self.rebuild_graph()
+        self.rebuild_graph()?;
+        Ok("built")
     }
 
     /// Builds the graph afresh from the stored vectors of the graph's members, then saves it.
@@ -498,10 +499,12 @@ impl Indexer {
         let txn = self.db.begin_write()?;
         if let Some(old) = &recorded {
             let chunks = txn.open_table(CHUNKS)?.len()?;
-            tracing::warn!(
-                "the embedding model changed from {old} to {}: re-embedding {chunks} passages",
+            let msg = format!(
+                "the embedding model changed from {old} to {}: re-embedding {chunks} passages (vectors of two models are never mixed)",
                 self.model_id
             );
+            tracing::warn!("{msg}");
+            *self.notice.lock() = Some(msg);
             txn.open_table(EMBEDDINGS)?.retain(|_, _| false)?;
             txn.open_table(VECTORS)?.retain(|_, _| false)?;
             txn.open_table(GRAPH_LOG)?.retain(|_, _| false)?;

@@ -17,6 +17,9 @@ pub enum Template {
     /// `--jinja` with RECIPES' `qwen25-coder-jsonfence.jinja` when set up: structured
     /// `tool_calls` from the 0.5B model.
     ToolCalls,
+    /// `--embeddings --pooling mean`: an OpenAI-compatible `/v1/embeddings` service (the
+    /// chat model's 896-d vectors: right for testing the protocol, not for quality).
+    Embeddings,
 }
 
 /// A running llama-server on 127.0.0.1, stopped on drop.
@@ -29,6 +32,16 @@ impl Llama {
     /// Starts llama-server with a context of `ctx` tokens and waits until it is healthy.
     /// None (after [`skip_without_llm`]) when the server or the model is not set up.
     pub fn start(template: Template, ctx: u32) -> Option<Self> {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        Self::start_on(template, ctx, port)
+    }
+
+    /// The same on a given port (to bring a server back where a client expects it).
+    pub fn start_on(template: Template, ctx: u32, port: u16) -> Option<Self> {
         let path = |var: &str| std::env::var_os(var).map(PathBuf::from);
         let (Some(server), Some(model)) = (path("PEROS_LLAMA_SERVER"), path("PEROS_LLM_MODEL"))
         else {
@@ -46,11 +59,6 @@ impl Llama {
             ));
             return None;
         }
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
         let mut cmd = Command::new(&server);
         cmd.arg("-m").arg(&model).args([
             "--host",
@@ -65,6 +73,9 @@ impl Llama {
             "-np",
             "1",
         ]);
+        if template == Template::Embeddings {
+            cmd.args(["--embeddings", "--pooling", "mean"]);
+        }
         if template == Template::ToolCalls {
             cmd.arg("--jinja");
             if let Some(t) = path("PEROS_LLM_TEMPLATE").filter(|t| t.is_file()) {
@@ -91,6 +102,18 @@ impl Llama {
     /// The OpenAI-compatible base URL (`[llm] endpoint`).
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}/v1", self.port)
+    }
+
+    /// The base URL without `/v1` (`[index] embed_endpoint`).
+    pub fn base_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the server now (a service that goes down).
+    pub fn stop(mut self) -> u16 {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.port
     }
 
     fn healthy(&self) -> bool {
