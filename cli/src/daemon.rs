@@ -383,6 +383,11 @@ pub fn run_foreground(home: &Home, dir: &Path, allow_other: bool) -> Result<()> 
     if let Some(a) = &agent {
         a.shutdown();
     }
+    // Saves the vector graph (the next open loads it instead of rebuilding) and pushes new
+    // embeddings of a remote tenant.
+    if let Some(ix) = &indexer {
+        ix.shutdown();
+    }
     let flushed = fs.flush_all();
     // The final snapshot is pushed (flush_all syncs): give the tenant's lease back now.
     peros_store::tenant::release_all();
