@@ -346,9 +346,13 @@ fn chunks_of(name: &str, bytes: &[u8], opts: &Options) -> Vec<String> {
     }
 }
 
+/// Index options for the runs; `CHUNK_TOKENS=N` compares passage lengths (128 vs 256).
 fn model_options(dir: PathBuf, weight: f32) -> Options {
     let mut o = Options::new(dir);
     o.semantic_weight = weight;
+    if let Some(t) = std::env::var("CHUNK_TOKENS").ok().and_then(|v| v.parse().ok()) {
+        o.chunk_tokens = t;
+    }
     o
 }
 
