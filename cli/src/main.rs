@@ -53,11 +53,19 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Mount the store at DIR (returns once the mount is ready; --foreground stays attached).
+    ///
+    /// Who may enter: by default only the user who mounted it (FUSE's rule); every other user,
+    /// root included, gets "Permission denied" (EACCES) for anything under DIR. With
+    /// --allow-other every user may enter and the kernel checks each access against the owner
+    /// and mode bits of the files (default_permissions, always on), as on a local disk. For a
+    /// user other than root, --allow-other needs `user_allow_other` in /etc/fuse.conf.
     Mount {
         dir: PathBuf,
+        /// Stay attached: the daemon runs in this process until unmounted.
         #[arg(long)]
         foreground: bool,
-        /// Let other users in (permissions are still enforced: default_permissions).
+        /// Let other users in; their access is checked against owner and mode bits
+        /// (default_permissions). Without it only the mounting user may enter.
         #[arg(long)]
         allow_other: bool,
     },

@@ -16,6 +16,15 @@ pub const CHUNK_SIZE: usize = 4 * 1024 * 1024;
 /// sparse, so a file this size costs only the chunks it holds.
 pub const MAX_FILE_SIZE: u64 = 1 << 62;
 
+/// Extended attributes of one inode, names and values together, at most: they live in the
+/// inode record, which every lookup and getattr decodes whole, so their size must stay small.
+/// (One value may be the kernel's largest, 64 KiB; ext4 allows about one block.) Beyond it
+/// setxattr fails with ENOSPC, as setxattr(2) documents for "no space left for the attribute".
+pub const XATTR_TOTAL_MAX: usize = 128 * 1024;
+/// The names of one inode's xattrs as listxattr returns them (NUL-terminated), at most: the
+/// kernel's own limit for a list (XATTR_LIST_MAX), so listxattr can always return them all.
+pub const XATTR_LIST_MAX: usize = 64 * 1024;
+
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     File,

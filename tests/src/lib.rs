@@ -26,6 +26,7 @@ pub use serde_json::Value;
 pub mod fake_llm;
 pub mod llama;
 pub mod seaweed;
+pub mod watch;
 
 pub const MIB: usize = 1024 * 1024;
 /// The store's fixed chunk size.

@@ -406,6 +406,62 @@ fn permissions_are_enforced_with_allow_other() {
     m.unmount();
 }
 
+/// The default (no --allow-other): only the mounting user enters; another uid gets EACCES
+/// for every kind of access, and the daemon goes on serving its owner.
+#[test]
+fn other_users_get_eacces_without_allow_other() {
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "this test switches to another uid: run it as root"
+    );
+    assert!(have("setpriv"), "setpriv (util-linux) is missing");
+    let env = Env::init();
+    fs::set_permissions(
+        env.home.parent().unwrap(),
+        fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    fs::set_permissions(&env.scratch, fs::Permissions::from_mode(0o755)).unwrap();
+    let m = Mounted::new(&env, &[]);
+    let pid = m.daemon_pid();
+    fs::set_permissions(&m.dir, fs::Permissions::from_mode(0o777)).unwrap();
+    fs::write(m.p("public"), b"everyone").unwrap();
+    fs::set_permissions(m.p("public"), fs::Permissions::from_mode(0o666)).unwrap();
+    let dir = m.dir.display().to_string();
+    for cmd in [
+        format!("stat '{dir}/public'"),
+        format!("cat '{dir}/public'"),
+        format!("ls '{dir}'"),
+        format!("echo x > '{dir}/new'"),
+        format!("mkdir '{dir}/d'"),
+        format!("getfattr -d '{dir}/public'"),
+    ] {
+        let out = Command::new("setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "sh",
+                "-c",
+            ])
+            .arg(&cmd)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains("Permission denied"),
+            "`{cmd}` as nobody on a mount without --allow-other: want EACCES, got {} {err}",
+            out.status
+        );
+    }
+    // SAFETY: signal 0 only checks the process exists.
+    assert_eq!(unsafe { libc::kill(pid, 0) }, 0, "the daemon died");
+    assert_eq!(fs::read(m.p("public")).unwrap(), b"everyone");
+    assert!(!m.p("new").exists() && !m.p("d").exists());
+    m.unmount();
+}
+
 #[test]
 fn fsynced_data_survives_kill_9() {
     let env = Env::init();

@@ -26,18 +26,19 @@
 //! calls return and the test fails instead of blocking forever.
 
 use std::collections::VecDeque;
-use std::ffi::CString;
+use std::ffi::{CString, OsStr};
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Barrier};
 use std::time::{Duration, Instant};
 
+use peros_tests::watch::*;
 use peros_tests::*;
 
 // ----- shared helpers -----
@@ -74,277 +75,6 @@ fn below(rng: &mut Rng, n: u64) -> u64 {
     } else {
         rng.next_u64() % n
     }
-}
-
-/// `kill -9 PID` and wait (up to 10 s) until it is gone (as crash.rs does).
-fn kill9(pid: i32) {
-    // SAFETY: sending a signal to the daemon this test started.
-    unsafe { libc::kill(pid, libc::SIGKILL) };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    // SAFETY: signal 0 only checks the process exists.
-    while unsafe { libc::kill(pid, 0) } == 0 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// The daemon's pid from `PEROS_HOME/daemon.pid` (what [`Mounted::daemon_pid`] reads).
-fn daemon_pid_of(home: &Path) -> Option<i32> {
-    fs::read_to_string(home.join("daemon.pid"))
-        .ok()?
-        .lines()
-        .next()?
-        .trim()
-        .parse()
-        .ok()
-}
-
-/// VmRSS of `pid` in KiB (None once the process is gone).
-fn rss_kib(pid: i32) -> Option<u64> {
-    let text = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-}
-
-/// Samples the daemon's RSS every 20 ms; over `limit_mb` it says so on stderr and kills the
-/// daemon (so it cannot take the machine's memory), and [`RssWatch::check`] fails.
-struct RssWatch {
-    pid: i32,
-    limit_kib: u64,
-    start_kib: u64,
-    /// RSS at named moments (shown in failures).
-    marks: Vec<String>,
-    max_kib: Arc<AtomicU64>,
-    over: Arc<AtomicBool>,
-    stop: Arc<AtomicBool>,
-    handle: Option<std::thread::JoinHandle<()>>,
-}
-
-impl RssWatch {
-    fn start(pid: i32, limit_mb: u64) -> Self {
-        let limit_kib = limit_mb * 1000 * 1000 / 1024;
-        let start_kib = rss_kib(pid).unwrap_or(0);
-        let max_kib = Arc::new(AtomicU64::new(start_kib));
-        let over = Arc::new(AtomicBool::new(false));
-        let stop = Arc::new(AtomicBool::new(false));
-        let handle = {
-            let (max_kib, over, stop) = (max_kib.clone(), over.clone(), stop.clone());
-            std::thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    match rss_kib(pid) {
-                        Some(kib) => {
-                            max_kib.fetch_max(kib, Ordering::Relaxed);
-                            if kib > limit_kib && !over.swap(true, Ordering::Relaxed) {
-                                eprintln!(
-                                    "RSS WATCHDOG: daemon {pid} RSS {:.0} MB > limit {limit_mb} MB: \
-                                     kill -9 of the daemon",
-                                    kib as f64 * 1024.0 / 1e6
-                                );
-                                kill9(pid);
-                            }
-                        }
-                        None => break,
-                    }
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-            })
-        };
-        RssWatch {
-            pid,
-            limit_kib,
-            start_kib,
-            marks: Vec::new(),
-            max_kib,
-            over,
-            stop,
-            handle: Some(handle),
-        }
-    }
-
-    /// Records the RSS now under `label`.
-    fn mark(&mut self, label: &str) {
-        let mb = rss_kib(self.pid).unwrap_or(0) as f64 * 1024.0 / 1e6;
-        let peak = self.max_mb();
-        println!("daemon RSS {label}: {mb:.0} MB (peak so far {peak:.0} MB)");
-        self.marks
-            .push(format!("{mb:.0} MB (peak so far {peak:.0} MB) {label}"));
-    }
-
-    fn max_mb(&self) -> f64 {
-        self.max_kib.load(Ordering::Relaxed) as f64 * 1024.0 / 1e6
-    }
-
-    fn exceeded(&self) -> bool {
-        self.over.load(Ordering::Relaxed)
-    }
-
-    fn state(&self) -> String {
-        format!(
-            "daemon {} peak RSS {:.0} MB (limit {:.0} MB; {:.0} MB when the watch began{}){}",
-            self.pid,
-            self.max_mb(),
-            self.limit_kib as f64 * 1024.0 / 1e6,
-            self.start_kib as f64 * 1024.0 / 1e6,
-            self.marks
-                .iter()
-                .map(|m| format!(", {m}"))
-                .collect::<String>(),
-            if self.exceeded() {
-                ", OVER THE LIMIT: the watchdog killed the daemon"
-            } else {
-                ""
-            }
-        )
-    }
-
-    /// Fails if the RSS went over the limit at any time so far.
-    fn check(&self, step: &str) {
-        assert!(!self.exceeded(), "{step}: {}", self.state());
-    }
-}
-
-impl Drop for RssWatch {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
-        }
-    }
-}
-
-/// Kills the daemon (whichever `PEROS_HOME/daemon.pid` names then) if the test is still
-/// running after `secs`: blocked calls into the mount then fail instead of hanging forever.
-struct Deadline {
-    done: Arc<AtomicBool>,
-    fired: Arc<AtomicBool>,
-}
-
-impl Deadline {
-    fn new(home: &Path, secs: u64, what: &str) -> Self {
-        let done = Arc::new(AtomicBool::new(false));
-        let fired = Arc::new(AtomicBool::new(false));
-        let (d, f, home, what) = (
-            done.clone(),
-            fired.clone(),
-            home.to_path_buf(),
-            what.to_string(),
-        );
-        std::thread::spawn(move || {
-            let end = Instant::now() + Duration::from_secs(secs);
-            while Instant::now() < end {
-                if d.load(Ordering::Relaxed) {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            f.store(true, Ordering::Relaxed);
-            eprintln!("DEADLINE: {what} still running after {secs} s: kill -9 of the daemon");
-            if let Some(pid) = daemon_pid_of(&home) {
-                kill9(pid);
-            }
-        });
-        Deadline { done, fired }
-    }
-
-    fn check(&self, what: &str) {
-        assert!(
-            !self.fired.load(Ordering::Relaxed),
-            "{what}: the test's time limit passed (a hang?); the daemon was killed"
-        );
-    }
-}
-
-impl Drop for Deadline {
-    fn drop(&mut self) {
-        self.done.store(true, Ordering::Relaxed);
-    }
-}
-
-/// Runs `f` in a thread; if it has not returned after `secs`, kills the daemon `pid` (so the
-/// blocked call returns) and fails naming `what`.
-fn timed<T: Send + 'static>(
-    what: &str,
-    secs: u64,
-    pid: i32,
-    f: impl FnOnce() -> T + Send + 'static,
-) -> T {
-    let (tx, rx) = mpsc::channel();
-    let handle = std::thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    match rx.recv_timeout(Duration::from_secs(secs)) {
-        Ok(v) => {
-            let _ = handle.join();
-            v
-        }
-        Err(mpsc::RecvTimeoutError::Timeout) => {
-            kill9(pid);
-            panic!("{what}: no answer after {secs} s (a hang); killed the daemon");
-        }
-        Err(mpsc::RecvTimeoutError::Disconnected) => match handle.join() {
-            Err(p) => std::panic::resume_unwind(p),
-            Ok(()) => unreachable!("the thread sent nothing but did not panic"),
-        },
-    }
-}
-
-/// Runs `cmd` (stdout and stderr captured); kills it and fails after `secs`.
-fn output_within(mut cmd: Command, secs: u64, what: &str) -> Output {
-    let child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{what}: cannot start: {e}"));
-    let pid = child.id() as i32;
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(Duration::from_secs(secs)) {
-        Ok(out) => out.unwrap_or_else(|e| panic!("{what}: {e}")),
-        Err(_) => {
-            // SAFETY: killing the child this test started.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-            panic!("{what}: still running after {secs} s (a hang); killed it");
-        }
-    }
-}
-
-/// `peros umount` within `secs` (a wedged daemon fails the test instead of blocking it).
-fn unmount_within(m: Mounted<'_>, secs: u64) {
-    let (env, dir) = (m.env, m.dir.clone());
-    std::mem::forget(m);
-    let out = output_within(
-        env.command(["umount".as_ref(), dir.as_os_str()]),
-        secs,
-        "peros umount",
-    );
-    if !out.status.success() || is_mounted(&dir) {
-        let _ = Command::new("fusermount3")
-            .arg("-u")
-            .arg("-z")
-            .arg(&dir)
-            .status();
-        panic!(
-            "peros umount failed ({}): {}{}",
-            out.status,
-            stdout(&out),
-            stderr(&out)
-        );
-    }
-}
-
-/// Offline `peros fsck` (no daemon) must be clean.
-fn fsck_clean(env: &Env, what: &str) {
-    let out = output_within(env.command(["fsck"]), 300, "peros fsck");
-    assert!(
-        out.status.success(),
-        "{what}: fsck found problems ({}):\n{}{}",
-        out.status,
-        stdout(&out),
-        stderr(&out)
-    );
 }
 
 fn open_rw(path: &Path) -> std::io::Result<File> {
@@ -1279,6 +1009,464 @@ fn huge_truncate_and_offsets_stay_bounded() {
     assert_eq!(r.unwrap(), b"0123456789", "huge.bin after the remount");
     drop(watch);
     unmount_within(m, 120);
+}
+
+// ----- 3b. every request bounded -----
+
+/// Peak RSS of the daemon while [`every_fuse_request_is_bounded`] runs (the embedder stays
+/// unloaded: only `.bin` files and directories).
+const REQ_RSS_LIMIT_MB: u64 = 300;
+/// Files in the directory listed by several open handles at once, each with a 16 KiB xattr.
+const LIST_FILES: usize = 2000;
+const LIST_XATTR: usize = 16 * 1024;
+const LIST_HANDLES: usize = 4;
+
+type StepFn = Box<dyn FnOnce() -> std::io::Result<String> + Send>;
+
+fn errno_of<T: std::fmt::Debug>(what: &str, r: std::io::Result<T>) -> i32 {
+    match r {
+        Ok(v) => panic!("{what}: succeeded ({v:?}), expected an error"),
+        Err(e) => e
+            .raw_os_error()
+            .unwrap_or_else(|| panic!("{what}: {e} has no errno")),
+    }
+}
+
+fn cpath(p: &Path) -> CString {
+    CString::new(p.as_os_str().as_bytes()).unwrap()
+}
+
+fn last_err<T>(rc: T, bad: T) -> std::io::Result<T>
+where
+    T: PartialEq,
+{
+    if rc == bad {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(rc)
+    }
+}
+
+fn set_xattr(p: &Path, name: &[u8], value: &[u8]) -> std::io::Result<()> {
+    let n = CString::new(name).unwrap();
+    // SAFETY: valid C strings and a buffer of the length given.
+    let rc = unsafe {
+        libc::setxattr(
+            cpath(p).as_ptr(),
+            n.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    last_err(rc, -1).map(|_| ())
+}
+
+/// getxattr into a buffer of `size` bytes (0: ask for the size).
+fn get_xattr(p: &Path, name: &[u8], size: usize) -> std::io::Result<Vec<u8>> {
+    let n = CString::new(name).unwrap();
+    let mut buf = vec![0u8; size];
+    // SAFETY: valid C strings and a buffer of `size` bytes.
+    let rc =
+        unsafe { libc::getxattr(cpath(p).as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), size) };
+    let len = last_err(rc, -1)? as usize;
+    buf.truncate(len.min(size));
+    if size == 0 {
+        buf = vec![0; len];
+    }
+    Ok(buf)
+}
+
+fn list_xattr(p: &Path, size: usize) -> std::io::Result<usize> {
+    let mut buf = vec![0u8; size];
+    // SAFETY: a valid C string and a buffer of `size` bytes.
+    let rc = unsafe { libc::listxattr(cpath(p).as_ptr(), buf.as_mut_ptr().cast(), size) };
+    last_err(rc, -1).map(|n| n as usize)
+}
+
+fn copy_range(
+    from: &File,
+    off_in: u64,
+    to: &File,
+    off_out: u64,
+    len: usize,
+) -> std::io::Result<usize> {
+    let (mut i, mut o) = (off_in as libc::loff_t, off_out as libc::loff_t);
+    // SAFETY: open descriptors and offsets owned by this frame.
+    let rc =
+        unsafe { libc::copy_file_range(from.as_raw_fd(), &mut i, to.as_raw_fd(), &mut o, len, 0) };
+    last_err(rc, -1).map(|n| n as usize)
+}
+
+/// Every kind of request with the largest sizes, offsets, names and values the kernel lets
+/// through (and some it stops): each answers within a time limit with data or a clear errno,
+/// the daemon's RSS stays under [`REQ_RSS_LIMIT_MB`] (watchdog and VmHWM), and the mount
+/// still works after.
+#[test]
+fn every_fuse_request_is_bounded() {
+    let env = Env::init();
+    let m = Mounted::new(&env, &[]);
+    let pid = m.daemon_pid();
+    let mut watch = RssWatch::start(pid, REQ_RSS_LIMIT_MB);
+    let max = peros_store::MAX_FILE_SIZE;
+    let top = i64::MAX as u64; // the kernel's largest offset for FUSE (MAX_LFS_FILESIZE)
+    let step = |watch: &RssWatch, what: &str, f: StepFn| {
+        let r = timed(what, STEP_SECS, pid, f);
+        watch.check(what);
+        println!("{what}: {r:?}");
+        r
+    };
+    let small = m.p("small.bin");
+    let data = random_bytes(1, MIB);
+    fs::write(&small, &data).unwrap();
+    let huge = m.p("huge.bin");
+    File::create(&huge).unwrap();
+
+    // ----- sizes: truncate, write, read, fallocate, copy_file_range -----
+    let h = huge.clone();
+    step(
+        &watch,
+        "truncate to MAX_FILE_SIZE",
+        Box::new(move || {
+            truncate_path(&h, max)?;
+            Ok(stat_size(&h)?.to_string())
+        }),
+    )
+    .unwrap();
+    for size in [max + 1, top] {
+        let h = huge.clone();
+        let what = format!("truncate to {size}");
+        let r = step(
+            &watch,
+            &what,
+            Box::new(move || truncate_path(&h, size).map(|_| String::new())),
+        );
+        assert_eq!(errno_of(&what, r), libc::EFBIG, "{what}");
+    }
+    let h = huge.clone();
+    let r = step(
+        &watch,
+        "write at MAX_FILE_SIZE - 5",
+        Box::new(move || {
+            let f = open_rw(&h)?;
+            f.write_at(b"0123456789", max - 5).map(|n| n.to_string())
+        }),
+    );
+    // POSIX: a write that would pass the largest size writes up to it (the next one: EFBIG).
+    assert_eq!(
+        r.unwrap(),
+        "5",
+        "a write across MAX_FILE_SIZE writes up to it"
+    );
+    // Offset + length past off_t is the kernel's EINVAL (as on any file system).
+    for (off, want) in [
+        (max, libc::EFBIG),
+        (top - 8192, libc::EFBIG),
+        (top - 10, libc::EINVAL),
+    ] {
+        let h = huge.clone();
+        let what = format!("write 4 KiB at {off}");
+        let r = step(
+            &watch,
+            &what,
+            Box::new(move || {
+                let f = open_rw(&h)?;
+                f.write_at(&[1u8; 4096], off).map(|n| n.to_string())
+            }),
+        );
+        assert_eq!(errno_of(&what, r), want, "{what}");
+    }
+    let h = huge.clone();
+    step(
+        &watch,
+        "write 1 MiB just below MAX_FILE_SIZE",
+        Box::new(move || {
+            let f = open_rw(&h)?;
+            f.write_all_at(&[7u8; MIB], max - MIB as u64)?;
+            f.sync_all()?;
+            Ok(stat_size(&h)?.to_string())
+        }),
+    )
+    .unwrap();
+    // A 256 MiB read: the kernel asks in pieces of at most max_read; past the end, 0;
+    // offset + length past off_t is the kernel's EINVAL. At 0 it reads 256 MiB of a hole.
+    for (off, want) in [
+        (max - 10, Ok(10usize)),
+        (max, Ok(0)),
+        (top - (1 << 30), Ok(0)),
+        (top - 1, Err(libc::EINVAL)),
+        (0, Ok(256 * MIB)),
+    ] {
+        let h = huge.clone();
+        let what = format!("read 256 MiB at {off}");
+        let r = step(
+            &watch,
+            &what,
+            Box::new(move || {
+                let f = File::open(&h)?;
+                let mut buf = vec![0xeeu8; 256 * MIB];
+                let n = read_full_at(&f, &mut buf, off)?;
+                let zeros = buf[..n].iter().filter(|&&b| b == 0).count();
+                Ok(format!("{n} {zeros}"))
+            }),
+        );
+        match want {
+            Ok(n) => {
+                let tail = if off == max - 10 { 10 } else { 0 };
+                // The last 10 bytes below MAX_FILE_SIZE are the 7s written above.
+                assert_eq!(r.unwrap(), format!("{n} {}", n - tail.min(n)), "{what}");
+            }
+            Err(e) => assert_eq!(errno_of(&what, r), e, "{what}"),
+        }
+    }
+    for (mode, off, len, want) in [
+        (0, 0, max + 1, libc::EFBIG),
+        (0, top - 10, 100, libc::EFBIG),
+        (libc::FALLOC_FL_KEEP_SIZE, 0, max, libc::ENOSPC),
+        (0, max - 1, 1 << 40, libc::EFBIG),
+    ] {
+        let h = small.clone();
+        let what = format!("fallocate(mode {mode}, {off}, {len})");
+        let r = step(
+            &watch,
+            &what,
+            Box::new(move || fallocate(&open_rw(&h)?, mode, off, len).map(|_| String::new())),
+        );
+        assert_eq!(errno_of(&what, r), want, "{what}");
+    }
+    // copy_file_range: from a small file to far out, with huge lengths.
+    let dst = m.p("copy.bin");
+    File::create(&dst).unwrap();
+    for (off_out, len) in [
+        (max - 100, 1usize << 40),
+        (top - 10, MIB),
+        (0, usize::MAX >> 1),
+    ] {
+        let (s, d) = (small.clone(), dst.clone());
+        let what = format!("copy_file_range(1 MiB file, to {off_out}, {len})");
+        let r = step(
+            &watch,
+            &what,
+            Box::new(move || {
+                copy_range(&File::open(&s)?, 0, &open_rw(&d)?, off_out, len).map(|n| n.to_string())
+            }),
+        );
+        match r {
+            Ok(n) => assert!(n.parse::<usize>().unwrap() <= MIB, "{what}: copied {n}"),
+            Err(e) => assert!(
+                [libc::EFBIG, libc::EOVERFLOW, libc::EINVAL].contains(&e.raw_os_error().unwrap()),
+                "{what}: {e}"
+            ),
+        }
+    }
+    watch.mark("after the size requests");
+
+    // ----- xattrs -----
+    let f = small.clone();
+    let r = step(
+        &watch,
+        "setxattr of a 1 MiB value",
+        Box::new(move || set_xattr(&f, b"user.big", &vec![b'v'; MIB]).map(|_| String::new())),
+    );
+    assert_eq!(errno_of("setxattr 1 MiB", r), libc::E2BIG);
+    let f = small.clone();
+    let r = step(
+        &watch,
+        "setxattr with a 256-byte name",
+        Box::new(move || {
+            let name = [b"user.".as_slice(), &[b'n'; 251]].concat();
+            set_xattr(&f, &name, b"x").map(|_| String::new())
+        }),
+    );
+    assert_eq!(errno_of("setxattr long name", r), libc::ERANGE);
+    let f = small.clone();
+    step(
+        &watch,
+        "setxattr of a 64 KiB value",
+        Box::new(move || set_xattr(&f, b"user.max", &vec![b'v'; 65536]).map(|_| String::new())),
+    )
+    .unwrap();
+    let f = small.clone();
+    let got = step(
+        &watch,
+        "getxattr into a 16 MiB buffer",
+        Box::new(move || get_xattr(&f, b"user.max", 16 * MIB).map(|v| v.len().to_string())),
+    )
+    .unwrap();
+    assert_eq!(got, "65536");
+    let f = small.clone();
+    let r = step(
+        &watch,
+        "getxattr into a 10-byte buffer",
+        Box::new(move || get_xattr(&f, b"user.max", 10).map(|v| v.len().to_string())),
+    );
+    assert_eq!(errno_of("getxattr small buffer", r), libc::ERANGE);
+    let f = small.clone();
+    let r = step(
+        &watch,
+        "a second 64 KiB xattr value",
+        Box::new(move || set_xattr(&f, b"user.max2", &vec![b'w'; 65536]).map(|_| String::new())),
+    );
+    assert_eq!(errno_of("a second 64 KiB value", r), libc::ENOSPC);
+    // Many long names: the name list stops at the kernel's list limit, so listxattr works.
+    let f = m.p("names.bin");
+    fs::write(&f, b"n").unwrap();
+    let ff = f.clone();
+    let added = step(
+        &watch,
+        "setxattr of long names until refused",
+        Box::new(move || {
+            for i in 0..10_000 {
+                let name = format!("user.{i:05}{}", "n".repeat(240));
+                if let Err(e) = set_xattr(&ff, name.as_bytes(), b"") {
+                    assert_eq!(e.raw_os_error(), Some(libc::ENOSPC), "name {i}: {e}");
+                    return Ok(i.to_string());
+                }
+            }
+            Ok("no limit".into())
+        }),
+    )
+    .unwrap();
+    assert_ne!(
+        added, "no limit",
+        "10,000 xattr names of 246 bytes were all accepted"
+    );
+    let ff = f.clone();
+    let size = step(
+        &watch,
+        "listxattr size",
+        Box::new(move || list_xattr(&ff, 0).map(|n| n.to_string())),
+    )
+    .unwrap();
+    let size: usize = size.parse().unwrap();
+    assert!(size > 0 && size <= 65536, "listxattr size {size}");
+    let ff = f.clone();
+    let got = step(
+        &watch,
+        "listxattr into a 16 MiB buffer",
+        Box::new(move || list_xattr(&ff, 16 * MIB).map(|n| n.to_string())),
+    )
+    .unwrap();
+    assert_eq!(got, size.to_string());
+    let ff = f.clone();
+    let r = step(
+        &watch,
+        "listxattr into a 10-byte buffer",
+        Box::new(move || list_xattr(&ff, 10).map(|n| n.to_string())),
+    );
+    assert_eq!(errno_of("listxattr small buffer", r), libc::ERANGE);
+    watch.mark("after the xattr requests");
+
+    // ----- names and symlink targets -----
+    let dir = m.dir.clone();
+    step(
+        &watch,
+        "names at and over the limits",
+        Box::new(move || {
+            let long = |n: usize| dir.join(OsStr::from_bytes(&vec![b'z'; n]));
+            File::create(long(255))?;
+            for n in [256, 4096, 100_000] {
+                let e = File::create(long(n)).map(|_| ()).unwrap_err();
+                assert_eq!(
+                    e.raw_os_error(),
+                    Some(libc::ENAMETOOLONG),
+                    "create of a {n}-byte name"
+                );
+                let e = fs::metadata(long(n)).unwrap_err();
+                assert_eq!(
+                    e.raw_os_error(),
+                    Some(libc::ENAMETOOLONG),
+                    "stat of a {n}-byte name"
+                );
+            }
+            let target = "t".repeat(4095);
+            std::os::unix::fs::symlink(&target, dir.join("longlink"))?;
+            assert_eq!(fs::read_link(dir.join("longlink"))?.as_os_str().len(), 4095);
+            let e = std::os::unix::fs::symlink("t".repeat(4096), dir.join("toolong")).unwrap_err();
+            assert_eq!(
+                e.raw_os_error(),
+                Some(libc::ENAMETOOLONG),
+                "a 4096-byte symlink target"
+            );
+            Ok(String::new())
+        }),
+    )
+    .unwrap();
+
+    // ----- readdir: odd 255-byte names, each file with an xattr, several handles at once -----
+    let listdir = m.p("list");
+    fs::create_dir(&listdir).unwrap();
+    let ld = listdir.clone();
+    step(
+        &watch,
+        "create the listed files",
+        Box::new(move || {
+            let value = vec![b'x'; LIST_XATTR];
+            for i in 0..LIST_FILES {
+                let mut name = format!("{i:05}\n\t\u{1b}").into_bytes();
+                name.extend([0xff, 0xfe, b' ', b'.']);
+                // `.bin`: no extractor, so the embedder stays unloaded and the RSS is the mount's.
+                name.resize(251, b'a' + (i % 26) as u8);
+                name.extend(b".bin");
+                let p = ld.join(OsStr::from_bytes(&name));
+                File::create(&p)?;
+                set_xattr(&p, b"user.pad", &value)?;
+            }
+            Ok(String::new())
+        }),
+    )
+    .unwrap();
+    watch.mark("after creating the listed files");
+    let ld = listdir.clone();
+    let got = step(
+        &watch,
+        "list through several open handles at once",
+        Box::new(move || {
+            let mut handles = Vec::new();
+            for _ in 0..LIST_HANDLES {
+                let mut rd = fs::read_dir(&ld)?;
+                // The first entry makes the kernel open the directory and read its first page.
+                let first = rd.next();
+                handles.push((rd, first));
+            }
+            let mut counts = Vec::new();
+            for (rd, first) in handles {
+                let mut n = usize::from(first.is_some());
+                for e in rd {
+                    let e = e?;
+                    assert_eq!(e.file_name().len(), 255, "{:?}", e.file_name());
+                    n += 1;
+                }
+                counts.push(n);
+            }
+            Ok(format!("{counts:?}"))
+        }),
+    )
+    .unwrap();
+    assert_eq!(got, format!("{:?}", vec![LIST_FILES; LIST_HANDLES]));
+    watch.mark("after the listings");
+
+    // The mount still works, and the peak stayed bounded.
+    let p = m.p("after.bin");
+    let r = step(
+        &watch,
+        "write and read after",
+        Box::new(move || {
+            fs::write(&p, b"still works")?;
+            Ok(String::from_utf8_lossy(&fs::read(&p)?).into_owned())
+        }),
+    );
+    assert_eq!(r.unwrap(), "still works");
+    let hwm = hwm_kib(pid).unwrap_or(0) as f64 * 1024.0 / 1e6;
+    println!("bounded requests: {}; VmHWM {hwm:.0} MB", watch.state());
+    assert!(
+        hwm <= REQ_RSS_LIMIT_MB as f64,
+        "the daemon's peak RSS (VmHWM) was {hwm:.0} MB, limit {REQ_RSS_LIMIT_MB} MB [{}]",
+        watch.state()
+    );
+    drop(watch);
+    unmount_within(m, 120);
+    fsck_clean(&env, "after the bounded requests");
 }
 
 // ----- 4. many writers at once -----
