@@ -4,7 +4,9 @@
 # 1. scripts/setup.sh installs what the tests need (FUSE, SeaweedFS, ONNX Runtime, the model; cached,
 #    about a second on a re-run) and writes $PEROS_CACHE/env.sh, which is sourced here.
 # 2. cargo build --workspace --all-targets
-# 3. cargo test --workspace -- --test-threads=2   (FUSE tests mount for real: run as root)
+# 3. cargo test --workspace -- --test-threads=2   (FUSE tests mount for real: run as root; this
+#    includes the whole pjdfstest suite on a --allow-other mount, about 4 minutes:
+#    tests/tests/pjdfstest.rs, built by setup from tests/pjdfstest/)
 # 4. the round-trip and mount tests again with PEROS_TEST_BACKEND=s3 (stores in a local SeaweedFS)
 #
 # Environment: CARGO_TARGET_DIR (default /var/tmp/peros-target), PEROS_CACHE (default /var/cache/peros),

@@ -12,6 +12,12 @@
 //!   (truncate), reads in the middle, writes near 1e15, fallocate(KEEP_SIZE) of a huge range:
 //!   each step within a time limit, the daemon's RSS under 300 MB throughout (only `.bin`
 //!   files, which are not indexed: the embedder alone takes ~280-300 MB in a debug build).
+//! - [`every_fuse_request_is_bounded`]: the largest sizes, offsets, names and xattr values
+//!   each request can carry (truncate/write/read/fallocate/copy_file_range near 2^62 and
+//!   2^63, 1 MiB and 64 KiB xattr values, getxattr/listxattr with huge and tiny buffers,
+//!   names and symlink targets over the limits, listings of 2,000 odd 255-byte names through
+//!   several open handles): clear errnos (EFBIG, EINVAL, ENOSPC, E2BIG, ERANGE, ENAMETOOLONG),
+//!   the daemon's RSS and VmHWM under 300 MB, the mount alive after.
 //! - [`many_files_written_at_once_bounded_memory`]: 50 writers × 24 MiB at once; contents
 //!   verified; the daemon's RSS under 700 MB throughout.
 //! - [`sqlite_survives_remount_and_kill9`]: SQLite (python3's sqlite3), rollback journal and
