@@ -392,11 +392,15 @@ impl Indexer {
         let (chunks_per_sec, tokens_per_sec) = self.rates.lock().per_sec();
         let eta_secs = (chunks_per_sec > 0.0 && pending_vectors > 0)
             .then(|| (pending_vectors as f64 / chunks_per_sec).ceil() as u64);
+        // Each lock in its own statement: a guard in a struct expression lives to its end.
+        let queued = self.queue.lock().len() as u64;
+        let (graph_origin, graph_open_ms) = self.graph_origin.lock().clone();
+        let notice = self.notice.lock().clone();
         Ok(IndexStatus {
             files: files.len()?,
             chunks: txn.open_table(CHUNKS)?.len()?,
             vectors: txn.open_table(VECTORS)?.len()?,
-            pending_text: txn.open_table(PENDING)?.len()? + self.queue.lock().len() as u64,
+            pending_text: txn.open_table(PENDING)?.len()? + queued,
             pending_vectors,
             embedder,
             model: self.model_id.clone(),
@@ -406,9 +410,9 @@ impl Indexer {
             embedded: self.counters.embedded.load(Ordering::Relaxed),
             reused: self.counters.reused.load(Ordering::Relaxed),
             stored_vectors: txn.open_table(EMBEDDINGS)?.len()?,
-            graph_origin: self.graph_origin.lock().0.clone(),
-            graph_open_ms: self.graph_origin.lock().1,
-            notice: self.notice.lock().clone(),
+            graph_origin,
+            graph_open_ms,
+            notice,
             errors,
         })
     }
@@ -419,13 +423,18 @@ impl Indexer {
 fn open_state(dir: &Path) -> Result<Database> {
     let path = dir.join("state.redb");
     let open = |path: &Path| {
-        Database::create(path).map_err(|e| match e {
-            redb::DatabaseError::DatabaseAlreadyOpen => IndexError::Index(format!(
-                "{} is in use by another peros process",
-                dir.display()
-            )),
-            other => other.into(),
-        })
+        // redb's default page cache is 1 GiB: bound it (passages and vectors are read in
+        // small rounds; the OS page cache does the rest).
+        Database::builder()
+            .set_cache_size(64 << 20)
+            .create(path)
+            .map_err(|e| match e {
+                redb::DatabaseError::DatabaseAlreadyOpen => IndexError::Index(format!(
+                    "{} is in use by another peros process",
+                    dir.display()
+                )),
+                other => other.into(),
+            })
     };
     let mut db = open(&path)?;
     let format = {

@@ -101,8 +101,10 @@ impl Indexer {
                         EmbedError::Unavailable(_) => Duration::from_secs(5),
                         _ => Duration::from_secs(30),
                     };
-                    let mut q = self.queue.lock();
-                    self.wake.wait_for(&mut q, wait);
+                    {
+                        let mut q = self.queue.lock();
+                        self.wake.wait_for(&mut q, wait);
+                    }
                     if !matches!(
                         e,
                         EmbedError::ModelMissing(_) | EmbedError::RuntimeMissing(_)
@@ -395,15 +397,28 @@ impl Indexer {
             let chunks = txn.open_table(CHUNKS)?;
             let emb = txn.open_table(EMBEDDINGS)?;
             let mut replayed = 0;
+            // Chunks added and removed again since the dump: their removal is no tombstone.
+            let mut never_inserted = std::collections::HashSet::new();
             for item in log.range(seq + 1..)? {
                 let (_, v) = item?;
                 let (op, id) = v.value();
                 if op == OP_REMOVE {
-                    self.vectors.remove(id);
-                } else if let Some(c) = chunks.get(id)? {
-                    let rec: ChunkRec = postcard::from_bytes(c.value())?;
-                    if let Some(v) = emb.get(rec.key.as_slice())? {
-                        self.vectors.insert(id, &bytes_vec(v.value()));
+                    if !never_inserted.remove(&id) {
+                        self.vectors.remove(id);
+                    }
+                } else {
+                    let vector = match chunks.get(id)? {
+                        Some(c) => {
+                            let rec: ChunkRec = postcard::from_bytes(c.value())?;
+                            emb.get(rec.key.as_slice())?.map(|v| bytes_vec(v.value()))
+                        }
+                        None => None,
+                    };
+                    match vector {
+                        Some(v) => self.vectors.insert(id, &v),
+                        None => {
+                            never_inserted.insert(id);
+                        }
                     }
                 }
                 replayed += 1;
@@ -525,5 +540,142 @@ impl Indexer {
             .insert("model", self.model_id.as_bytes())?;
         txn.commit()?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use peros_store::{Kind, ObjectStoreBackend, Store, StoreOptions, ROOT_INO};
+
+    use crate::{Embedder, Indexer, Options};
+
+    /// STAND-IN EMBEDDER for the graph's bookkeeping only (no ranking is checked): a
+    /// deterministic unit vector per text, so the test needs no model. The crash it simulates
+    /// (a process that stops between two dumps) is what the real model cannot make happen on
+    /// demand; `tests/tests/semantic_index.rs` covers the same paths with the real model.
+    struct StandIn;
+
+    impl Embedder for StandIn {
+        fn embed(&mut self, texts: &[&str]) -> Result<Vec<Vec<f32>>, crate::EmbedError> {
+            Ok(texts
+                .iter()
+                .map(|t| {
+                    let h = blake3::hash(t.as_bytes());
+                    let mut v: Vec<f32> = h.as_bytes().iter().map(|b| *b as f32 - 127.5).collect();
+                    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+                    v.iter_mut().for_each(|x| *x /= n);
+                    v
+                })
+                .collect())
+        }
+        fn dim(&self) -> usize {
+            32
+        }
+    }
+
+    impl Indexer {
+        /// `catch_up` without its final dump and push: what a process that dies leaves.
+        fn catch_up_text_and_vectors_without_dump(&self) {
+            let batch: Vec<_> = std::mem::take(&mut *self.queue.lock())
+                .into_iter()
+                .collect();
+            self.index_batch(&batch).unwrap();
+            while self.embed_some(super::ROUND).unwrap() > 0 {}
+        }
+    }
+
+    fn open(dir: &std::path::Path, store: &Arc<Store>) -> Arc<Indexer> {
+        let ix = Indexer::open(store.clone(), Options::new(dir.join("index"))).unwrap();
+        ix.set_embedder(Box::new(StandIn));
+        ix.set_query_embedder(Box::new(StandIn));
+        ix
+    }
+
+    fn write(store: &Store, name: &str, text: &str) {
+        let ino = match store.lookup(ROOT_INO, name.as_bytes()) {
+            Ok((ino, _)) => ino,
+            Err(_) => {
+                store
+                    .create(ROOT_INO, name.as_bytes(), Kind::File, 0o644, 0, 0, 0, b"")
+                    .unwrap()
+                    .0
+            }
+        };
+        store
+            .write_content(ino, &mut text.as_bytes(), None, false)
+            .unwrap();
+    }
+
+    fn para(i: usize) -> String {
+        format!(
+            "Paragraph {i} is about topic {} and nothing else at all.\n\n",
+            i * 31 % 97
+        )
+    }
+
+    #[test]
+    fn changes_after_the_last_dump_are_replayed_not_rebuilt() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = ObjectStoreBackend::local(&dir.path().join("objects")).unwrap();
+        let store = Arc::new(
+            Store::open(
+                &dir.path().join("meta.redb"),
+                Arc::new(peros_crypto::Keyring::generate()),
+                Arc::new(backend),
+                StoreOptions::default(),
+            )
+            .unwrap(),
+        );
+        for f in 0..6 {
+            write(
+                &store,
+                &format!("f{f}"),
+                &(0..40).map(|i| para(f * 100 + i)).collect::<String>(),
+            );
+        }
+        let ix = open(dir.path(), &store);
+        ix.catch_up(true, &|_, _, _| {}).unwrap();
+        let members = ix.status().unwrap().vectors;
+        assert!(members > 6);
+        ix.shutdown();
+        drop(ix);
+        let ix = open(dir.path(), &store);
+        assert_eq!(ix.status().unwrap().graph_origin, "saved");
+        // Edit one file twice and remove another, then stop without a dump (as a crash would).
+        write(
+            &store,
+            "f1",
+            &(0..40).map(|i| para(500 + i)).collect::<String>(),
+        );
+        ix.reconcile().unwrap();
+        ix.catch_up_text_and_vectors_without_dump();
+        write(
+            &store,
+            "f1",
+            &(0..40).map(|i| para(600 + i)).collect::<String>(),
+        );
+        store.unlink(ROOT_INO, b"f2").unwrap();
+        ix.reconcile().unwrap();
+        ix.catch_up_text_and_vectors_without_dump();
+        let st = ix.status().unwrap();
+        assert_eq!(st.vectors, st.chunks);
+        drop(ix);
+        let ix = open(dir.path(), &store);
+        let st = ix.status().unwrap();
+        assert_eq!(st.graph_origin, "saved", "{st:?}");
+        assert_eq!(ix.vectors.len() as u64, st.vectors);
+        // A passage of the last edit is found by its own vector (the stand-in maps equal
+        // texts to equal vectors).
+        let text = ix
+            .search("605", crate::Mode::Text, 1)
+            .unwrap()
+            .hits
+            .remove(0);
+        assert_eq!(text.path, "/f1");
+        let hits = ix.search(&text.passage, crate::Mode::Semantic, 3).unwrap();
+        assert_eq!(hits.hits[0].path, "/f1");
+        assert!(hits.hits[0].similarity > 0.99, "{:?}", hits.hits[0]);
     }
 }

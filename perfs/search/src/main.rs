@@ -350,7 +350,10 @@ fn chunks_of(name: &str, bytes: &[u8], opts: &Options) -> Vec<String> {
 fn model_options(dir: PathBuf, weight: f32) -> Options {
     let mut o = Options::new(dir);
     o.semantic_weight = weight;
-    if let Some(t) = std::env::var("CHUNK_TOKENS").ok().and_then(|v| v.parse().ok()) {
+    if let Some(t) = std::env::var("CHUNK_TOKENS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
         o.chunk_tokens = t;
     }
     o

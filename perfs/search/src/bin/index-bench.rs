@@ -37,6 +37,7 @@ struct Args {
     out: Option<PathBuf>,
     work: PathBuf,
     skip_raw: bool,
+    compare_threads: bool,
 }
 
 fn args() -> Result<Args> {
@@ -48,6 +49,7 @@ fn args() -> Result<Args> {
         out: None,
         work: "/var/tmp".into(),
         skip_raw: false,
+        compare_threads: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -58,6 +60,7 @@ fn args() -> Result<Args> {
             "--out" => a.out = Some(val()?.into()),
             "--work" => a.work = val()?.into(),
             "--skip-raw" => a.skip_raw = true,
+            "--compare-threads" => a.compare_threads = true,
             other => {
                 bail!("unknown option {other} (see the top of perfs/search/src/bin/index-bench.rs)")
             }
@@ -187,6 +190,76 @@ fn passages_of(pages: &[Page], opts: &Options) -> Result<Vec<(String, usize)>> {
     Ok(out)
 }
 
+/// Ways to use the cores, interleaved round by round on the same texts so that a noisy machine
+/// affects each alike: one session with N intra-op threads, N one-thread sessions side by side,
+/// and one one-thread session.
+fn compare_threads(
+    model: &peros_indexer::ModelPaths,
+    distinct: &[(String, usize)],
+    say: &mut dyn FnMut(String),
+) -> Result<()> {
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let mut sorted: Vec<&(String, usize)> = distinct.iter().step_by(4).take(960).collect();
+    sorted.sort_by_key(|d| d.1);
+    let mut wide = FastEmbedder::load_with_threads(model, cores)?;
+    let mut one = FastEmbedder::load_with_threads(model, 1)?;
+    let mut side: Vec<FastEmbedder> = (0..cores)
+        .map(|_| FastEmbedder::load_with_threads(model, 1))
+        .collect::<Result<_, _>>()?;
+    let mut secs = [0f64; 3];
+    let mut tokens = 0usize;
+    // Rounds of 8 batches of 8: each way embeds the same round, in turn.
+    for round in sorted.chunks(64) {
+        tokens += round.iter().map(|d| d.1).sum::<usize>();
+        let batches: Vec<Vec<&str>> = round
+            .chunks(8)
+            .map(|b| b.iter().map(|d| d.0.as_str()).collect())
+            .collect();
+        let t = Instant::now();
+        for b in &batches {
+            wide.embed(b)?;
+        }
+        secs[0] += t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        std::thread::scope(|s| {
+            let next = std::sync::atomic::AtomicUsize::new(0);
+            for e in side.iter_mut() {
+                let (next, batches) = (&next, &batches);
+                s.spawn(move || loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(b) = batches.get(i) else { break };
+                    e.embed(b).expect("embed");
+                });
+            }
+        });
+        secs[1] += t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        for b in &batches {
+            one.embed(b)?;
+        }
+        secs[2] += t.elapsed().as_secs_f64();
+    }
+    say(format!(
+        "## Using {cores} cores: {} passages, {tokens} tokens, interleaved\n",
+        sorted.len()
+    ));
+    say("| way | s | tokens/s | vs one thread |\n|---|---:|---:|---:|".into());
+    for (name, s) in [
+        (format!("one session, {cores} intra-op threads"), secs[0]),
+        (format!("{cores} one-thread sessions side by side"), secs[1]),
+        ("one session, one thread".to_string(), secs[2]),
+    ] {
+        say(format!(
+            "| {name} | {s:.1} | {:.0} | {:.2} |",
+            tokens as f64 / s,
+            secs[2] / s
+        ));
+    }
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let a = args()?;
     let mut md = String::new();
@@ -225,6 +298,9 @@ fn main() -> Result<()> {
     let model = opts.model.clone();
     let distinct = passages_of(&pages, &opts)?;
     let distinct_tokens: usize = distinct.iter().map(|d| d.1).sum();
+    if a.compare_threads {
+        return compare_threads(&model, &distinct, &mut say);
+    }
 
     // 1. Throughput.
     let ix = Indexer::open(store.clone(), Options::new(index_dir.clone()))?;
