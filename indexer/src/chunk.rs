@@ -259,14 +259,7 @@ pub fn snippet(text: &str, query_terms: &[String], max_chars: usize) -> String {
 }
 
 fn collapse_whitespace(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for word in s.split_whitespace() {
-        if !out.is_empty() {
-            out.push(' ');
-        }
-        out.push_str(word);
-    }
-    out
+    crate::passages::normalize(s)
 }
 
 /// The byte range in `text` of the earliest case-insensitive occurrence of

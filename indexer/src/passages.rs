@@ -223,32 +223,25 @@ fn push_unit(
     }
     let end = start + piece.len();
     let tokens = counter.count(piece);
-    if tokens <= max {
-        out.push(Unit {
-            start,
-            end,
-            tokens,
-            brk,
-        });
-        return;
-    }
     // Too long: halve at the whitespace nearest the middle (else at a char boundary) and recurse.
-    let mid = start + piece.len() / 2;
-    let cut = text[start..mid]
-        .rfind(char::is_whitespace)
-        .map(|p| start + p)
-        .filter(|&p| p > start)
-        .or_else(|| text[mid..end].find(char::is_whitespace).map(|p| mid + p))
-        .filter(|&p| p > start && p < end)
-        .unwrap_or_else(|| {
-            let mut m = mid;
-            while !text.is_char_boundary(m) {
-                m += 1;
-            }
-            m
-        });
-    if cut <= start || cut >= end {
-        // A single character longer than the window: keep it (the model truncates).
+    let cut = (tokens > max).then(|| {
+        let mid = start + piece.len() / 2;
+        text[start..mid]
+            .rfind(char::is_whitespace)
+            .map(|p| start + p)
+            .filter(|&p| p > start)
+            .or_else(|| text[mid..end].find(char::is_whitespace).map(|p| mid + p))
+            .filter(|&p| p > start && p < end)
+            .unwrap_or_else(|| {
+                let mut m = mid;
+                while !text.is_char_boundary(m) {
+                    m += 1;
+                }
+                m
+            })
+    });
+    // Short enough, or a single character longer than the window (the model truncates it).
+    let Some(cut) = cut.filter(|&c| c > start && c < end) else {
         out.push(Unit {
             start,
             end,
@@ -256,7 +249,7 @@ fn push_unit(
             brk,
         });
         return;
-    }
+    };
     push_unit(text, start, cut, Break::Other, max, counter, out);
     let rest = skip_ws(text, cut);
     push_unit(text, rest, end, brk, max, counter, out);
