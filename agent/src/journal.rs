@@ -16,7 +16,9 @@ pub struct ViewSnap {
     pub query: String,
     pub limit: usize,
     pub sort: String,
-    pub min_similarity: f32,
+    /// None: the calibrated rule (journals written before it hold a number).
+    #[serde(default)]
+    pub min_similarity: Option<f32>,
 }
 
 impl ViewSnap {

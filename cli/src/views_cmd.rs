@@ -34,9 +34,10 @@ pub enum ViewsCmd {
         /// score, name, modified (newest first) or size (largest first).
         #[arg(long, default_value = "score")]
         sort: Sort,
-        /// Cosine similarity a passage needs to count as a semantic match (0..1).
-        #[arg(long, default_value_t = peros_views::file::DEFAULT_MIN_SIMILARITY)]
-        min_similarity: f32,
+        /// A fixed cosine similarity a passage needs to count as a semantic match (0..1),
+        /// instead of the per-query calibrated rule (the default).
+        #[arg(long)]
+        min_similarity: Option<f32>,
         /// Replace an existing view of that name.
         #[arg(long)]
         replace: bool,
@@ -149,7 +150,7 @@ pub fn run_views(
                     peros_views::file::MAX_LIMIT
                 );
             }
-            if !(0.0..=1.0).contains(&min_similarity) {
+            if min_similarity.is_some_and(|m| !(0.0..=1.0).contains(&m)) {
                 bail!("--min-similarity must be between 0 and 1");
             }
             let def = ViewDef {

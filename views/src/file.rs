@@ -11,7 +11,8 @@
 //! query = "tax OR invoice modified:>2024-01-01"
 //! limit = 500            # most entries shown (default 10000)
 //! sort = "modified"      # score (default) | name | modified | size
-//! min_similarity = 0.5   # semantic matches need this cosine similarity (default 0.45)
+//! min_similarity = 0.5   # override: a fixed cosine similarity for semantic matches
+//!                        # (default: none, calibrated per query, see peros_indexer::relevance)
 //! ```
 
 use std::collections::BTreeMap;
@@ -23,9 +24,6 @@ use toml_edit::{DocumentMut, Item, Value};
 /// Most entries a view shows unless it says otherwise.
 pub const DEFAULT_LIMIT: usize = 10_000;
 pub const MAX_LIMIT: usize = 100_000;
-/// Cosine similarity (all-MiniLM-L6-v2) above which a passage counts as about the query even
-/// without sharing a word with it. Unrelated texts sit around 0.1–0.2, paraphrases above 0.5.
-pub const DEFAULT_MIN_SIMILARITY: f32 = 0.45;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -70,7 +68,9 @@ pub struct ViewDef {
     pub query: String,
     pub limit: usize,
     pub sort: Sort,
-    pub min_similarity: f32,
+    /// A fixed cosine similarity a semantic match needs, instead of the calibrated rule
+    /// (`peros_indexer::relevance`): an override for one view, absent by default.
+    pub min_similarity: Option<f32>,
 }
 
 impl ViewDef {
@@ -80,7 +80,7 @@ impl ViewDef {
             query: query.to_string(),
             limit: DEFAULT_LIMIT,
             sort: Sort::Score,
-            min_similarity: DEFAULT_MIN_SIMILARITY,
+            min_similarity: None,
         }
     }
 }
@@ -218,7 +218,7 @@ fn parse_view(
                             format!("view {name:?}: min_similarity must be a number from 0 to 1"),
                         )
                     })?;
-                def.min_similarity = x as f32;
+                def.min_similarity = Some(x as f32);
             }
             other => {
                 return Err(err(
@@ -249,7 +249,7 @@ pub fn with_view(text: &str, def: &ViewDef) -> Result<String, String> {
         .ok_or("`views` in views.toml is not a table")?;
     let defaults = def.limit == DEFAULT_LIMIT
         && def.sort == Sort::Score
-        && def.min_similarity == DEFAULT_MIN_SIMILARITY;
+        && def.min_similarity.is_none();
     if defaults {
         views.insert(&def.name, Item::Value(Value::from(def.query.as_str())));
     } else {
@@ -261,8 +261,8 @@ pub fn with_view(text: &str, def: &ViewDef) -> Result<String, String> {
         if def.sort != Sort::Score {
             t.insert("sort", Value::from(def.sort.as_str()));
         }
-        if def.min_similarity != DEFAULT_MIN_SIMILARITY {
-            t.insert("min_similarity", Value::from(def.min_similarity as f64));
+        if let Some(m) = def.min_similarity {
+            t.insert("min_similarity", Value::from(m as f64));
         }
         views.insert(&def.name, Item::Value(Value::InlineTable(t)));
     }

@@ -26,10 +26,6 @@ use peros_store::Store;
 
 pub use file::{FileError, Sort, ViewDef};
 
-/// A text match counts for membership when its BM25 score is at least this fraction of the
-/// best match's: `who repairs the boiler` must not list every file containing "the".
-pub const MIN_TEXT_REL: f32 = 0.15;
-
 /// Results shown under `@search/<text>`.
 pub const SEARCH_LIMIT: usize = 200;
 /// Searches kept (what `ls @search` lists).
@@ -655,9 +651,11 @@ pub fn load_file(path: &Path) -> Result<BTreeMap<String, ViewDef>, QueryDirError
         .map_err(|e| QueryDirError::Config(e.to_string()))
 }
 
-/// Evaluates one view: runs its query, keeps the files that match (its filters; its words, with
-/// a BM25 score of at least [`MIN_TEXT_REL`] of the best; or a semantic similarity of at least
-/// `min_similarity`), sorts, limits, and names the entries.
+/// Evaluates one view: runs its query, keeps the files that match (its filters, and the
+/// calibrated relevance rule of `peros_indexer::relevance`, the one `@search`, `peros views
+/// show`, `peros ask` and the agent all use: a keyword member or a semantic member relative to
+/// the query's own best match; with `min_similarity` set, a fixed cosine similarity replaces
+/// the semantic part), sorts, limits, and names the entries.
 pub fn evaluate(
     indexer: &Indexer,
     store: &Store,
@@ -677,7 +675,10 @@ pub fn evaluate(
     let mut hits: Vec<Hit> = outcome
         .hits
         .into_iter()
-        .filter(|h| h.text_rel >= MIN_TEXT_REL || h.similarity >= def.min_similarity)
+        .filter(|h| match def.min_similarity {
+            Some(m) => h.keyword || h.similarity >= m,
+            None => h.relevant,
+        })
         .collect();
     match def.sort {
         Sort::Score => {}
