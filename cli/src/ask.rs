@@ -237,7 +237,7 @@ fn sentences(text: &str) -> Vec<(usize, &str)> {
     let mut out = Vec::new();
     let mut start = 0;
     let mut i = 0;
-    let push = |out: &mut Vec<(usize, &str)>, s: usize, e: usize| {
+    fn push<'a>(text: &'a str, out: &mut Vec<(usize, &'a str)>, s: usize, e: usize) {
         let piece = &text[s..e];
         let lead = piece.len() - piece.trim_start().len();
         let t = piece.trim();
@@ -245,7 +245,7 @@ fn sentences(text: &str) -> Vec<(usize, &str)> {
         if t.chars().any(|c| c.is_alphanumeric()) {
             out.push((s + lead, t));
         }
-    };
+    }
     while i < b.len() {
         let c = b[i];
         let end = match c {
@@ -264,13 +264,13 @@ fn sentences(text: &str) -> Vec<(usize, &str)> {
             _ => false,
         };
         if end || (i - start >= MAX && c.is_ascii_whitespace()) {
-            push(&mut out, start, i + 1);
+            push(text, &mut out, start, i + 1);
             start = i + 1;
         }
         i += 1;
     }
     if start < b.len() {
-        push(&mut out, start, b.len());
+        push(text, &mut out, start, b.len());
     }
     out
 }

@@ -26,6 +26,7 @@ pub mod extract;
 pub mod passages;
 mod pipeline;
 pub mod query;
+pub mod relevance;
 pub mod search;
 pub mod state;
 pub mod vectors;
@@ -47,7 +48,7 @@ pub use embed::{
     EmbedError, Embedder, EmbedderConfig, FastEmbedder, ModelPaths, RemoteEmbedder, RemoteEmbedding,
 };
 pub use query::{parse as parse_query, Query, QueryError};
-pub use search::{Hit, Mode, SearchOutcome};
+pub use search::{Hit, Mode, SearchOutcome, SearchParams};
 pub use state::{parse_tags, ChunkRec, FileState, TAGS_XATTR};
 
 use state::*;

@@ -78,26 +78,27 @@ pub struct TermStat {
     pub weight: f32,
 }
 
-/// Weights of the query's terms given their document frequencies among `files` files.
+/// Weights of the query's terms given their document frequencies among `files` files. When
+/// every informative term is too common (a one-word view `tax` over a folder of tax files),
+/// the common ones count after all: the person asked for that word.
 pub fn term_weights(terms: &[(String, u64)], files: u64, p: &Params) -> Vec<TermStat> {
     let n = files.max(1) as f32;
+    let idf = |df: f32| (1.0 + (n - df + 0.5) / (df + 0.5)).ln();
+    // A term in most of a tiny corpus is still informative (3 notes: "garden" is in a third of
+    // them), so "too common" needs more than a couple of files.
+    let common = |df: u64| df as f32 > (p.common_df * n).max(2.0);
+    let usable = |t: &str, df: u64| df > 0 && !is_stopword(t);
+    let any_rare = terms.iter().any(|(t, df)| usable(t, *df) && !common(*df));
     terms
         .iter()
-        .map(|(t, df)| {
-            let dfv = *df as f32;
-            // A term in most of a tiny corpus is still informative (3 notes: "garden" is in a
-            // third of them), so "too common" needs at least a few files.
-            let common = dfv > (p.common_df * n).max(2.0);
-            let weight = if *df == 0 || is_stopword(t) || common {
-                0.0
+        .map(|(t, df)| TermStat {
+            term: t.clone(),
+            df: *df,
+            weight: if usable(t, *df) && (!common(*df) || !any_rare) {
+                idf(*df as f32)
             } else {
-                (1.0 + (n - dfv + 0.5) / (dfv + 0.5)).ln()
-            };
-            TermStat {
-                term: t.clone(),
-                df: *df,
-                weight,
-            }
+                0.0
+            },
         })
         .collect()
 }
@@ -130,6 +131,54 @@ pub fn semantic_members(sims: &[f32], p: &Params) -> Vec<bool> {
 /// Whether a file with these matched terms is a keyword member.
 pub fn keyword_member(coverage: f32, p: &Params) -> bool {
     coverage > 0.0 && coverage + 1e-6 >= p.kw_coverage
+}
+
+/// The rule applied to one query's candidates.
+pub struct Decision {
+    pub relevant: Vec<bool>,
+    pub keyword: Vec<bool>,
+    pub coverage: Vec<f32>,
+}
+
+/// Decides every candidate of a query: `sims[i]` is candidate i's best-passage similarity (0
+/// if none), `matched[i]` its bitmask of `terms` (bit j: it contains `terms[j]`). With
+/// `semantic` false (text-only ranking: no vectors), only keyword members are relevant.
+pub fn decide(
+    sims: &[f32],
+    matched: &[u64],
+    terms: &[TermStat],
+    p: &Params,
+    semantic: bool,
+) -> Decision {
+    let total: f32 = terms.iter().take(64).map(|t| t.weight).sum();
+    let coverage: Vec<f32> = matched
+        .iter()
+        .map(|m| {
+            if total <= 0.0 {
+                return 0.0;
+            }
+            let got: f32 = terms
+                .iter()
+                .take(64)
+                .enumerate()
+                .filter(|(j, _)| m & (1 << j) != 0)
+                .map(|(_, t)| t.weight)
+                .sum();
+            got / total
+        })
+        .collect();
+    let keyword: Vec<bool> = coverage.iter().map(|c| keyword_member(*c, p)).collect();
+    let sem = if semantic {
+        semantic_members(sims, p)
+    } else {
+        vec![false; sims.len()]
+    };
+    let relevant = keyword.iter().zip(&sem).map(|(k, s)| *k || *s).collect();
+    Decision {
+        relevant,
+        keyword,
+        coverage,
+    }
 }
 
 #[cfg(test)]
@@ -180,5 +229,9 @@ mod tests {
         assert_eq!(w[1].weight, 0.0);
         assert!(w[2].weight > 1.0);
         assert_eq!(w[3].weight, 0.0);
+        // Only common words: they count.
+        let w = term_weights(&[("tax".into(), 3), ("the".into(), 5)], 5, &p);
+        assert!(w[0].weight > 0.0);
+        assert_eq!(w[1].weight, 0.0);
     }
 }

@@ -1,22 +1,24 @@
 //! Search: ranking files for a query (text, semantic, hybrid fusion), and filter-only queries.
 //!
 //! It reads the text index, the vector index and the indexer's state; it never writes them.
+//! Which hits are relevant (views, `@search`, `ask`) is decided in [`crate::relevance`]; the
+//! choices and their measurements are in docs/RELEVANCE.md.
 
 use std::collections::{HashMap, HashSet};
 
 use peros_store::Ino;
 use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
 use serde::{Deserialize, Serialize};
-use tantivy::collector::TopDocs;
-use tantivy::query::QueryParser;
-use tantivy::schema::Value;
-use tantivy::TantivyDocument;
+use tantivy::collector::{DocSetCollector, TopDocs};
+use tantivy::columnar::Column;
+use tantivy::query::{BooleanQuery, Occur, QueryParser, TermQuery, TermSetQuery};
+use tantivy::schema::IndexRecordOption;
+use tantivy::Term;
 
 use crate::query::{self, Query};
-use crate::{
-    chunk, parse_query, ChunkRec, FileState, IndexError, Indexer, Result, CHUNKS, EMBED_QUEUE,
-    FILES,
-};
+use crate::relevance::{self, Params, TermStat};
+use crate::state::{CHUNKS, EMBED_QUEUE, FILES};
+use crate::{chunk, parse_query, passages, vectors, ChunkRec, FileState, IndexError, Indexer, Result};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub enum Mode {
@@ -45,6 +47,8 @@ impl std::str::FromStr for Mode {
 pub struct Hit {
     pub path: String,
     pub ino: Ino,
+    /// The ranking score: BM25 in text mode, cosine similarity in semantic mode, the convex
+    /// combination of both normalised scores in hybrid mode.
     pub score: f32,
     /// Modification time (seconds since the epoch) and size when indexed.
     pub mtime: i64,
@@ -54,8 +58,22 @@ pub struct Hit {
     /// The file's BM25 score relative to the best file's (1 for the best and for filter-only
     /// queries, 0 without a text match): small when only common words matched.
     pub text_rel: f32,
+    /// BM25 score of the file's best passage (0 without a text match).
+    pub text_score: f32,
     /// Best cosine similarity of a passage to the query (0 when not computed).
     pub similarity: f32,
+    /// The similarity min-max normalised over this query's candidates (what hybrid combines).
+    pub semantic_norm: f32,
+    /// Share of the query's informative (idf) weight whose terms the file contains
+    /// ([`relevance`]): 0 when it has none of them.
+    pub coverage: f32,
+    /// Bit i: the file contains `SearchOutcome::terms[i]` (first 64 terms).
+    pub matched: u64,
+    /// A keyword member: `coverage` reaches `relevance::Params::kw_coverage`.
+    pub keyword: bool,
+    /// The calibrated relevance rule holds ([`relevance`]): what views, `@search` and `ask`
+    /// keep. Always true for filter-only queries.
+    pub relevant: bool,
     /// Byte offset of the best passage (in the file for text types, in the extracted text
     /// for PDF/DOCX/HTML).
     pub offset: u64,
@@ -70,7 +88,34 @@ pub struct SearchOutcome {
     pub hits: Vec<Hit>,
     /// Set when the requested mode could not be served in full (e.g. no embedding model).
     pub note: Option<String>,
+    /// The query's terms as the text index tokenizes them, with their file frequencies and
+    /// weights in the relevance rule.
+    pub terms: Vec<TermStat>,
+    /// Files in the index when the query ran (the base of the term frequencies).
+    pub files: u64,
+    /// Files that passed the query's filters (None without filters).
+    pub filtered: Option<u64>,
 }
+
+/// How a search runs; [`Default`] is what [`Indexer::search`] uses.
+#[derive(Clone, Debug, Default)]
+pub struct SearchParams {
+    /// Weight of the semantic score in hybrid ranking (None: the index's configured one).
+    pub semantic_weight: Option<f32>,
+    pub relevance: Params,
+    /// Embed the query even if its vector is cached (benchmarks: cold query latency).
+    pub no_query_cache: bool,
+}
+
+/// At most this many passages are scanned exactly (every vector compared) when a filter
+/// narrows the candidates; above it the graph is searched and its results filtered.
+const EXACT_SCAN_MAX: usize = 50_000;
+
+/// Terms in more passages than this are not collected per file (see `term_files`).
+const COMMON_PASSAGES: u64 = 200_000;
+
+/// Candidate files' per-signal bests: (score, chunk id).
+type Best = HashMap<Ino, (f32, u64)>;
 
 impl Indexer {
     fn facts_ok(&self, q: &Query, st: &FileState) -> bool {
@@ -83,65 +128,237 @@ impl Indexer {
         })
     }
 
-    /// Text hits per chunk: (chunk id, ino, bm25).
-    fn text_chunks(&self, text: &str, limit: usize) -> Result<Vec<(u64, Ino, f32)>> {
+    /// The files (and their chunks) a query's filters admit, or None without filters. One
+    /// pass over the recorded file states: filters on paths are substrings, which the text
+    /// index cannot answer, and the pass is cheap next to ranking.
+    fn filtered_files(&self, q: &Query) -> Result<Option<HashMap<Ino, Vec<u64>>>> {
+        if q.filter.is_none() {
+            return Ok(None);
+        }
+        let txn = self.db.begin_read()?;
+        let files = txn.open_table(FILES)?;
+        let mut out = HashMap::new();
+        for item in files.iter()? {
+            let (k, v) = item?;
+            let st: FileState = postcard::from_bytes(v.value())?;
+            if self.facts_ok(q, &st) {
+                out.insert(k.value(), st.chunk_ids);
+            }
+        }
+        Ok(Some(out))
+    }
+
+    /// Text hits per chunk: (chunk id, ino, bm25), restricted to `only` inside tantivy (a
+    /// term-set filter on the file's id), so a selective filter loses no match to the cut-off.
+    fn text_chunks(
+        &self,
+        text: &str,
+        limit: usize,
+        only: Option<&HashMap<Ino, Vec<u64>>>,
+    ) -> Result<Vec<(u64, Ino, f32)>> {
         let searcher = self.reader.searcher();
         let mut parser =
             QueryParser::for_index(&self.index, vec![self.fields.text, self.fields.path]);
         parser.set_field_boost(self.fields.path, 0.5);
         let (query, _errors) = parser.parse_query_lenient(text);
+        let query: Box<dyn tantivy::query::Query> = match only {
+            None => query,
+            Some(set) => {
+                if set.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let terms = set
+                    .keys()
+                    .map(|ino| Term::from_field_u64(self.fields.ino, *ino));
+                Box::new(BooleanQuery::new(vec![
+                    (Occur::Must, query),
+                    (Occur::Must, Box::new(TermSetQuery::new(terms))),
+                ]))
+            }
+        };
         let top = searcher.search(&query, &TopDocs::with_limit(limit).order_by_score())?;
+        let mut cols: HashMap<u32, (Column<u64>, Column<u64>)> = HashMap::new();
         let mut out = Vec::with_capacity(top.len());
         for (score, addr) in top {
-            let d: TantivyDocument = searcher.doc(addr)?;
-            let id = d
-                .get_first(self.fields.chunk_id)
-                .and_then(|v| v.as_u64())
-                .unwrap_or(0);
-            let rec_ino = self.chunk_recs(&[id])?.first().map(|r| r.ino).unwrap_or(0);
-            out.push((id, rec_ino, score));
+            if let std::collections::hash_map::Entry::Vacant(e) = cols.entry(addr.segment_ord) {
+                let ff = searcher.segment_reader(addr.segment_ord).fast_fields();
+                e.insert((ff.u64("chunk_id")?, ff.u64("ino")?));
+            }
+            let (ids, inos) = &cols[&addr.segment_ord];
+            let (Some(id), Some(ino)) = (ids.first(addr.doc_id), inos.first(addr.doc_id)) else {
+                continue;
+            };
+            out.push((id, ino, score));
         }
         Ok(out)
     }
 
+    /// The query's terms (the text field's tokenizer, in order, once each) and, per term, the
+    /// files containing it in their text or path. Stopwords are not looked up (they weigh
+    /// nothing), nor are terms in more than [`COMMON_PASSAGES`] passages (too common to weigh
+    /// anything in a corpus that size, and costly to collect).
+    fn term_files(&self, text: &str) -> Result<Vec<(String, Option<HashSet<Ino>>)>> {
+        let mut analyzer = self.index.tokenizer_for_field(self.fields.text)?;
+        let mut terms: Vec<String> = Vec::new();
+        let mut stream = analyzer.token_stream(text);
+        stream.process(&mut |t| {
+            if !terms.contains(&t.text) {
+                terms.push(t.text.clone());
+            }
+        });
+        let searcher = self.reader.searcher();
+        let mut out = Vec::with_capacity(terms.len());
+        for t in terms {
+            if relevance::is_stopword(&t) {
+                out.push((t, Some(HashSet::new())));
+                continue;
+            }
+            let tt = Term::from_field_text(self.fields.text, &t);
+            let tp = Term::from_field_text(self.fields.path, &t);
+            if searcher.doc_freq(&tt)? > COMMON_PASSAGES {
+                out.push((t, None));
+                continue;
+            }
+            let q = BooleanQuery::union(vec![
+                Box::new(TermQuery::new(tt, IndexRecordOption::Basic)),
+                Box::new(TermQuery::new(tp, IndexRecordOption::Basic)),
+            ]);
+            let found = searcher.search(&q, &DocSetCollector)?;
+            let mut cols: HashMap<u32, Column<u64>> = HashMap::new();
+            let mut inos = HashSet::new();
+            for addr in found {
+                if let std::collections::hash_map::Entry::Vacant(e) = cols.entry(addr.segment_ord)
+                {
+                    e.insert(
+                        searcher
+                            .segment_reader(addr.segment_ord)
+                            .fast_fields()
+                            .u64("ino")?,
+                    );
+                }
+                if let Some(ino) = cols[&addr.segment_ord].first(addr.doc_id) {
+                    inos.insert(ino);
+                }
+            }
+            out.push((t, Some(inos)));
+        }
+        Ok(out)
+    }
+
+    /// The stored vectors of these chunks (exact scans of a filtered set).
+    fn chunk_vectors(&self, ids: impl Iterator<Item = u64>) -> Result<Vec<(u64, Vec<f32>)>> {
+        let mut out = Vec::new();
+        for id in ids {
+            if let Some(v) = self.chunk_vector(id)? {
+                out.push((id, v));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Nearest passages to `v` among those `only` admits: an exact scan when that is at most
+    /// [`EXACT_SCAN_MAX`] passages, else the graph with a deeper search, filtered.
+    fn semantic_chunks(
+        &self,
+        v: &[f32],
+        pool: usize,
+        only: Option<&HashMap<Ino, Vec<u64>>>,
+    ) -> Result<Vec<(u64, f32)>> {
+        let Some(set) = only else {
+            return Ok(self.vectors.search(v, pool));
+        };
+        let n: usize = set.values().map(|c| c.len()).sum();
+        if n <= EXACT_SCAN_MAX {
+            let mut out: Vec<(u64, f32)> = self
+                .chunk_vectors(set.values().flatten().copied())?
+                .into_iter()
+                .map(|(id, x)| (id, vectors::dot(v, &x)))
+                .collect();
+            out.sort_by(|a, b| b.1.total_cmp(&a.1));
+            out.truncate(pool);
+            return Ok(out);
+        }
+        // Most passages pass: the graph's neighbours, filtered, lose little.
+        let admitted: HashSet<u64> = set.values().flatten().copied().collect();
+        Ok(self
+            .vectors
+            .search(v, (pool * 4).min(100_000))
+            .into_iter()
+            .filter(|(id, _)| admitted.contains(id))
+            .take(pool)
+            .collect())
+    }
+
+    fn chunk_inos(&self, ids: &[(u64, f32)]) -> Result<HashMap<u64, Ino>> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(CHUNKS)?;
+        let mut m = HashMap::new();
+        for (id, _) in ids {
+            if let Some(v) = t.get(*id)? {
+                let r: ChunkRec = postcard::from_bytes(v.value())?;
+                m.insert(*id, r.ino);
+            }
+        }
+        Ok(m)
+    }
+
+    /// Cosine similarities of `texts` to `query` with the index's model (ask: which sentences
+    /// of a passage answer).
+    pub fn similarities(&self, query: &str, texts: &[&str]) -> Result<Vec<f32>> {
+        let q = self.embed_query(query)?;
+        texts
+            .iter()
+            .map(|t| Ok(vectors::dot(&q, &self.embed_query(t)?)))
+            .collect()
+    }
+
     /// Ranked files for `query_text` in `mode`.
     pub fn search(&self, query_text: &str, mode: Mode, limit: usize) -> Result<SearchOutcome> {
+        self.search_with(query_text, mode, limit, &SearchParams::default())
+    }
+
+    /// [`Indexer::search`] with explicit parameters.
+    ///
+    /// Filters are applied inside retrieval (text: a tantivy filter clause; vectors: an exact
+    /// scan of the admitted passages when few), so they never drop a match. Each file's score
+    /// is its best passage's per signal; hybrid combines the two normalised scores convexly
+    /// (BM25 divided by the best candidate's, cosine min-max normalised over the candidates:
+    /// Bruch et al., TOIS 2023). Relevance ([`relevance`]) is decided over all candidates,
+    /// before the cut to `limit`.
+    pub fn search_with(
+        &self,
+        query_text: &str,
+        mode: Mode,
+        limit: usize,
+        params: &SearchParams,
+    ) -> Result<SearchOutcome> {
         let q = parse_query(query_text)?;
-        let mut outcome = SearchOutcome::default();
-        let pool = (limit * 20).clamp(200, 100_000);
-        // Per file: best text score, best semantic score, best chunk for each.
-        let mut text_best: HashMap<Ino, (f32, u64)> = HashMap::new();
-        let mut sem_best: HashMap<Ino, (f32, u64)> = HashMap::new();
         if q.text.trim().is_empty() {
             return self.filter_only(&q, limit);
         }
-        if mode != Mode::Semantic {
-            for (id, ino, s) in self.text_chunks(&q.text, pool)? {
-                let e = text_best.entry(ino).or_insert((s, id));
-                if s > e.0 {
-                    *e = (s, id);
-                }
+        let mut outcome = SearchOutcome::default();
+        let only = self.filtered_files(&q)?;
+        outcome.filtered = only.as_ref().map(|s| s.len() as u64);
+        let pool = (limit * 20).clamp(200, 100_000);
+        let mut text_best: Best = HashMap::new();
+        let mut sem_best: Best = HashMap::new();
+        // The text signal also runs in semantic mode: keyword membership needs it.
+        for (id, ino, s) in self.text_chunks(&q.text, pool, only.as_ref())? {
+            let e = text_best.entry(ino).or_insert((s, id));
+            if s > e.0 {
+                *e = (s, id);
             }
         }
         if mode != Mode::Text {
+            if params.no_query_cache {
+                self.query_vectors
+                    .lock()
+                    .remove(&passages::normalize(&q.text));
+            }
             match self.embed_query(q.text.as_str()) {
                 Ok(v) => {
-                    let ids = self.vectors.search(&v, pool);
-                    let recs = self.chunk_recs(&ids.iter().map(|(i, _)| *i).collect::<Vec<_>>())?;
-                    // chunk_recs skips missing ids: match by position only where present.
-                    let by_id: HashMap<u64, Ino> = {
-                        let txn = self.db.begin_read()?;
-                        let t = txn.open_table(CHUNKS)?;
-                        let mut m = HashMap::new();
-                        for (id, _) in &ids {
-                            if let Some(v) = t.get(*id)? {
-                                let r: ChunkRec = postcard::from_bytes(v.value())?;
-                                m.insert(*id, r.ino);
-                            }
-                        }
-                        m
-                    };
-                    drop(recs);
+                    let ids = self.semantic_chunks(&v, pool, only.as_ref())?;
+                    let by_id = self.chunk_inos(&ids)?;
                     for (id, sim) in ids {
                         if let Some(ino) = by_id.get(&id) {
                             let e = sem_best.entry(*ino).or_insert((sim, id));
@@ -164,36 +381,50 @@ impl Indexer {
                 Err(e) => return Err(e),
             }
         }
-        // BM25 is normalised by the best text score, but never by less than a floor: when the
-        // best match is weak (only "a" or "by" matched), it must not count as a perfect one and
-        // outrank a strong semantic match (seen with paraphrased queries).
-        const BM25_FLOOR: f32 = 4.0;
-        let max_text = text_best
+        outcome.files = self.db.begin_read()?.open_table(FILES)?.len()?;
+        let term_files = self.term_files(&q.text)?;
+        let df: Vec<(String, u64)> = term_files
+            .iter()
+            .map(|(t, f)| (t.clone(), f.as_ref().map_or(outcome.files, |s| s.len() as u64)))
+            .collect();
+        outcome.terms = relevance::term_weights(&df, outcome.files, &params.relevance);
+
+        let max_text = text_best.values().map(|v| v.0).fold(0f32, f32::max);
+        let (min_sim, max_sim) = sem_best
             .values()
-            .map(|v| v.0)
-            .fold(0f32, f32::max)
-            .max(BM25_FLOOR);
-        let w = self.opts.semantic_weight;
-        let best_text = text_best.values().map(|v| v.0).fold(0f32, f32::max);
-        let mut fused: Vec<(Ino, f32, u64, f32, f32)> = Vec::new();
-        let inos: HashSet<Ino> = text_best.keys().chain(sem_best.keys()).copied().collect();
+            .fold((f32::MAX, f32::MIN), |(lo, hi), v| (lo.min(v.0), hi.max(v.0)));
+        let w = params.semantic_weight.unwrap_or(self.opts.semantic_weight);
+        let inos: Vec<Ino> = {
+            let mut v: Vec<Ino> = text_best.keys().chain(sem_best.keys()).copied().collect();
+            v.sort_unstable();
+            v.dedup();
+            v
+        };
+        struct Cand {
+            ino: Ino,
+            score: f32,
+            chunk: u64,
+            text: f32,
+            sim: f32,
+            sem_norm: f32,
+            matched: u64,
+        }
+        let mut cands: Vec<Cand> = Vec::with_capacity(inos.len());
         for ino in inos {
             let t = text_best.get(&ino);
             let s = sem_best.get(&ino);
+            let tn = t.map(|x| x.0 / max_text.max(f32::MIN_POSITIVE)).unwrap_or(0.0);
+            let sn = match s {
+                Some(x) if max_sim > min_sim => (x.0 - min_sim) / (max_sim - min_sim),
+                Some(_) => 1.0,
+                None => 0.0,
+            };
             let score = match mode {
                 Mode::Text => t.map(|x| x.0).unwrap_or(0.0),
-                Mode::Semantic => s.map(|x| x.0).unwrap_or(0.0),
-                Mode::Hybrid => {
-                    let tn = t.map(|x| x.0 / max_text).unwrap_or(0.0);
-                    // Cosine similarities of unrelated MiniLM texts sit near 0.1–0.2:
-                    // rescale so that only the informative part counts.
-                    let sn = s.map(|x| ((x.0 - 0.1) / 0.9).max(0.0)).unwrap_or(0.0);
-                    if sem_best.is_empty() {
-                        tn
-                    } else {
-                        w * sn + (1.0 - w) * tn
-                    }
-                }
+                // Files only the text signal found (kept for keyword membership) rank last.
+                Mode::Semantic => s.map(|x| x.0).unwrap_or(-1.0),
+                Mode::Hybrid if sem_best.is_empty() => tn,
+                Mode::Hybrid => w * sn + (1.0 - w) * tn,
             };
             // The passage to show: the semantic one if it ranks, else the text one.
             let chunk = match (mode, t, s) {
@@ -202,36 +433,70 @@ impl Indexer {
                 (_, Some(t), None) => t.1,
                 _ => continue,
             };
-            let text_rel = match t {
-                Some(t) if best_text > 0.0 => t.0 / best_text,
-                Some(_) => 1.0,
-                None => 0.0,
-            };
-            fused.push((ino, score, chunk, text_rel, s.map(|x| x.0).unwrap_or(0.0)));
+            let mut matched = 0u64;
+            for (i, (_, files)) in term_files.iter().take(64).enumerate() {
+                if files.as_ref().is_some_and(|f| f.contains(&ino)) {
+                    matched |= 1 << i;
+                }
+            }
+            cands.push(Cand {
+                ino,
+                score,
+                chunk,
+                text: t.map(|x| x.0).unwrap_or(0.0),
+                sim: s.map(|x| x.0).unwrap_or(0.0),
+                sem_norm: sn,
+                matched,
+            });
         }
-        fused.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        let sims: Vec<f32> = cands.iter().map(|c| c.sim).collect();
+        let matched: Vec<u64> = cands.iter().map(|c| c.matched).collect();
+        let decided = relevance::decide(
+            &sims,
+            &matched,
+            &outcome.terms,
+            &params.relevance,
+            mode != Mode::Text,
+        );
+        let mut order: Vec<usize> = (0..cands.len()).collect();
+        order.sort_by(|&a, &b| {
+            cands[b]
+                .score
+                .total_cmp(&cands[a].score)
+                .then(cands[a].ino.cmp(&cands[b].ino))
+        });
         let terms = q.terms();
-        for (ino, score, chunk_id, text_rel, similarity) in fused {
+        for i in order {
             if outcome.hits.len() >= limit {
                 break;
             }
-            let Some(st) = self.file_state(ino)? else {
+            let c = &cands[i];
+            if mode == Mode::Semantic && c.score < 0.0 {
+                continue;
+            }
+            let Some(st) = self.file_state(c.ino)? else {
                 continue;
             };
             if !self.facts_ok(&q, &st) {
                 continue;
             }
-            let rec = self.chunk_recs(&[chunk_id])?.pop();
+            let rec = self.chunk_recs(&[c.chunk])?.pop();
             let (offset, passage) = rec.map(|r| (r.offset, r.text)).unwrap_or_default();
             outcome.hits.push(Hit {
                 mtime: st.mtime,
                 size: st.size,
-                text_match: text_rel > 0.0,
-                text_rel,
-                similarity,
+                text_match: c.text > 0.0,
+                text_rel: c.text / max_text.max(f32::MIN_POSITIVE),
+                text_score: c.text,
+                similarity: c.sim,
+                semantic_norm: c.sem_norm,
+                coverage: decided.coverage[i],
+                matched: c.matched,
+                keyword: decided.keyword[i],
+                relevant: decided.relevant[i],
                 path: st.path,
-                ino,
-                score,
+                ino: c.ino,
+                score: c.score,
                 offset,
                 snippet: chunk::snippet(&passage, &terms, 200),
                 passage,
@@ -253,7 +518,11 @@ impl Indexer {
             }
         }
         hits.sort_by(|a, b| a.1.path.cmp(&b.1.path));
-        let mut out = SearchOutcome::default();
+        let mut out = SearchOutcome {
+            files: files.len()?,
+            filtered: Some(hits.len() as u64),
+            ..SearchOutcome::default()
+        };
         for (ino, st, first) in hits.into_iter().take(limit) {
             let rec = match first {
                 Some(id) => self.chunk_recs(&[id])?.pop(),
@@ -265,7 +534,13 @@ impl Indexer {
                 size: st.size,
                 text_match: true,
                 text_rel: 1.0,
+                text_score: 0.0,
                 similarity: 0.0,
+                semantic_norm: 0.0,
+                coverage: 0.0,
+                matched: 0,
+                keyword: false,
+                relevant: true,
                 path: st.path,
                 ino,
                 score: 1.0,

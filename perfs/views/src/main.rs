@@ -1,0 +1,502 @@
+//! `relevance-bench`: does a view list what its name asks for, and does hybrid ranking beat
+//! both of its signals? Measured on a PEROS_HOME holding the rendered man pages of
+//! perfs/search (perfs/views/relevance.sh makes it with `peros import` + `peros index --wait`,
+//! real model), opened here as the CLI opens it.
+//!
+//! * Views (`--views`, perfs/views/views.tsv): each name is run as the view would run it
+//!   (`search_with`, hybrid, every candidate), membership by the relevance rule. Odd data lines
+//!   tune, even lines are held out. The rule's parameters are swept on the tuning half (offline:
+//!   ranking does not depend on them, so each view is searched once); the report gives per-view
+//!   recall/precision for the shipped defaults on both halves, and what the sweep would choose.
+//! * Search (`--questions`, perfs/search/questions.tsv): odd questions tune the hybrid weight,
+//!   even ones report text, semantic and hybrid recall@5, MRR@10 and latency, the query
+//!   embedded afresh for every timed search (`no_query_cache`).
+//!
+//! Prints figures; asserts nothing.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use peros_crypto::Keyring;
+use peros_indexer::relevance::{self, Params};
+use peros_indexer::{Indexer, Mode, Options, SearchParams};
+use peros_store::{ObjectStoreBackend, Store, StoreOptions};
+
+struct Args {
+    home: PathBuf,
+    views: PathBuf,
+    questions: PathBuf,
+    out: Option<PathBuf>,
+    weights: Vec<f32>,
+    json: Option<PathBuf>,
+}
+
+fn parse_args() -> Result<Args> {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let mut a = Args {
+        home: PathBuf::from("/var/tmp/peros-relevance/home"),
+        views: manifest.join("views.tsv"),
+        questions: manifest.join("../search/questions.tsv"),
+        out: None,
+        weights: (1..=9).map(|i| i as f32 / 10.0).collect(),
+        json: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut val = || it.next().with_context(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--home" => a.home = val()?.into(),
+            "--views" => a.views = val()?.into(),
+            "--questions" => a.questions = val()?.into(),
+            "--out" => a.out = Some(val()?.into()),
+            "--json" => a.json = Some(val()?.into()),
+            "--weights" => {
+                a.weights = val()?
+                    .split(',')
+                    .map(|w| w.trim().parse::<f32>())
+                    .collect::<Result<_, _>>()?
+            }
+            "-h" | "--help" => {
+                println!(
+                    "usage: relevance-bench [--home PEROS_HOME] [--views FILE] [--questions FILE] \
+                     [--weights 0.1,0.2,...] [--out REPORT.md] [--json MEMBERS.json]"
+                );
+                std::process::exit(0);
+            }
+            other => bail!("unknown argument {other:?}"),
+        }
+    }
+    Ok(a)
+}
+
+/// The store and index of a PEROS_HOME made with `peros init --no-passphrase`, opened as the
+/// CLI opens them (local objects, default index directory).
+fn open_home(home: &Path) -> Result<Arc<Indexer>> {
+    let keyring = Keyring::load(&home.join("keys/identity.age"), || None)
+        .with_context(|| format!("{}: no PerOS home (run relevance.sh)", home.display()))?;
+    let backend = ObjectStoreBackend::local(&home.join("objects"))?;
+    let store = Store::open(
+        &home.join("meta/peros.redb"),
+        Arc::new(keyring),
+        Arc::new(backend),
+        StoreOptions::default(),
+    )?;
+    let ix = Indexer::open(
+        Arc::new(store),
+        Options::new(peros_indexer::default_dir(home)),
+    )?;
+    if let Some(e) = ix.catch_up(true, &|_, _, _| {})? {
+        bail!("the embedding model is not available ({e}): source /var/cache/peros/env.sh");
+    }
+    Ok(ix)
+}
+
+fn data_lines(path: &Path) -> Result<Vec<Vec<String>>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("{}", path.display()))?;
+    Ok(text
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .map(|l| l.split('\t').map(|f| f.trim().to_string()).collect())
+        .collect())
+}
+
+fn base(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
+
+fn pct_ms(samples: &[Duration], p: f64) -> f64 {
+    let mut v = samples.to_vec();
+    v.sort();
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * v.len() as f64).ceil().max(1.0) as usize;
+    v[rank.min(v.len()) - 1].as_secs_f64() * 1000.0
+}
+
+// ----- views -----
+
+struct View {
+    name: String,
+    expected: BTreeSet<String>,
+    acceptable: BTreeSet<String>,
+    tune: bool,
+    /// Per candidate: file name, similarity, matched-terms mask.
+    cands: Vec<(String, f32, u64)>,
+    /// The query's terms: (term, files containing it).
+    terms: Vec<(String, u64)>,
+    files: u64,
+    /// Members by the shipped rule (Hit::relevant).
+    shipped: Vec<String>,
+    search_ms: f64,
+}
+
+#[derive(Clone, Copy, Default)]
+struct Pr {
+    recall: f64,
+    precision: f64,
+    listed: usize,
+}
+
+impl Pr {
+    fn f1(&self) -> f64 {
+        if self.recall + self.precision == 0.0 {
+            0.0
+        } else {
+            2.0 * self.recall * self.precision / (self.recall + self.precision)
+        }
+    }
+}
+
+fn score(v: &View, members: &[String]) -> Pr {
+    let found = members.iter().filter(|m| v.expected.contains(*m)).count();
+    let ok = members
+        .iter()
+        .filter(|m| v.expected.contains(*m) || v.acceptable.contains(*m))
+        .count();
+    Pr {
+        recall: found as f64 / v.expected.len().max(1) as f64,
+        // An empty view lists nothing wrong, but recall says it failed.
+        precision: if members.is_empty() {
+            1.0
+        } else {
+            ok as f64 / members.len() as f64
+        },
+        listed: members.len(),
+    }
+}
+
+fn members_with(v: &View, p: &Params) -> Vec<String> {
+    let terms = relevance::term_weights(&v.terms, v.files, p);
+    let sims: Vec<f32> = v.cands.iter().map(|c| c.1).collect();
+    let masks: Vec<u64> = v.cands.iter().map(|c| c.2).collect();
+    let d = relevance::decide(&sims, &masks, &terms, p, true);
+    v.cands
+        .iter()
+        .zip(d.relevant)
+        .filter(|(_, r)| *r)
+        .map(|(c, _)| c.0.clone())
+        .collect()
+}
+
+fn mean(prs: &[Pr]) -> (f64, f64, f64) {
+    let n = prs.len().max(1) as f64;
+    (
+        prs.iter().map(|p| p.recall).sum::<f64>() / n,
+        prs.iter().map(|p| p.precision).sum::<f64>() / n,
+        prs.iter().map(|p| p.f1()).sum::<f64>() / n,
+    )
+}
+
+fn grid() -> Vec<Params> {
+    let mut out = Vec::new();
+    for sem_floor in [0.2, 0.25, 0.3, 0.35, 0.4, 0.45] {
+        for sem_window in [0.04, 0.06, 0.08, 0.1, 0.12, 0.15, 0.2] {
+            for sem_gap in [0.02, 0.03, 0.04, 0.05, 0.07, 1.0] {
+                for kw_coverage in [0.5, 0.67, 0.75, 0.9, 1.0, 9.0] {
+                    for common_df in [0.05, 0.1, 0.2, 0.3] {
+                        out.push(Params {
+                            sem_floor,
+                            sem_window,
+                            sem_gap,
+                            kw_coverage,
+                            common_df,
+                        });
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+fn views_part(ix: &Indexer, args: &Args, md: &mut String) -> Result<serde_json::Value> {
+    let mut views = Vec::new();
+    for (i, f) in data_lines(&args.views)?.into_iter().enumerate() {
+        if f.len() < 2 {
+            bail!("{}: expected name<TAB>expected<TAB>acceptable", args.views.display());
+        }
+        let set = |s: Option<&String>| -> BTreeSet<String> {
+            s.map(|s| s.split_whitespace().map(String::from).collect())
+                .unwrap_or_default()
+        };
+        let t = Instant::now();
+        let out = ix.search_with(&f[0], Mode::Hybrid, 100_000, &SearchParams::default())?;
+        let search_ms = t.elapsed().as_secs_f64() * 1000.0;
+        views.push(View {
+            name: f[0].clone(),
+            expected: set(f.get(1)),
+            acceptable: set(f.get(2)),
+            tune: i % 2 == 0,
+            cands: out
+                .hits
+                .iter()
+                .map(|h| (base(&h.path).to_string(), h.similarity, h.matched))
+                .collect(),
+            terms: out.terms.iter().map(|t| (t.term.clone(), t.df)).collect(),
+            files: out.files,
+            shipped: out
+                .hits
+                .iter()
+                .filter(|h| h.relevant)
+                .map(|h| base(&h.path).to_string())
+                .collect(),
+            search_ms,
+        });
+    }
+    let shipped = Params::default();
+    // The sweep, on the tuning half only.
+    let tune: Vec<&View> = views.iter().filter(|v| v.tune).collect();
+    let mut best: Option<(f64, Params)> = None;
+    for p in grid() {
+        let prs: Vec<Pr> = tune.iter().map(|v| score(v, &members_with(v, &p))).collect();
+        let (_, _, f1) = mean(&prs);
+        if best.is_none_or(|(b, _)| f1 > b + 1e-9) {
+            best = Some((f1, p));
+        }
+    }
+    let (best_f1, chosen) = best.context("empty grid")?;
+
+    let _ = writeln!(md, "## Views: membership by the relevance rule\n");
+    let _ = writeln!(
+        md,
+        "{} labelled views ({} tune, {} held out) from {}; corpus: {} files. Shipped parameters: `{:?}`.\n",
+        views.len(),
+        tune.len(),
+        views.len() - tune.len(),
+        args.views.display(),
+        views.first().map(|v| v.files).unwrap_or(0),
+        shipped
+    );
+    let _ = writeln!(
+        md,
+        "Sweep on the tuning half ({} combinations, objective mean F1): best mean F1 {best_f1:.3} with `{chosen:?}`.\n",
+        grid().len()
+    );
+    let per_half = |held: bool, md: &mut String| {
+        let _ = writeln!(
+            md,
+            "### {} half\n\n| view | expected | listed | recall | precision | search ms | missed | wrong |\n|---|---:|---:|---:|---:|---:|---|---|",
+            if held { "Held-out" } else { "Tuning" }
+        );
+        let mut prs = Vec::new();
+        for v in views.iter().filter(|v| v.tune != held) {
+            let pr = score(v, &v.shipped);
+            prs.push(pr);
+            let missed: Vec<&str> = v
+                .expected
+                .iter()
+                .filter(|e| !v.shipped.contains(e))
+                .map(|s| s.as_str())
+                .collect();
+            let wrong: Vec<&str> = v
+                .shipped
+                .iter()
+                .filter(|m| !v.expected.contains(*m) && !v.acceptable.contains(*m))
+                .map(|s| s.as_str())
+                .collect();
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {:.2} | {:.2} | {:.0} | {} | {} |",
+                v.name,
+                v.expected.len(),
+                pr.listed,
+                pr.recall,
+                pr.precision,
+                v.search_ms,
+                missed.join(" "),
+                wrong.iter().take(8).copied().collect::<Vec<_>>().join(" ")
+                    + if wrong.len() > 8 { " …" } else { "" }
+            );
+        }
+        let (r, p, f1) = mean(&prs);
+        let _ = writeln!(
+            md,
+            "\n**Mean over the {} views: recall {r:.3}, precision {p:.3}, F1 {f1:.3}** (goal: recall ≥ 0.9, precision ≥ 0.8).\n",
+            prs.len()
+        );
+        (r, p)
+    };
+    let (tr, tp) = per_half(false, md);
+    let (hr, hp) = per_half(true, md);
+    let held_chosen: Vec<Pr> = views
+        .iter()
+        .filter(|v| !v.tune)
+        .map(|v| score(v, &members_with(v, &chosen)))
+        .collect();
+    let (cr, cp, _) = mean(&held_chosen);
+    let _ = writeln!(
+        md,
+        "With the sweep's choice instead of the shipped parameters, held-out mean recall {cr:.3}, precision {cp:.3}.\n"
+    );
+    // What the mount's listings are compared with (relevance.sh).
+    Ok(serde_json::json!({
+        "tune": {"recall": tr, "precision": tp},
+        "held": {"recall": hr, "precision": hp},
+        "views": views.iter().map(|v| serde_json::json!({
+            "name": v.name, "tune": v.tune, "members": v.shipped,
+            "expected": v.expected, "acceptable": v.acceptable,
+        })).collect::<Vec<_>>(),
+    }))
+}
+
+// ----- search -----
+
+#[derive(Default)]
+struct Ranks {
+    ranks: Vec<Option<usize>>,
+    latencies: Vec<Duration>,
+}
+
+impl Ranks {
+    fn recall_at(&self, k: usize) -> f64 {
+        self.ranks.iter().filter(|r| r.is_some_and(|r| r <= k)).count() as f64
+            / self.ranks.len().max(1) as f64
+    }
+    fn mrr(&self) -> f64 {
+        self.ranks
+            .iter()
+            .map(|r| r.map(|r| 1.0 / r as f64).unwrap_or(0.0))
+            .sum::<f64>()
+            / self.ranks.len().max(1) as f64
+    }
+}
+
+fn ask(ix: &Indexer, qs: &[(String, String)], mode: Mode, p: &SearchParams) -> Result<Ranks> {
+    let mut r = Ranks::default();
+    for (q, page) in qs {
+        let t = Instant::now();
+        let out = ix.search_with(q, mode, 10, p)?;
+        r.latencies.push(t.elapsed());
+        r.ranks.push(
+            out.hits
+                .iter()
+                .position(|h| base(&h.path) == page)
+                .map(|i| i + 1),
+        );
+    }
+    Ok(r)
+}
+
+fn search_part(ix: &Indexer, args: &Args, md: &mut String) -> Result<()> {
+    let all: Vec<(String, String)> = data_lines(&args.questions)?
+        .into_iter()
+        .filter(|f| f.len() >= 2)
+        .map(|f| (f[0].clone(), f[1].clone()))
+        .collect();
+    let tune: Vec<_> = all.iter().step_by(2).cloned().collect();
+    let held: Vec<_> = all.iter().skip(1).step_by(2).cloned().collect();
+    // Untimed warm-up: the first search pays for lazy set-up (model load, mmaps).
+    ix.search("warm up the searcher", Mode::Hybrid, 10)?;
+    let mut sweep = Vec::new();
+    for &w in &args.weights {
+        let p = SearchParams {
+            semantic_weight: Some(w),
+            ..SearchParams::default()
+        };
+        let r = ask(ix, &tune, Mode::Hybrid, &p)?;
+        sweep.push((w, r.recall_at(5), r.mrr()));
+    }
+    let (w_best, _, _) = sweep
+        .iter()
+        .copied()
+        .fold(None::<(f32, f64, f64)>, |b, x| match b {
+            Some(b) if (b.2, b.1) >= (x.2, x.1) => Some(b),
+            _ => Some(x),
+        })
+        .context("no weights")?;
+    let cold = |w: Option<f32>| SearchParams {
+        semantic_weight: w,
+        no_query_cache: true,
+        ..SearchParams::default()
+    };
+    let text = ask(ix, &held, Mode::Text, &cold(None))?;
+    let sem = ask(ix, &held, Mode::Semantic, &cold(None))?;
+    let hyb = ask(ix, &held, Mode::Hybrid, &cold(Some(w_best)))?;
+    let hyb_default = ask(ix, &held, Mode::Hybrid, &cold(None))?;
+
+    let _ = writeln!(md, "## Search: hybrid against its two signals\n");
+    let _ = writeln!(
+        md,
+        "{} questions from {}: {} (odd lines) tune the semantic weight, {} (even lines) are reported.\n",
+        all.len(),
+        args.questions.display(),
+        tune.len(),
+        held.len()
+    );
+    let _ = writeln!(md, "Tuning half, hybrid per weight:\n\n| semantic weight | recall@5 | MRR@10 |\n|---:|---:|---:|");
+    for (w, r5, mrr) in &sweep {
+        let _ = writeln!(md, "| {w:.1} | {r5:.3} | {mrr:.3} |");
+    }
+    let _ = writeln!(
+        md,
+        "\nChosen weight: **{w_best:.1}** (best MRR@10, then recall@5, on the tuning half).\n"
+    );
+    let _ = writeln!(
+        md,
+        "Held-out half. Latency = one `search_with` call, limit 10, in process, text and vector indexes warm in memory; semantic and hybrid embed the query every time (no query-vector cache: cold embedding, warm model).\n"
+    );
+    let _ = writeln!(
+        md,
+        "| mode | recall@5 | MRR@10 | p50 ms | p99 ms |\n|---|---:|---:|---:|---:|"
+    );
+    for (name, r) in [
+        ("text".to_string(), &text),
+        ("semantic".to_string(), &sem),
+        (format!("hybrid (w = {w_best:.1}, tuned)"), &hyb),
+        ("hybrid (configured default weight)".to_string(), &hyb_default),
+    ] {
+        let _ = writeln!(
+            md,
+            "| {name} | {:.3} | {:.3} | {:.1} | {:.1} |",
+            r.recall_at(5),
+            r.mrr(),
+            pct_ms(&r.latencies, 50.0),
+            pct_ms(&r.latencies, 99.0)
+        );
+    }
+    let better = text.recall_at(5).max(sem.recall_at(5));
+    let better_mrr = text.mrr().max(sem.mrr());
+    let _ = writeln!(
+        md,
+        "\nHybrid vs the better single signal on held-out: recall@5 {:+.3}, MRR@10 {:+.3}.\n",
+        hyb.recall_at(5) - better,
+        hyb.mrr() - better_mrr
+    );
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    let args = parse_args()?;
+    let t = Instant::now();
+    let ix = open_home(&args.home)?;
+    let st = ix.status()?;
+    let mut md = String::new();
+    let _ = writeln!(
+        md,
+        "# Relevance benchmark\n\nHome: {} ({} files, {} passages, {} vectors; opened in {:.1} s). Load average: {}.\n",
+        args.home.display(),
+        st.files,
+        st.chunks,
+        st.vectors,
+        t.elapsed().as_secs_f64(),
+        std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim()
+    );
+    if st.vectors < st.chunks {
+        bail!("{} of {} passages have no vector yet", st.chunks - st.vectors, st.chunks);
+    }
+    let members = views_part(&ix, &args, &mut md)?;
+    search_part(&ix, &args, &mut md)?;
+    print!("{md}");
+    if let Some(out) = &args.out {
+        std::fs::write(out, &md)?;
+    }
+    if let Some(j) = &args.json {
+        std::fs::write(j, serde_json::to_vec_pretty(&members)?)?;
+    }
+    Ok(())
+}
