@@ -37,16 +37,29 @@ pub struct Params {
     pub kw_coverage: f32,
     /// Terms in more than this fraction of the files are too common to make a keyword member.
     pub common_df: f32,
+    /// The idf a keyword member's matched terms must add up to, as a fraction of the largest
+    /// possible idf, ln(1 + files): 0.5 means about a term in at most √files files. One
+    /// moderately common word left over from a long query is not enough.
+    pub kw_min_idf: f32,
+    /// Semantic members are at least this far from the query's background (the median
+    /// similarity of its candidates) to its best match: relative to the query's own scale.
+    pub sem_ratio: f32,
 }
 
 impl Default for Params {
+    /// Chosen on the tuning half of perfs/views/views.tsv (docs/RELEVANCE.md): floors from 0.25
+    /// to 0.40 tie there (the relative cut binds first), 0.30 is the middle; the knee did not
+    /// pay on any setting tried (`sem_gap` 1 disables it); keyword membership costs 0.005 of
+    /// tuning F1 on these natural-language names and is kept for one-word views (`tax`).
     fn default() -> Self {
         Self {
             sem_floor: 0.30,
-            sem_window: 0.10,
-            sem_gap: 0.05,
-            kw_coverage: 0.75,
-            common_df: 0.20,
+            sem_window: 0.20,
+            sem_gap: 1.0,
+            sem_ratio: 0.6,
+            kw_coverage: 1.0,
+            common_df: 0.5,
+            kw_min_idf: 0.0,
         }
     }
 }
@@ -109,7 +122,13 @@ pub fn semantic_members(sims: &[f32], p: &Params) -> Vec<bool> {
     if best < p.sem_floor {
         return vec![false; sims.len()];
     }
-    let mut cut = p.sem_floor.max(best - p.sem_window);
+    let mut sorted: Vec<f32> = sims.to_vec();
+    sorted.sort_by(|a, b| a.total_cmp(b));
+    let background = sorted[sorted.len() / 2];
+    let mut cut = p
+        .sem_floor
+        .max(best - p.sem_window)
+        .max(background + p.sem_ratio * (best - background));
     let mut inside: Vec<f32> = sims.iter().copied().filter(|s| *s >= cut).collect();
     inside.sort_by(|a, b| b.total_cmp(a));
     // The knee: the largest drop inside the window, if it is a real one.
@@ -128,9 +147,13 @@ pub fn semantic_members(sims: &[f32], p: &Params) -> Vec<bool> {
     sims.iter().map(|s| *s >= cut).collect()
 }
 
-/// Whether a file with these matched terms is a keyword member.
-pub fn keyword_member(coverage: f32, p: &Params) -> bool {
-    coverage > 0.0 && coverage + 1e-6 >= p.kw_coverage
+/// Whether a file whose matched terms weigh `got` of the query's `total` is a keyword member.
+pub fn keyword_member(got: f32, total: f32, files: u64, p: &Params) -> bool {
+    let max_idf = (1.0 + files as f32).ln();
+    total > 0.0
+        && got > 0.0
+        && got + 1e-6 >= p.kw_coverage * total
+        && got + 1e-6 >= p.kw_min_idf * max_idf
 }
 
 /// The rule applied to one query's candidates.
@@ -147,27 +170,31 @@ pub fn decide(
     sims: &[f32],
     matched: &[u64],
     terms: &[TermStat],
+    files: u64,
     p: &Params,
     semantic: bool,
 ) -> Decision {
     let total: f32 = terms.iter().take(64).map(|t| t.weight).sum();
-    let coverage: Vec<f32> = matched
+    let got: Vec<f32> = matched
         .iter()
         .map(|m| {
-            if total <= 0.0 {
-                return 0.0;
-            }
-            let got: f32 = terms
+            terms
                 .iter()
                 .take(64)
                 .enumerate()
                 .filter(|(j, _)| m & (1 << j) != 0)
                 .map(|(_, t)| t.weight)
-                .sum();
-            got / total
+                .sum()
         })
         .collect();
-    let keyword: Vec<bool> = coverage.iter().map(|c| keyword_member(*c, p)).collect();
+    let coverage: Vec<f32> = got
+        .iter()
+        .map(|g| if total > 0.0 { g / total } else { 0.0 })
+        .collect();
+    let keyword: Vec<bool> = got
+        .iter()
+        .map(|g| keyword_member(*g, total, files, p))
+        .collect();
     let sem = if semantic {
         semantic_members(sims, p)
     } else {

@@ -227,8 +227,7 @@ impl Indexer {
             let mut cols: HashMap<u32, Column<u64>> = HashMap::new();
             let mut inos = HashSet::new();
             for addr in found {
-                if let std::collections::hash_map::Entry::Vacant(e) = cols.entry(addr.segment_ord)
-                {
+                if let std::collections::hash_map::Entry::Vacant(e) = cols.entry(addr.segment_ord) {
                     e.insert(
                         searcher
                             .segment_reader(addr.segment_ord)
@@ -385,14 +384,19 @@ impl Indexer {
         let term_files = self.term_files(&q.text)?;
         let df: Vec<(String, u64)> = term_files
             .iter()
-            .map(|(t, f)| (t.clone(), f.as_ref().map_or(outcome.files, |s| s.len() as u64)))
+            .map(|(t, f)| {
+                (
+                    t.clone(),
+                    f.as_ref().map_or(outcome.files, |s| s.len() as u64),
+                )
+            })
             .collect();
         outcome.terms = relevance::term_weights(&df, outcome.files, &params.relevance);
 
         let max_text = text_best.values().map(|v| v.0).fold(0f32, f32::max);
-        let (min_sim, max_sim) = sem_best
-            .values()
-            .fold((f32::MAX, f32::MIN), |(lo, hi), v| (lo.min(v.0), hi.max(v.0)));
+        let (min_sim, max_sim) = sem_best.values().fold((f32::MAX, f32::MIN), |(lo, hi), v| {
+            (lo.min(v.0), hi.max(v.0))
+        });
         let w = params.semantic_weight.unwrap_or(self.opts.semantic_weight);
         let inos: Vec<Ino> = {
             let mut v: Vec<Ino> = text_best.keys().chain(sem_best.keys()).copied().collect();
@@ -413,7 +417,9 @@ impl Indexer {
         for ino in inos {
             let t = text_best.get(&ino);
             let s = sem_best.get(&ino);
-            let tn = t.map(|x| x.0 / max_text.max(f32::MIN_POSITIVE)).unwrap_or(0.0);
+            let tn = t
+                .map(|x| x.0 / max_text.max(f32::MIN_POSITIVE))
+                .unwrap_or(0.0);
             let sn = match s {
                 Some(x) if max_sim > min_sim => (x.0 - min_sim) / (max_sim - min_sim),
                 Some(_) => 1.0,
@@ -455,6 +461,7 @@ impl Indexer {
             &sims,
             &matched,
             &outcome.terms,
+            outcome.files,
             &params.relevance,
             mode != Mode::Text,
         );

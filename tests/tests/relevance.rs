@@ -89,7 +89,11 @@ fn a_view_named_in_plain_words_lists_only_what_it_names() {
 #[test]
 fn search_who_repairs_the_boiler_in_the_demo_files() {
     let env = Env::init();
-    env.ok(["import".as_ref(), examples().as_os_str(), "/examples".as_ref()]);
+    env.ok([
+        "import".as_ref(),
+        examples().as_os_str(),
+        "/examples".as_ref(),
+    ]);
     let m = Mounted::new(&env, &[]);
     index_wait(&env);
     let dir = m.p("@search/who repairs the boiler");
@@ -97,7 +101,8 @@ fn search_who_repairs_the_boiler_in_the_demo_files() {
     // word but "the"): wait for it, then check the whole listing.
     let got = poll("the landlord letter in @search", BOUND, || {
         let n = names(&dir);
-        n.contains(&"letter-to-landlord.txt".to_string()).then_some(n)
+        n.contains(&"letter-to-landlord.txt".to_string())
+            .then_some(n)
     });
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(names(&dir), got, "the refined listing is stable");
@@ -132,7 +137,12 @@ fn a_filter_never_drops_a_match() {
         src.join("invoice.pdf"),
     )
     .unwrap();
-    env.ok(["-q".as_ref(), "import".as_ref(), src.as_os_str(), "/many".as_ref()]);
+    env.ok([
+        "-q".as_ref(),
+        "import".as_ref(),
+        src.as_os_str(),
+        "/many".as_ref(),
+    ]);
     let v = env.json(["search", "boiler ext:pdf", "--mode", "text", "--json"]);
     let paths: Vec<&str> = v["hits"]
         .as_array()
@@ -154,7 +164,11 @@ fn a_filter_never_drops_a_match() {
 #[test]
 fn ask_quotes_the_sentence_that_answers() {
     let env = Env::init();
-    env.ok(["import".as_ref(), examples().as_os_str(), "/examples".as_ref()]);
+    env.ok([
+        "import".as_ref(),
+        examples().as_os_str(),
+        "/examples".as_ref(),
+    ]);
     let m = Mounted::new(&env, &[]);
     index_wait(&env);
     let v = env.json(["ask", "When is the tax filing deadline?", "--json"]);

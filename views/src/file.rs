@@ -247,9 +247,8 @@ pub fn with_view(text: &str, def: &ViewDef) -> Result<String, String> {
         })
         .as_table_like_mut()
         .ok_or("`views` in views.toml is not a table")?;
-    let defaults = def.limit == DEFAULT_LIMIT
-        && def.sort == Sort::Score
-        && def.min_similarity.is_none();
+    let defaults =
+        def.limit == DEFAULT_LIMIT && def.sort == Sort::Score && def.min_similarity.is_none();
     if defaults {
         views.insert(&def.name, Item::Value(Value::from(def.query.as_str())));
     } else {

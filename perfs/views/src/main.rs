@@ -174,7 +174,7 @@ fn members_with(v: &View, p: &Params) -> Vec<String> {
     let terms = relevance::term_weights(&v.terms, v.files, p);
     let sims: Vec<f32> = v.cands.iter().map(|c| c.1).collect();
     let masks: Vec<u64> = v.cands.iter().map(|c| c.2).collect();
-    let d = relevance::decide(&sims, &masks, &terms, p, true);
+    let d = relevance::decide(&sims, &masks, &terms, v.files, p, true);
     v.cands
         .iter()
         .zip(d.relevant)
@@ -194,18 +194,24 @@ fn mean(prs: &[Pr]) -> (f64, f64, f64) {
 
 fn grid() -> Vec<Params> {
     let mut out = Vec::new();
-    for sem_floor in [0.2, 0.25, 0.3, 0.35, 0.4, 0.45] {
-        for sem_window in [0.04, 0.06, 0.08, 0.1, 0.12, 0.15, 0.2] {
-            for sem_gap in [0.02, 0.03, 0.04, 0.05, 0.07, 1.0] {
-                for kw_coverage in [0.5, 0.67, 0.75, 0.9, 1.0, 9.0] {
-                    for common_df in [0.05, 0.1, 0.2, 0.3] {
-                        out.push(Params {
-                            sem_floor,
-                            sem_window,
-                            sem_gap,
-                            kw_coverage,
-                            common_df,
-                        });
+    for sem_floor in [0.25, 0.3, 0.35, 0.4, 0.45, 0.5] {
+        for sem_window in [0.1, 0.15, 0.2, 0.25, 1.0] {
+            for sem_gap in [0.05, 0.08, 1.0] {
+                for sem_ratio in [0.0, 0.5, 0.6, 0.7, 0.8] {
+                    for kw_coverage in [0.5, 0.75, 1.0, 9.0] {
+                        for common_df in [0.05, 0.1, 0.2] {
+                            for kw_min_idf in [0.0, 0.3, 0.5, 0.7] {
+                                out.push(Params {
+                                    sem_floor,
+                                    sem_window,
+                                    sem_gap,
+                                    sem_ratio,
+                                    kw_coverage,
+                                    common_df,
+                                    kw_min_idf,
+                                });
+                            }
+                        }
                     }
                 }
             }
@@ -218,7 +224,10 @@ fn views_part(ix: &Indexer, args: &Args, md: &mut String) -> Result<serde_json::
     let mut views = Vec::new();
     for (i, f) in data_lines(&args.views)?.into_iter().enumerate() {
         if f.len() < 2 {
-            bail!("{}: expected name<TAB>expected<TAB>acceptable", args.views.display());
+            bail!(
+                "{}: expected name<TAB>expected<TAB>acceptable",
+                args.views.display()
+            );
         }
         let set = |s: Option<&String>| -> BTreeSet<String> {
             s.map(|s| s.split_whitespace().map(String::from).collect())
@@ -253,13 +262,32 @@ fn views_part(ix: &Indexer, args: &Args, md: &mut String) -> Result<serde_json::
     let tune: Vec<&View> = views.iter().filter(|v| v.tune).collect();
     let mut best: Option<(f64, Params)> = None;
     for p in grid() {
-        let prs: Vec<Pr> = tune.iter().map(|v| score(v, &members_with(v, &p))).collect();
+        let prs: Vec<Pr> = tune
+            .iter()
+            .map(|v| score(v, &members_with(v, &p)))
+            .collect();
         let (_, _, f1) = mean(&prs);
         if best.is_none_or(|(b, _)| f1 > b + 1e-9) {
             best = Some((f1, p));
         }
     }
     let (best_f1, chosen) = best.context("empty grid")?;
+    // The trade-off along the floor: the best of the grid at each floor.
+    let mut by_floor: Vec<(f32, f64, Params)> = Vec::new();
+    for p in grid() {
+        let prs: Vec<Pr> = tune
+            .iter()
+            .map(|v| score(v, &members_with(v, &p)))
+            .collect();
+        let (_, _, f1) = mean(&prs);
+        // Keyed by floor and by whether keyword membership is on.
+        let key = p.sem_floor + if p.kw_coverage <= 1.0 { 10.0 } else { 0.0 };
+        match by_floor.iter_mut().find(|b| b.0 == key) {
+            Some(b) if f1 > b.1 + 1e-9 => *b = (key, f1, p),
+            Some(_) => {}
+            None => by_floor.push((key, f1, p)),
+        }
+    }
 
     let _ = writeln!(md, "## Views: membership by the relevance rule\n");
     let _ = writeln!(
@@ -277,6 +305,19 @@ fn views_part(ix: &Indexer, args: &Args, md: &mut String) -> Result<serde_json::
         "Sweep on the tuning half ({} combinations, objective mean F1): best mean F1 {best_f1:.3} with `{chosen:?}`.\n",
         grid().len()
     );
+    let _ = writeln!(md, "Best of the sweep at each floor, without and with keyword membership (tuning F1; held-out recall / precision):\n\n| sem_floor | tune F1 | held recall | held precision | parameters |\n|---:|---:|---:|---:|---|");
+    by_floor.sort_by(|a, b| a.0.total_cmp(&b.0));
+    for (_, f1, p) in &by_floor {
+        let f = p.sem_floor;
+        let held: Vec<Pr> = views
+            .iter()
+            .filter(|v| !v.tune)
+            .map(|v| score(v, &members_with(v, p)))
+            .collect();
+        let (r, pr, _) = mean(&held);
+        let _ = writeln!(md, "| {f:.2} | {f1:.3} | {r:.3} | {pr:.3} | `{p:?}` |");
+    }
+    let _ = writeln!(md);
     let per_half = |held: bool, md: &mut String| {
         let _ = writeln!(
             md,
@@ -354,7 +395,10 @@ struct Ranks {
 
 impl Ranks {
     fn recall_at(&self, k: usize) -> f64 {
-        self.ranks.iter().filter(|r| r.is_some_and(|r| r <= k)).count() as f64
+        self.ranks
+            .iter()
+            .filter(|r| r.is_some_and(|r| r <= k))
+            .count() as f64
             / self.ranks.len().max(1) as f64
     }
     fn mrr(&self) -> f64 {
@@ -448,7 +492,10 @@ fn search_part(ix: &Indexer, args: &Args, md: &mut String) -> Result<()> {
         ("text".to_string(), &text),
         ("semantic".to_string(), &sem),
         (format!("hybrid (w = {w_best:.1}, tuned)"), &hyb),
-        ("hybrid (configured default weight)".to_string(), &hyb_default),
+        (
+            "hybrid (configured default weight)".to_string(),
+            &hyb_default,
+        ),
     ] {
         let _ = writeln!(
             md,
@@ -487,7 +534,11 @@ fn main() -> Result<()> {
         std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim()
     );
     if st.vectors < st.chunks {
-        bail!("{} of {} passages have no vector yet", st.chunks - st.vectors, st.chunks);
+        bail!(
+            "{} of {} passages have no vector yet",
+            st.chunks - st.vectors,
+            st.chunks
+        );
     }
     let members = views_part(&ix, &args, &mut md)?;
     search_part(&ix, &args, &mut md)?;
