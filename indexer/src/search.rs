@@ -18,7 +18,9 @@ use tantivy::Term;
 use crate::query::{self, Query};
 use crate::relevance::{self, Params, TermStat};
 use crate::state::{CHUNKS, EMBED_QUEUE, FILES};
-use crate::{chunk, parse_query, passages, vectors, ChunkRec, FileState, IndexError, Indexer, Result};
+use crate::{
+    chunk, parse_query, passages, vectors, ChunkRec, FileState, IndexError, Indexer, Result,
+};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub enum Mode {
