@@ -146,7 +146,8 @@ impl Options {
             embed_threads: 0,
             max_text_bytes: 2 << 20,
             chunk_tokens: DEFAULT_CHUNK_TOKENS,
-            semantic_weight: 0.6,
+            // Chosen on the tuning half of perfs/search/questions.tsv (docs/RELEVANCE.md).
+            semantic_weight: 0.9,
             share_embeddings: false,
         }
     }
