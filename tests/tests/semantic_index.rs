@@ -223,6 +223,14 @@ fn reopening_ten_thousand_vectors_loads_the_saved_graph() {
     let st = env.json(["index", "--json"]);
     assert_eq!(st["graph_origin"], "saved", "{st}");
     let load_ms = n(&st, "graph_open_ms");
+    // Loaded graph, same answers (HNSW is approximate: only a rebuild may reorder them).
+    for (q, want) in queries.iter().zip(&reference) {
+        assert_eq!(
+            &semantic_top(&env, q),
+            want,
+            "results of {q:?} changed after reopening"
+        );
+    }
     // Without its dump the graph must be rebuilt: the time every open paid before.
     std::fs::remove_dir_all(env.home.join("index/graph")).unwrap();
     let st = env.json(["index", "--json"]);
@@ -239,10 +247,11 @@ fn reopening_ten_thousand_vectors_loads_the_saved_graph() {
         "loading ({load_ms} ms) should be far cheaper than building ({build_ms} ms)"
     );
     for (q, want) in queries.iter().zip(&reference) {
-        assert_eq!(
-            &semantic_top(&env, q),
-            want,
-            "results of {q:?} changed after reopening"
+        let got = semantic_top(&env, q);
+        let shared = got.iter().filter(|p| want.contains(p)).count();
+        assert!(
+            shared >= 8,
+            "after the rebuild {q:?} gives {got:?}, before {want:?}"
         );
     }
 }
@@ -330,9 +339,14 @@ fn a_search_during_a_large_backlog_returns_in_its_usual_time() {
     for f in 0..20 {
         let body: String = (0..300)
             .map(|p| {
+                let w = |k: usize| WORDS[(f * 31 + p * 7 + k * 3) % WORDS.len()];
+                // About 20 tokens: one passage per note (two do not fit in 30).
                 format!(
-                    "Backlog note {f}-{p} about the {}.\n\n",
-                    WORDS[(f * 31 + p) % WORDS.len()]
+                    "Backlog note {f}-{p} about the {} and the {} near the {}, filed under {}.\n\n",
+                    w(0),
+                    w(1),
+                    w(2),
+                    w(3)
                 )
             })
             .collect();
