@@ -365,6 +365,19 @@ fn a_search_during_a_large_backlog_returns_in_its_usual_time() {
         );
         std::thread::sleep(Duration::from_millis(200));
     };
+    // Time only while the worker is embedding: once its first round has left the queue.
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let p = n(&env.json(["index", "--json"]), "pending_vectors");
+        if p < pending {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "embedding never started: {p} queued"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let busy = median(time(&queries[4..]));
     let still = n(&env.json(["index", "--json"]), "pending_vectors");
     eprintln!(
