@@ -223,8 +223,8 @@ fn compare_threads(
         }
         secs[0] += t.elapsed().as_secs_f64();
         let t = Instant::now();
+        let next = std::sync::atomic::AtomicUsize::new(0);
         std::thread::scope(|s| {
-            let next = std::sync::atomic::AtomicUsize::new(0);
             for e in side.iter_mut() {
                 let (next, batches) = (&next, &batches);
                 s.spawn(move || loop {
