@@ -41,7 +41,7 @@ export RUST_BACKTRACE=${RUST_BACKTRACE:-1}
 echo "==> environment: CARGO_TARGET_DIR=$CARGO_TARGET_DIR ORT_DYLIB_PATH=$ORT_DYLIB_PATH PEROS_MODEL_DIR=$PEROS_MODEL_DIR PEROS_WEED=$PEROS_WEED"
 
 run build cargo build --workspace --all-targets
-run test cargo test --workspace -- --test-threads=2
+run test cargo test --workspace --no-fail-fast -- --test-threads=2
 # Second pass: the store and mount tests again, every store in S3 (one SeaweedFS per test binary).
 run test-s3 env PEROS_TEST_BACKEND=s3 cargo test -p peros-tests --test roundtrip --test mount -- --test-threads=2
 STEP=done

@@ -228,8 +228,20 @@ mod tests {
 
     #[test]
     fn the_knee_cuts_a_cluster_from_the_tail() {
+        // The knee ships switched off (`sem_gap` 1): this checks the mechanism when enabled.
+        let p = Params {
+            sem_gap: 0.05,
+            sem_ratio: 0.0,
+            ..Params::default()
+        };
+        let m = semantic_members(&[0.62, 0.60, 0.59, 0.53, 0.52, 0.1, 0.1, 0.1, 0.1], &p);
+        assert_eq!(
+            m,
+            [true, true, true, false, false, false, false, false, false]
+        );
+        // Off by default: the window and the ratio to the background decide alone.
         let m = semantic_members(&[0.62, 0.60, 0.59, 0.53, 0.52], &Params::default());
-        assert_eq!(m, [true, true, true, false, false]);
+        assert_eq!(m, [true, false, false, false, false]);
     }
 
     #[test]
