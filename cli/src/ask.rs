@@ -275,31 +275,6 @@ fn sentences(text: &str) -> Vec<(usize, &str)> {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::sentences;
-
-    #[test]
-    fn sentences_keep_their_offsets() {
-        let t = "# Taxes\n\nFiling deadline: **31 July 2025** (extension possible).\nEverything below\nis here.\n- Desk, 389 EUR\n- Monitor";
-        let s = sentences(t);
-        for (off, text) in &s {
-            assert_eq!(&t[*off..*off + text.len()], *text);
-        }
-        let texts: Vec<&str> = s.iter().map(|x| x.1).collect();
-        assert_eq!(
-            texts,
-            [
-                "# Taxes",
-                "Filing deadline: **31 July 2025** (extension possible).",
-                "Everything below\nis here.",
-                "- Desk, 389 EUR",
-                "- Monitor"
-            ]
-        );
-    }
-}
-
 fn api_key(llm: &LlmConfig) -> Option<String> {
     let k = llm.api_key.trim();
     if let Some(var) = k.strip_prefix("env:") {
@@ -363,4 +338,29 @@ fn ask_llm(
         anyhow::bail!("empty answer");
     }
     Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sentences;
+
+    #[test]
+    fn sentences_keep_their_offsets() {
+        let t = "# Taxes\n\nFiling deadline: **31 July 2025** (extension possible).\nEverything below\nis here.\n- Desk, 389 EUR\n- Monitor";
+        let s = sentences(t);
+        for (off, text) in &s {
+            assert_eq!(&t[*off..*off + text.len()], *text);
+        }
+        let texts: Vec<&str> = s.iter().map(|x| x.1).collect();
+        assert_eq!(
+            texts,
+            [
+                "# Taxes",
+                "Filing deadline: **31 July 2025** (extension possible).",
+                "Everything below\nis here.",
+                "- Desk, 389 EUR",
+                "- Monitor"
+            ]
+        );
+    }
 }
