@@ -478,8 +478,8 @@ fn whatever_the_llm_asks_nothing_destructive_happens_and_excluded_files_never_le
             call("8", "create_view", json!({"name": "pwned", "query": "path:/vault/", "sneaky": 1})),
             call("9", "write_file", json!({"path": "/report/intro.md", "data": ""})),
         ]}),
-        json!({"role": "assistant", "content": "```json\n{\"name\": \"create_view\", \"arguments\": {\"name\": \"solar-report\", \"query\": \"solar panels\"}}\n```"}),
-        json!({"role": "assistant", "content": "```json\n{\"name\": \"create_view\", \"arguments\": {\"name\": \"solar-report\", \"query\": \"solar panels\"}}\n```"}),
+        json!({"role": "assistant", "content": "```json\n{\"name\": \"create_view\", \"arguments\": {\"name\": \"solar-report\", \"query\": \"path:/report/\"}}\n```"}),
+        json!({"role": "assistant", "content": "```json\n{\"name\": \"create_view\", \"arguments\": {\"name\": \"solar-report\", \"query\": \"path:/report/\"}}\n```"}),
     ]);
     set_llm(&env, &format!("http://127.0.0.1:{}/v1", fake.port));
     let trace = env.path("trace.jsonl");
