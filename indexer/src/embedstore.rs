@@ -15,8 +15,6 @@
 //! model are skipped. Unreferenced vectors are kept (they are small, and versions and undo
 //! bring texts back); merging small segments is left to a later compaction.
 
-use std::sync::atomic::Ordering;
-
 use bytes::Bytes;
 use peros_crypto::ObjectName;
 use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
@@ -138,9 +136,6 @@ impl Indexer {
             txn.open_table(SEGMENTS)?.insert(key.as_str(), ())?;
         }
         txn.commit()?;
-        self.counters
-            .pushed
-            .fetch_add(entries.len() as u64, Ordering::Relaxed);
         Ok(entries.len())
     }
 

@@ -190,7 +190,6 @@ pub(crate) enum EmbedderState {
 pub(crate) struct Counters {
     pub embedded: AtomicU64,
     pub reused: AtomicU64,
-    pub pushed: AtomicU64,
 }
 
 pub struct Indexer {

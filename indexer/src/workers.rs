@@ -477,7 +477,7 @@ impl Indexer {
         let total = self.pending_vectors()?;
         let mut done = 0;
         let outcome = loop {
-            match self.embed_some(pipeline_batch()) {
+            match self.embed_some(crate::pipeline::ROUND) {
                 Ok(0) => break None,
                 Ok(n) => {
                     done += n as u64;
@@ -517,11 +517,6 @@ impl Indexer {
             self.idle.wait_for(&mut b, Duration::from_millis(50));
         }
     }
-}
-
-/// Chunks taken from the queue per embedding round.
-fn pipeline_batch() -> usize {
-    crate::pipeline::ROUND
 }
 
 /// How long the text worker lets a burst of changes accumulate before indexing them.
