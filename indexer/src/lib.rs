@@ -110,10 +110,15 @@ pub struct IndexStatus {
     pub reused: u64,
     /// Distinct vectors in the embedding store.
     pub stored_vectors: u64,
-    /// How this process got its vector graph: "saved" (loaded from its dump), "built" (from
-    /// the stored vectors: no usable dump), or "empty"; and how long that took.
+    /// How this process got its vector index: "saved" (opened from its dump), "built" (from
+    /// the stored vectors: no usable dump), or "empty"; and how long that took (the index is
+    /// searchable from then on, by exact scan until the graph is ready).
     pub graph_origin: String,
     pub graph_open_ms: u64,
+    /// Whether searches use the HNSW graph yet, and how long loading or building it took.
+    /// One-shot commands never load it (their scans are exact); the daemon does at start.
+    pub graph_ready: bool,
+    pub graph_load_ms: Option<u64>,
     /// Something the user should know about the index (e.g. the model changed).
     pub notice: Option<String>,
     pub errors: Vec<(String, String)>,
@@ -413,6 +418,8 @@ impl Indexer {
             stored_vectors: txn.open_table(EMBEDDINGS)?.len()?,
             graph_origin,
             graph_open_ms,
+            graph_ready: self.vectors.graph_ready(),
+            graph_load_ms: self.vectors.graph_load_ms(),
             notice,
             errors,
         })

@@ -276,6 +276,10 @@ impl Indexer {
         {
             let _graph = self.graph_writer.lock();
             txn.commit()?;
+            if !added.is_empty() {
+                // Writing: the graph loads alongside (inserts wait in its backlog meanwhile).
+                self.vectors.ensure_graph();
+            }
             for (id, v) in &added {
                 self.vectors.insert(*id, v);
             }
@@ -423,44 +427,61 @@ impl Indexer {
                 }
                 replayed += 1;
             }
-            tracing::debug!("vector graph loaded; {replayed} logged changes replayed");
+            tracing::debug!("vector index opened; {replayed} logged changes replayed");
             if self.vectors.len() as u64 == members {
                 return Ok("saved");
             }
             tracing::warn!(
-                "the saved vector graph holds {} vectors, the index {members}: rebuilding it",
+                "the saved vector index holds {} vectors, the index {members}: rebuilding it",
                 self.vectors.len()
             );
         } else if members == 0 {
             return Ok("empty");
         } else {
-            tracing::warn!("no usable saved vector graph: building it from {members} vectors");
+            tracing::warn!("no usable saved vector index: making it from {members} vectors");
         }
         drop(_graph);
-        self.rebuild_graph()?;
+        self.rebuild_flat()?;
         Ok("built")
+    }
+
+    /// Makes the index afresh from the stored vectors of the graph's members, searchable at
+    /// once by exact scan, and saves it; the graph is built from it in the background when
+    /// something needs it (never at open).
+    fn rebuild_flat(&self) -> Result<()> {
+        let _graph = self.graph_writer.lock();
+        let all = self.member_vectors()?;
+        self.vectors
+            .replace_with(crate::vectors::VectorIndex::from_vectors(&all));
+        let seq = self.current_seq()?;
+        self.vectors.dump(&self.graph_dir(), seq)?;
+        drop(_graph);
+        self.truncate_log(seq)
+    }
+
+    /// The stored vectors of the graph's members.
+    fn member_vectors(&self) -> Result<Vec<(u64, Vec<f32>)>> {
+        let txn = self.db.begin_read()?;
+        let members = txn.open_table(VECTORS)?;
+        let chunks = txn.open_table(CHUNKS)?;
+        let emb = txn.open_table(EMBEDDINGS)?;
+        let mut out = Vec::with_capacity(members.len()? as usize);
+        for item in members.iter()? {
+            let (id, _) = item?;
+            let id = id.value();
+            let Some(c) = chunks.get(id)? else { continue };
+            let rec: ChunkRec = postcard::from_bytes(c.value())?;
+            if let Some(v) = emb.get(rec.key.as_slice())? {
+                out.push((id, bytes_vec(v.value())));
+            }
+        }
+        Ok(out)
     }
 
     /// Builds the graph afresh from the stored vectors of the graph's members, then saves it.
     pub(crate) fn rebuild_graph(&self) -> Result<()> {
         let _graph = self.graph_writer.lock();
-        let all: Vec<(u64, Vec<f32>)> = {
-            let txn = self.db.begin_read()?;
-            let members = txn.open_table(VECTORS)?;
-            let chunks = txn.open_table(CHUNKS)?;
-            let emb = txn.open_table(EMBEDDINGS)?;
-            let mut out = Vec::with_capacity(members.len()? as usize);
-            for item in members.iter()? {
-                let (id, _) = item?;
-                let id = id.value();
-                let Some(c) = chunks.get(id)? else { continue };
-                let rec: ChunkRec = postcard::from_bytes(c.value())?;
-                if let Some(v) = emb.get(rec.key.as_slice())? {
-                    out.push((id, bytes_vec(v.value())));
-                }
-            }
-            out
-        };
+        let all = self.member_vectors()?;
         self.vectors.rebuild(&all);
         let seq = self.current_seq()?;
         self.vectors.dump(&self.graph_dir(), seq)?;

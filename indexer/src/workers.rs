@@ -115,6 +115,8 @@ impl Indexer {
 
     /// Starts the background workers (text, then embeddings).
     pub fn start_workers(self: &Arc<Self>) {
+        // A long-lived process: searches are worth the graph (one-shot commands scan exactly).
+        self.vectors.ensure_graph();
         let me = self.clone();
         std::thread::Builder::new()
             .name("peros-index-text".into())

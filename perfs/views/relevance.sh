@@ -16,7 +16,9 @@
 #    what the benchmark computed.
 #
 # Environment: CARGO_TARGET_DIR (default /var/tmp/peros-target), WORK (default
-# /var/tmp/peros-relevance), SEARCH_CORPUS (default /var/tmp/peros-search-corpus), OUT.
+# /var/tmp/peros-relevance), SEARCH_CORPUS (default /var/tmp/peros-search-corpus), OUT,
+# CHUNK_TOKENS (passage length in model tokens for a new home, default: the shipped 256; use a
+# separate WORK per length, e.g. `WORK=/var/tmp/rel-128 CHUNK_TOKENS=128`).
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
@@ -38,6 +40,11 @@ mkdir -p "$WORK" "$MNT"
 if mountpoint -q "$MNT"; then "$PEROS" umount "$MNT" || fusermount3 -u -z "$MNT"; fi
 if [ ! -e "$PEROS_HOME/keys/identity.age" ]; then
     "$PEROS" init --no-passphrase >/dev/null
+    if [ -n "${CHUNK_TOKENS:-}" ]; then
+        sed -i "s/^\[index\]$/[index]\nchunk_tokens = $CHUNK_TOKENS/" "$PEROS_HOME/config.toml"
+        grep -q "^chunk_tokens = $CHUNK_TOKENS" "$PEROS_HOME/config.toml" ||
+            { echo "could not set chunk_tokens in $PEROS_HOME/config.toml" >&2; exit 1; }
+    fi
     "$PEROS" -q import "$SEARCH_CORPUS/man1" /man1 >/dev/null
     "$PEROS" -q import "$SEARCH_CORPUS/man8" /man8 >/dev/null
 fi

@@ -219,11 +219,13 @@ fn reopening_ten_thousand_vectors_loads_the_saved_graph() {
         "bakery invoice",
     ];
     let reference: Vec<Vec<String>> = queries.iter().map(|q| semantic_top(&env, q)).collect();
-    // Each command opens the index on its own (no daemon): the saved graph is loaded.
+    // Each command opens the index on its own (no daemon): the saved index is opened, and a
+    // one-shot command scans its flat copies exactly instead of loading the HNSW graph.
     let st = env.json(["index", "--json"]);
     assert_eq!(st["graph_origin"], "saved", "{st}");
+    assert_eq!(st["graph_ready"], false, "a one-shot command loaded the graph: {st}");
     let load_ms = n(&st, "graph_open_ms");
-    // Loaded graph, same answers (HNSW is approximate: only a rebuild may reorder them).
+    // Same answers after reopening.
     for (q, want) in queries.iter().zip(&reference) {
         assert_eq!(
             &semantic_top(&env, q),
@@ -231,7 +233,8 @@ fn reopening_ten_thousand_vectors_loads_the_saved_graph() {
             "results of {q:?} changed after reopening"
         );
     }
-    // Without its dump the graph must be rebuilt: the time every open paid before.
+    // Without its dump the index is made again from the stored vectors (no graph build at
+    // open either), saved, and opened from the new dump afterwards.
     std::fs::remove_dir_all(env.home.join("index/graph")).unwrap();
     let st = env.json(["index", "--json"]);
     assert_eq!(st["graph_origin"], "built", "{st}");
@@ -239,19 +242,18 @@ fn reopening_ten_thousand_vectors_loads_the_saved_graph() {
     let st = env.json(["index", "--json"]);
     assert_eq!(st["graph_origin"], "saved", "{st}");
     eprintln!(
-        "graph of {} vectors: load {load_ms} ms, build {build_ms} ms",
+        "index of {} vectors: open {load_ms} ms, made from the store {build_ms} ms",
         st["vectors"]
     );
     assert!(
-        load_ms * 3 < build_ms,
-        "loading ({load_ms} ms) should be far cheaper than building ({build_ms} ms)"
+        load_ms < build_ms,
+        "opening the saved index ({load_ms} ms) should be cheaper than making it ({build_ms} ms)"
     );
     for (q, want) in queries.iter().zip(&reference) {
-        let got = semantic_top(&env, q);
-        let shared = got.iter().filter(|p| want.contains(p)).count();
-        assert!(
-            shared >= 8,
-            "after the rebuild {q:?} gives {got:?}, before {want:?}"
+        assert_eq!(
+            &semantic_top(&env, q),
+            want,
+            "results of {q:?} changed after the index was made again"
         );
     }
 }
