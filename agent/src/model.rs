@@ -10,6 +10,12 @@
 //! chain per process keeps their patterns apart. The same counts over the sequence of all
 //! opens catch what runs one after the other across processes (make runs cc, then cc1, then
 //! as; an editor opens a chapter, then the viewer its references).
+//!
+//! Next to the learned contexts, a *folder-order prior*: how often a stream's next open in a
+//! folder was the file 1, 2, … places after its previous open there (in name order). A photo
+//! viewer or a reader going through chapters scores high on "1 place after" and predicts the
+//! next files of a folder it has never seen; a compiler scores near zero and the prior stays
+//! silent. See docs/PREFETCH.md.
 
 use std::collections::HashMap;
 
@@ -44,6 +50,72 @@ const MAX_ROWS: usize = 200_000;
 
 /// Counts above this are halved so old habits fade.
 const DECAY_AT: f32 = 64.0;
+
+/// Files after an open in its folder the folder-order prior looks at.
+pub const FOLDER_SPAN: usize = 8;
+
+/// Folders per stream whose latest open the prior remembers (a viewer alternating between a
+/// photo folder and its thumbnail folder keeps both).
+const FOLDERS_KEPT: usize = 4;
+
+/// Weight of the latest open in the folder-order estimates (an exponential average): the
+/// prior follows the current way of browsing (in order now, at random later) within about
+/// 1 / FOLDER_RATE opens, and needs about as many opens in order before it is trusted.
+const FOLDER_RATE: f32 = 1.0 / 8.0;
+
+/// A file's place in its folder, as the caller knows it: the directory and the files after
+/// the file there, in name order (at most [`FOLDER_SPAN`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Folder {
+    pub dir: u64,
+    pub after: Vec<u64>,
+}
+
+/// How a stream moves within folders: `ahead[k]` is the share of its recent opens (in a
+/// folder it had opened before) that were the file k + 1 places after its previous open
+/// there; back steps, re-reads and jumps are the rest. Starts at zero: trust is earned.
+#[derive(Default, Clone, Debug)]
+struct FolderHabit {
+    ahead: [f32; FOLDER_SPAN],
+}
+
+impl FolderHabit {
+    fn learn(&mut self, offset: Option<usize>) {
+        for (k, a) in self.ahead.iter_mut().enumerate() {
+            let hit = if offset == Some(k) { 1.0 } else { 0.0 };
+            *a += FOLDER_RATE * (hit - *a);
+        }
+    }
+
+    /// Probability that each of the next [`FOLDER_SPAN`] files of the folder is opened within
+    /// the stream's next `depth` opens there. Moves only go forward in this estimate (a back
+    /// step or a jump ends the path), so a file is reached at most once per path and the sum
+    /// over paths is a probability.
+    fn reach(&self, depth: usize) -> [f32; FOLDER_SPAN] {
+        let step = self.ahead;
+        let mut at = [0f32; FOLDER_SPAN + 1];
+        at[0] = 1.0;
+        let mut seen = [0f32; FOLDER_SPAN];
+        for _ in 0..depth.max(1) {
+            let mut next = [0f32; FOLDER_SPAN + 1];
+            for (o, &q) in at.iter().enumerate() {
+                if q < FLOOR_P {
+                    continue;
+                }
+                for (j, &s) in step.iter().enumerate() {
+                    if let Some(n) = next.get_mut(o + j + 1) {
+                        *n += q * s;
+                    }
+                }
+            }
+            for (v, &n) in seen.iter_mut().zip(&next[1..]) {
+                *v += n;
+            }
+            at = next;
+        }
+        seen.map(|v| v.min(1.0))
+    }
+}
 
 /// A predicted file with a confidence in 0..1.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -178,6 +250,12 @@ pub struct Model {
     recent: HashMap<String, Vec<u64>>,
     /// Recent opens of all streams (newest last), at most ORDER.
     all: Vec<u64>,
+    /// Folder-order habits per stream.
+    habits: HashMap<String, FolderHabit>,
+    /// Per stream, the latest open's place in each of its recent folders (newest first).
+    folders: HashMap<String, Vec<Folder>>,
+    /// Per stream: time of the latest open (ms) and the smoothed gap between opens (ms).
+    think: HashMap<String, (u64, f32)>,
     pub observed: u64,
 }
 
@@ -186,8 +264,52 @@ impl Model {
         Self::default()
     }
 
-    /// Records that `stream` opened `key`.
+    /// Records that `stream` opened `key` (no folder or time known).
     pub fn observe(&mut self, stream: &str, key: u64) {
+        self.observe_in(stream, key, None, None);
+    }
+
+    /// Records that `stream` opened `key`, with its place in its folder and the time of the
+    /// open (ms) when known: they feed the folder-order prior and the think time.
+    pub fn observe_in(
+        &mut self,
+        stream: &str,
+        key: u64,
+        folder: Option<Folder>,
+        t_ms: Option<u64>,
+    ) {
+        if self.recent.get(stream).and_then(|r| r.last()) != Some(&key) {
+            if let Some(f) = folder {
+                let kept = self.folders.entry(stream.to_string()).or_default();
+                if let Some(i) = kept.iter().position(|k| k.dir == f.dir) {
+                    let offset = kept[i].after.iter().position(|&k| k == key);
+                    self.habits
+                        .entry(stream.to_string())
+                        .or_default()
+                        .learn(offset);
+                    kept.remove(i);
+                }
+                kept.insert(0, f);
+                kept.truncate(FOLDERS_KEPT);
+            }
+            if let Some(t) = t_ms {
+                // Gaps over 10 s are pauses, not the pace of browsing.
+                match self.think.get_mut(stream) {
+                    None => {
+                        self.think.insert(stream.to_string(), (t, -1.0));
+                    }
+                    Some(e) => {
+                        let gap = t.saturating_sub(e.0).min(10_000) as f32;
+                        e.1 = if e.1 < 0.0 {
+                            gap
+                        } else {
+                            0.7 * e.1 + 0.3 * gap
+                        };
+                        e.0 = t;
+                    }
+                }
+            }
+        }
         self.observed += 1;
         if self.all.last() != Some(&key) {
             self.global.learn(&self.all, key);
@@ -224,15 +346,33 @@ impl Model {
         sorted(row.iter().map(|(&k, &c)| (k, c / total)).collect())
     }
 
+    /// The smoothed gap between `stream`'s opens, ms (None before its second open).
+    pub fn think_ms(&self, stream: &str) -> Option<f32> {
+        self.think.get(stream).map(|e| e.1).filter(|&g| g >= 0.0)
+    }
+
     /// Files likely to be opened within the next `depth` opens after `stream`'s latest open,
-    /// with that probability, best first: the stream's own continuation and that of all
-    /// opens, whichever is surer for each file. What is worth fetching is [`decide`]'s call.
+    /// with that probability, best first: the stream's own continuation, that of all opens,
+    /// and the next files of its latest folder by the stream's folder-order habit, whichever
+    /// is surest for each file. What is worth fetching is [`decide`]'s call.
     pub fn predict(&self, stream: &str, depth: usize) -> Vec<Prediction> {
         let mut out = HashMap::new();
         if let Some(h) = self.recent.get(stream) {
             self.stream.horizon(h, depth, &mut out);
         }
         self.global.horizon(&self.all, depth, &mut out);
+        if let (Some(habit), Some(f)) = (
+            self.habits.get(stream),
+            self.folders.get(stream).and_then(|f| f.first()),
+        ) {
+            let cur = self.recent.get(stream).and_then(|r| r.last()).copied();
+            for (&key, p) in f.after.iter().zip(habit.reach(depth)) {
+                if p >= FLOOR_P && Some(key) != cur {
+                    let e = out.entry(key).or_insert(0.0);
+                    *e = e.max(p);
+                }
+            }
+        }
         let mut v = sorted(out);
         v.truncate(MAX_CANDIDATES);
         v
@@ -251,14 +391,36 @@ impl Model {
     }
 }
 
-/// Whether a file of `bytes` opened soon with probability `p` is worth prefetching.
+/// A file taking less than this share of the chunk cache needs less confidence (see [`worth`]).
+pub const CHEAP_SHARE: f32 = 1.0 / 32.0;
+
+/// Whether a file of `bytes` opened soon with probability `p` is worth prefetching into a
+/// chunk cache of `cache` bytes.
 ///
-/// A hit is worth the same whatever the size, a wrong guess wastes its bytes: a large file
-/// needs `min_p`, a file much smaller than [`SMALL_FILE`] proportionally less (a few KiB of
-/// scripts a shell may run next are worth fetching at a few percent each).
-pub fn worth(p: f32, bytes: u64, min_p: f32) -> bool {
+/// A hit is worth the same whatever the size, a wrong guess wastes its bytes and evicts as
+/// much of the cache: a large file needs `min_p`, a file much smaller than [`SMALL_FILE`]
+/// proportionally less (a few KiB of scripts a shell may run next are worth fetching at a few
+/// percent each), and a file that is cheap next to the cache (under [`CHEAP_SHARE`] of it)
+/// less again, by the square root of how cheap: the second and third guesses of a photo
+/// viewer are worth fetching when a photo is a hundredth of the cache.
+pub fn worth(p: f32, bytes: u64, min_p: f32, cache: u64) -> bool {
     let b = bytes as f32;
-    p >= min_p * b / (b + SMALL_FILE as f32)
+    let share = (b / (cache.max(1) as f32 * CHEAP_SHARE)).min(1.0);
+    p >= min_p * b / (b + SMALL_FILE as f32) * share.sqrt()
+}
+
+/// Prefetched-but-unopened files may take at most 1 / BUDGET_SHARE of the chunk cache, whatever
+/// `prefetch_budget_mb` says: beyond it they evict what the reader is using.
+pub const BUDGET_SHARE: u64 = 2;
+
+/// How many opens ahead a prefetch must be started to finish before its file is opened: a
+/// fetch of `bytes` at `bandwidth` bytes/s, opens every `think_ms`, at least 1. A viewer
+/// flicking through photos faster than one downloads needs the second and third next photo
+/// on the way already.
+pub fn lead(bytes: u64, bandwidth: f64, think_ms: f32) -> usize {
+    let fetch_ms = bytes as f64 / bandwidth.max(1.0) * 1e3;
+    let per = (think_ms as f64).max(1.0);
+    1 + (fetch_ms / per).floor().min(16.0) as usize
 }
 
 /// What the cache holds of a predicted file.
@@ -287,7 +449,7 @@ pub struct Candidate {
 /// Only prefetches the model still predicts count against the budget: one it has given up on
 /// (the user skipped that photo) stays cached like any other chunk and is left to the cache's
 /// eviction, instead of blocking the next guesses.
-pub fn decide(cands: &[Candidate], min_p: f32, budget: u64) -> Vec<u64> {
+pub fn decide(cands: &[Candidate], min_p: f32, budget: u64, cache: u64) -> Vec<u64> {
     let mut held: u64 = cands
         .iter()
         .filter(|c| c.held == Held::Prefetched)
@@ -295,7 +457,7 @@ pub fn decide(cands: &[Candidate], min_p: f32, budget: u64) -> Vec<u64> {
         .sum();
     let mut out = Vec::new();
     for c in cands {
-        if c.held != Held::No || !worth(c.p, c.bytes, min_p) || held + c.bytes > budget {
+        if c.held != Held::No || !worth(c.p, c.bytes, min_p, cache) || held + c.bytes > budget {
             continue;
         }
         held += c.bytes;
@@ -469,10 +631,77 @@ mod tests {
 
     #[test]
     fn small_files_need_less_confidence() {
-        assert!(worth(0.05, 2 << 10, 0.6));
-        assert!(!worth(0.05, 4 << 20, 0.6));
-        assert!(!worth(0.5, 4 << 20, 0.6));
-        assert!(worth(0.61, 4 << 20, 0.6));
+        let big = 1 << 40;
+        assert!(worth(0.05, 2 << 10, 0.6, big));
+        assert!(!worth(0.05, 4 << 20, 0.6, 128 << 20));
+        assert!(!worth(0.5, 4 << 20, 0.6, 128 << 20));
+        assert!(worth(0.61, 4 << 20, 0.6, 128 << 20));
+        // A 1 MiB photo is cheap next to a 4 GiB cache, dear next to a 32 MiB one.
+        assert!(worth(0.3, 1 << 20, 0.6, 4 << 30));
+        assert!(!worth(0.3, 1 << 20, 0.6, 32 << 20));
+    }
+
+    #[test]
+    fn folder_order_predicts_the_next_files_of_a_new_folder() {
+        // A viewer going through folder 100 (files 1..=20) mostly in order, skipping one now
+        // and then; then it opens the first file of folder 200, never seen before.
+        let folder = |dir: u64, files: &[u64], key: u64| {
+            let i = files.iter().position(|&k| k == key).unwrap();
+            Some(Folder {
+                dir,
+                after: files[i + 1..].iter().take(FOLDER_SPAN).copied().collect(),
+            })
+        };
+        let a: Vec<u64> = (1..=20).collect();
+        let b: Vec<u64> = (101..=120).collect();
+        let mut m = Model::new();
+        for k in [1, 2, 3, 4, 6, 7, 8, 9, 10, 9, 10, 11, 12, 14, 15, 16] {
+            m.observe_in("eog", k, folder(100, &a, k), None);
+        }
+        m.observe_in("eog", 101, folder(200, &b, 101), None);
+        let p = m.predict("eog", 2);
+        assert_eq!(keys(&p)[..2], [102, 103], "{p:?}");
+        assert!(p_of(&p, 102) > 0.6, "{p:?}");
+        assert!(p_of(&p, 103) > 0.5, "{p:?}");
+        // A stream that opens files of a folder in no order gets no folder prior.
+        let mut m = Model::new();
+        for k in [5, 1, 19, 7, 3, 12, 2, 16, 9, 14, 4, 11] {
+            m.observe_in("cc1", k, folder(100, &a, k), None);
+        }
+        m.observe_in("cc1", 101, folder(200, &b, 101), None);
+        let p = m.predict("cc1", 2);
+        assert!(p_of(&p, 102) < 0.2, "{p:?}");
+        // A viewer that goes through folder 100 in order, then through folder 200 at
+        // random: within about a dozen opens the prior stops predicting the next file.
+        let mut m = Model::new();
+        for k in 1..=20 {
+            m.observe_in("eog", k, folder(100, &a, k), None);
+        }
+        for k in [111, 103, 119, 107, 101, 115, 105, 113, 109, 117, 102, 120] {
+            m.observe_in("eog", k, folder(200, &b, k), None);
+        }
+        let after_102 = folder(200, &b, 102).unwrap().after;
+        m.observe_in("eog", 102, folder(200, &b, 102), None);
+        let p = m.predict("eog", 1);
+        assert!(p_of(&p, after_102[0]) < 0.35, "{p:?}");
+    }
+
+    #[test]
+    fn lead_grows_when_fetching_is_slower_than_browsing() {
+        // 2 MiB at 20 MiB/s = 100 ms.
+        assert_eq!(lead(2 << 20, 20.0 * 1048576.0, 500.0), 1);
+        assert_eq!(lead(2 << 20, 20.0 * 1048576.0, 40.0), 3);
+        assert_eq!(lead(2 << 20, 20.0 * 1048576.0, 0.0), 17);
+    }
+
+    #[test]
+    fn think_time_is_smoothed_per_stream() {
+        let mut m = Model::new();
+        for (i, t) in [0, 100, 200, 300, 400].into_iter().enumerate() {
+            m.observe_in("a", i as u64, None, Some(t));
+        }
+        assert!((m.think_ms("a").unwrap() - 100.0).abs() < 1.0);
+        assert_eq!(m.think_ms("b"), None);
     }
 
     #[test]
@@ -491,8 +720,8 @@ mod tests {
             c(5, 0.3, 100, Held::No),
         ];
         // 600 bytes are already out on a guess; 300 more fit in 1000, 600 more do not.
-        assert_eq!(decide(&cands, 0.6, 1000), vec![3, 5]);
-        assert_eq!(decide(&cands, 0.6, 10_000), vec![3, 4, 5]);
+        assert_eq!(decide(&cands, 0.6, 1000, 1 << 30), vec![3, 5]);
+        assert_eq!(decide(&cands, 0.6, 10_000, 1 << 30), vec![3, 4, 5]);
     }
 
     #[test]

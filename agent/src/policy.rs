@@ -47,7 +47,9 @@ pub struct AgentConfig {
     pub prefetch_bandwidth_mb_s: u64,
     /// Chunks warmed per predicted file.
     pub prefetch_chunks: usize,
-    /// How many opens ahead the prefetcher looks (the depth adapts between 1 and this).
+    /// How many opens ahead the prefetcher looks at most (the depth adapts between 1 and this
+    /// from the precision of recent prefetches and from how fast files are opened against how
+    /// fast they download).
     pub prefetch_max_depth: usize,
     /// Chance of being opened soon a large file needs to be prefetched (0..1); smaller files
     /// need proportionally less.
@@ -76,7 +78,7 @@ impl Default for AgentConfig {
             prefetch_budget_mb: 64,
             prefetch_bandwidth_mb_s: 64,
             prefetch_chunks: 1,
-            prefetch_max_depth: 2,
+            prefetch_max_depth: 4,
             prefetch_min_p: 0.6,
             log_max_mb: 8,
             max_steps: 8,

@@ -15,7 +15,9 @@ use peros_store::{Ino, Store};
 use serde::{Deserialize, Serialize};
 
 use crate::log::{self, AccessLog, Record};
-use crate::model::{decide, Candidate, Depth, Held, Model};
+use crate::model::{
+    decide, lead, Candidate, Depth, Folder, Held, Model, BUDGET_SHARE, FOLDER_SPAN,
+};
 use crate::policy::{AgentConfig, Policy};
 
 /// Prefetched files not opened within this long count as wasted.
@@ -23,6 +25,10 @@ const PREFETCH_EXPIRY: Duration = Duration::from_secs(300);
 const QUEUE: usize = 8192;
 /// Prefetches in flight at once.
 const PREFETCH_WORKERS: usize = 4;
+/// How long a folder's listing is reused for the folder-order prior.
+const LISTING_TTL: Duration = Duration::from_secs(5);
+/// Folder listings kept.
+const LISTINGS_KEPT: usize = 256;
 
 /// Prefetch and event counters (`peros agent stats`).
 #[derive(Default, Serialize, Deserialize, Clone, Debug)]
@@ -40,8 +46,14 @@ pub struct PrefetchStats {
     /// Prefetched bytes never used (expired or the file was opened after eviction).
     pub wasted_bytes: u64,
     /// Opens of a predicted file while its prefetch was still downloading: the prediction
-    /// was right and the open joined that download, but it came too late to be a hit.
-    pub late_prefetches: u64,
+    /// was right and the open joined that download (waiting for the rest of it), but it is
+    /// not counted in `hits`.
+    #[serde(alias = "late_prefetches")]
+    pub inflight_hits: u64,
+    /// Bytes prefetched and not opened yet (neither used nor wasted so far).
+    pub outstanding_bytes: u64,
+    /// The backend bandwidth the horizon assumes, bytes/s (measured on prefetches).
+    pub bandwidth: u64,
     /// Events dropped because the queue was full (the mount never waits for the agent).
     pub dropped_events: u64,
     pub depth: usize,
@@ -98,6 +110,8 @@ struct State {
     /// ino → (path, process, bytes read) of open handles
     open: HashMap<Ino, (String, String, u64)>,
     pending: Vec<Record>,
+    /// dir → its regular files in name order, when listed (for the folder-order prior).
+    listings: HashMap<Ino, (Arc<Vec<Ino>>, Instant)>,
     /// Token bucket for prefetch bandwidth.
     tokens: f64,
     refilled: Instant,
@@ -116,6 +130,8 @@ pub struct Agent {
     /// Prefetched files not opened yet → when their fetch finished (ms since the epoch;
     /// None while queued or downloading): tells a late prefetch from a wasted one.
     inflight: Arc<Mutex<HashMap<Ino, Option<u64>>>>,
+    /// Measured prefetch bandwidth, bytes/s (smoothed).
+    bandwidth: Arc<AtomicU64>,
     /// Searches to log, apart from `state`: they are recorded from FUSE callbacks, which must
     /// not wait while the agent thread holds `state`.
     searches: Mutex<Vec<Record>>,
@@ -144,6 +160,8 @@ impl Agent {
         if let Ok(text) = std::fs::read_to_string(dir.join("prefetch.json")) {
             stats = serde_json::from_str(&text).unwrap_or_default();
         }
+        // Until prefetches have been timed, assume the configured prefetch bandwidth.
+        let bw0 = cfg.prefetch_bandwidth_mb_s.max(1) << 20;
         let agent = Arc::new(Self {
             store: store.clone(),
             dir: dir.to_path_buf(),
@@ -155,6 +173,7 @@ impl Agent {
                 prefetched: HashMap::new(),
                 open: HashMap::new(),
                 pending: Vec::new(),
+                listings: HashMap::new(),
                 tokens: 0.0,
                 refilled: Instant::now(),
             }),
@@ -164,6 +183,7 @@ impl Agent {
             stop: Default::default(),
             searches: Mutex::new(Vec::new()),
             inflight: Default::default(),
+            bandwidth: Arc::new(AtomicU64::new(bw0)),
             tx: tx.clone(),
         });
         let mut log = AccessLog::open(dir, agent.cfg.log_max_mb.max(1) << 20)?;
@@ -182,6 +202,7 @@ impl Agent {
             let store = store.clone();
             let prx = prx.clone();
             let inflight = agent.inflight.clone();
+            let bandwidth = agent.bandwidth.clone();
             let chunks = agent.cfg.prefetch_chunks.max(1);
             std::thread::Builder::new()
                 .name(format!("peros-prefetch-{n}"))
@@ -191,11 +212,24 @@ impl Agent {
                         break;
                     };
                     if let Ok(node) = store.getattr(ino) {
+                        let start = Instant::now();
+                        let mut bytes = 0;
                         for i in (0..node.size.div_ceil(CHUNK)).take(chunks) {
+                            if store.chunk_cached(ino, i) {
+                                continue;
+                            }
                             if let Err(e) = store.prefetch_chunk(ino, i) {
                                 tracing::debug!("prefetch of inode {ino}: {e}");
                                 break;
                             }
+                            bytes += chunk_len(&node, i);
+                        }
+                        let took = start.elapsed().as_secs_f64();
+                        // A download that joined another is not a measure of the backend.
+                        if bytes >= 64 << 10 && took > 0.0005 {
+                            let sample = bytes as f64 / took;
+                            let old = bandwidth.load(Ordering::Relaxed) as f64;
+                            bandwidth.store((0.7 * old + 0.3 * sample) as u64, Ordering::Relaxed);
                         }
                     }
                     if let Some(done) = inflight.lock().get_mut(&ino) {
@@ -212,8 +246,12 @@ impl Agent {
     }
 
     pub fn stats(&self) -> PrefetchStats {
-        let mut s = self.state.lock().stats.clone();
+        let st = self.state.lock();
+        let mut s = st.stats.clone();
+        s.outstanding_bytes = st.prefetched.values().map(|(b, _)| b).sum();
+        drop(st);
         s.dropped_events += self.dropped.load(Ordering::Relaxed);
+        s.bandwidth = self.bandwidth.load(Ordering::Relaxed);
         s
     }
 
@@ -395,14 +433,15 @@ impl Agent {
                         st.depth.outcome(true);
                     } else if fetch.is_some_and(|done| done.is_none_or(|t| t >= ev.time_ms)) {
                         // Right but late: looking further ahead is what would help.
-                        st.stats.late_prefetches += 1;
+                        st.stats.inflight_hits += 1;
                         st.depth.outcome(true);
                     } else {
                         st.stats.wasted_bytes += bytes;
                         st.depth.outcome(false);
                     }
                 }
-                st.model.observe(&proc, ev.ino);
+                let folder = self.folder_of(st, ev.ino);
+                st.model.observe_in(&proc, ev.ino, folder, Some(ev.time_ms));
                 st.pending.push(Record {
                     t: ev.time_ms,
                     ev: "open".into(),
@@ -426,7 +465,19 @@ impl Agent {
         let Some((_, proc, _)) = st.open.get(&ino) else {
             return;
         };
-        let preds = st.model.predict(proc, st.depth.depth);
+        // Far enough ahead for a fetch of a file like this one to finish before its open at
+        // the stream's pace — no further: a file prefetched many opens early may be evicted
+        // before it is opened — and within what the precision of recent prefetches allows.
+        let bytes_here = self.store.getattr(ino).map_or(CHUNK, |n| {
+            n.size.min(CHUNK * self.cfg.prefetch_chunks.max(1) as u64)
+        });
+        let bw = self.bandwidth.load(Ordering::Relaxed) as f64;
+        let depth = match st.model.think_ms(proc) {
+            Some(think) => lead(bytes_here, bw, think).min(st.depth.depth),
+            None => st.depth.depth,
+        };
+        let preds = st.model.predict(proc, depth);
+        let cache = self.store.cache_capacity();
         // What the store holds of each prediction, then the benchmark's decision on it.
         let mut cands = Vec::new();
         let mut nchunks = HashMap::new();
@@ -435,13 +486,27 @@ impl Agent {
                 continue;
             }
             if let Some(&(bytes, _)) = st.prefetched.get(&p.key) {
-                cands.push(Candidate {
-                    key: p.key,
-                    p: p.p,
-                    bytes,
-                    held: Held::Prefetched,
-                });
-                continue;
+                let done = self
+                    .inflight
+                    .lock()
+                    .get(&p.key)
+                    .copied()
+                    .flatten()
+                    .is_some();
+                if !done || self.store.chunk_cached(p.key, 0) {
+                    cands.push(Candidate {
+                        key: p.key,
+                        p: p.p,
+                        bytes,
+                        held: Held::Prefetched,
+                    });
+                    continue;
+                }
+                // Fetched, then evicted before it was opened: wasted; it may be fetched again.
+                st.prefetched.remove(&p.key);
+                self.inflight.lock().remove(&p.key);
+                st.stats.wasted_bytes += bytes;
+                st.depth.outcome(false);
             }
             let Some((_, node)) = self.readable(p.key) else {
                 continue;
@@ -466,8 +531,8 @@ impl Agent {
         let now = Instant::now();
         st.tokens = (st.tokens + now.duration_since(st.refilled).as_secs_f64() * rate).min(rate);
         st.refilled = now;
-        let budget = self.cfg.prefetch_budget_mb << 20;
-        for key in decide(&cands, self.cfg.prefetch_min_p, budget) {
+        let budget = (self.cfg.prefetch_budget_mb << 20).min(cache / BUDGET_SHARE);
+        for key in decide(&cands, self.cfg.prefetch_min_p, budget, cache) {
             let bytes = cands.iter().find(|c| c.key == key).map_or(0, |c| c.bytes);
             if (bytes as f64) > st.tokens {
                 continue;
@@ -482,6 +547,38 @@ impl Agent {
             st.stats.prefetched_files += 1;
             st.stats.prefetched_bytes += bytes;
         }
+    }
+
+    /// `ino`'s place in its folder: the regular files after it in name order (listings are
+    /// reused for [`LISTING_TTL`]).
+    fn folder_of(&self, st: &mut State, ino: Ino) -> Option<Folder> {
+        let dir = self.store.getattr(ino).ok()?.parent;
+        let now = Instant::now();
+        let files = match st.listings.get(&dir) {
+            Some((files, at)) if now.duration_since(*at) < LISTING_TTL => files.clone(),
+            _ => {
+                let files: Arc<Vec<Ino>> = Arc::new(
+                    self.store
+                        .readdir_plus(dir)
+                        .ok()?
+                        .into_iter()
+                        .filter(|(_, n)| n.kind == peros_store::Kind::File)
+                        .map(|(e, _)| e.ino)
+                        .collect(),
+                );
+                if st.listings.len() >= LISTINGS_KEPT {
+                    st.listings
+                        .retain(|_, (_, at)| now.duration_since(*at) < LISTING_TTL);
+                }
+                st.listings.insert(dir, (files.clone(), now));
+                files
+            }
+        };
+        let i = files.iter().position(|&k| k == ino)?;
+        Some(Folder {
+            dir,
+            after: files[i + 1..].iter().take(FOLDER_SPAN).copied().collect(),
+        })
     }
 
     /// Warms the first chunks of `ino` now (the planner's `prefetch` tool). Returns bytes.

@@ -279,9 +279,9 @@ pub fn run_agent(
                 )?;
                 writeln!(
                     out,
-                    "prefetch: {} opens, hit rate {:.1}% ({} hits, {} prefetch hits, {} late, {} misses), {} files / {} bytes prefetched, {} bytes wasted, depth {}",
-                    prefetch.opens, hit_rate * 100.0, prefetch.hits, prefetch.prefetch_hits, prefetch.late_prefetches, prefetch.misses,
-                    prefetch.prefetched_files, prefetch.prefetched_bytes, prefetch.wasted_bytes, prefetch.depth
+                    "prefetch: {} opens, hit rate {:.1}% ({} hits, {} prefetch hits, {} misses of which {} in flight: predicted, still downloading), {} files / {} bytes prefetched, {} bytes wasted, {} bytes not opened yet, depth {}",
+                    prefetch.opens, hit_rate * 100.0, prefetch.hits, prefetch.prefetch_hits, prefetch.misses, prefetch.inflight_hits,
+                    prefetch.prefetched_files, prefetch.prefetched_bytes, prefetch.wasted_bytes, prefetch.outstanding_bytes, prefetch.depth
                 )?;
                 counted_list(out, "most opened", &summary["top_files"], "opens", "path")?;
                 if summary["frequent_searches"]

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Generates the access traces replayed by agent-bench (perfs/agent/README.md).
-# Output: one file per workload in $OUT (default perfs/agent/traces), lines "STREAM<TAB>SIZE<TAB>PATH".
+# Output: one file per workload in $OUT (default perfs/agent/traces), lines
+# "STREAM<TAB>SIZE<TAB>PATH<TAB>T_MS" (T_MS: time of the open, ms since the trace's first open;
+# the synthetic sessions get a fixed 400 ms (photos) or 800 ms (docs) between opens).
+# record.sh records the photo-browsing and document-reading traces of real processes.
 #   build   — strace of `make` building a generated 60-file C tree, 3 clean builds (real tools)
 #   python  — strace of 4 starts of python3 importing a set of stdlib modules (real tools)
 #   photos  — a photo-browsing order over 150 photos, 4 sessions (synthetic, seeded)
@@ -12,17 +15,18 @@ mkdir -p "$OUT"
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
 
-# strace -f -e trace=openat,execve output → STREAM SIZE PATH (regular files that opened).
+# strace -f -ttt -e trace=openat,execve output → STREAM SIZE PATH T_MS (regular files that opened).
 parse() {
     python3 - "$1" <<'PY'
 import os, re, sys
 comm = {}
 out = []
+t0 = None
 for line in open(sys.argv[1], errors="replace"):
-    m = re.match(r'^(?:\[pid\s+)?(\d+)\]?\s+(.*)$', line)
+    m = re.match(r'^(?:\[pid\s+)?(\d+)\]?\s+(\d+\.\d+)\s+(.*)$', line)
     if not m:
         continue
-    pid, rest = m.groups()
+    pid, t, rest = m.groups()
     e = re.match(r'execve\("([^"]+)"', rest)
     if e and "= 0" in rest:
         comm[pid] = os.path.basename(e.group(1))
@@ -40,7 +44,9 @@ for line in open(sys.argv[1], errors="replace"):
     import stat
     if not stat.S_ISREG(st.st_mode):
         continue
-    out.append(f"{comm.get(pid, pid)}\t{st.st_size}\t{os.path.abspath(path)}")
+    t = float(t) * 1e3
+    t0 = t if t0 is None else t0
+    out.append(f"{comm.get(pid, pid)}\t{st.st_size}\t{os.path.abspath(path)}\t{t - t0:.1f}")
 print("\n".join(out))
 PY
 }
@@ -71,7 +77,7 @@ MK
 : > "$WORK/build.strace"
 for n in 1 2 3; do
     make -s -C "$SRC" clean >/dev/null
-    strace -f -qq -e trace=openat,execve -o "$WORK/b$n" make -s -C "$SRC" -j1 >/dev/null
+    strace -f -qq -ttt -e trace=openat,execve -o "$WORK/b$n" make -s -C "$SRC" -j1 >/dev/null
     cat "$WORK/b$n" >> "$WORK/build.strace"
 done
 parse "$WORK/build.strace" > "$OUT/build.trace"
@@ -79,7 +85,7 @@ parse "$WORK/build.strace" > "$OUT/build.trace"
 # --- python: interpreter starts importing the same modules ---
 : > "$WORK/py.strace"
 for n in 1 2 3 4; do
-    strace -f -qq -e trace=openat,execve -o "$WORK/p$n" \
+    strace -f -qq -ttt -e trace=openat,execve -o "$WORK/p$n" \
         python3 -c 'import json, email.parser, http.client, xml.dom.minidom, csv, sqlite3, decimal, argparse' || true
     cat "$WORK/p$n" >> "$WORK/py.strace"
 done
@@ -95,7 +101,7 @@ lines = []
 for session in range(4):
     i = r.randint(0, 10)
     while i < len(photos):
-        lines.append(f"eog\t{photos[i][1]}\t{photos[i][0]}")
+        lines.append(f"eog\t{photos[i][1]}\t{photos[i][0]}\t{len(lines) * 400}")
         x = r.random()
         if x < 0.08:
             i = max(0, i - 1)          # back one
@@ -113,11 +119,11 @@ for session in range(6):
     chapter = r.randint(0, 11)
     for step in range(40):
         ch = docs[chapter]
-        lines.append(f"vim\t{ch[1]}\t{ch[0]}")
+        lines.append(f"vim\t{ch[1]}\t{ch[0]}\t{len(lines) * 800}")
         # Each chapter cites the same few papers.
         for k in range(r.randint(0, 2)):
             p = docs[12 + (chapter * 3 + k) % 28]
-            lines.append(f"evince\t{p[1]}\t{p[0]}")
+            lines.append(f"evince\t{p[1]}\t{p[0]}\t{len(lines) * 800}")
         if r.random() < 0.3:
             chapter = (chapter + 1) % 12
 open(f"{out}/docs.trace", "w").write("\n".join(lines) + "\n")

@@ -1398,6 +1398,11 @@ impl Store {
         })
     }
 
+    /// Bytes the decrypted-chunk cache may hold (`[store] cache_mb`).
+    pub fn cache_capacity(&self) -> u64 {
+        self.cache_capacity
+    }
+
     pub fn stats(&self) -> Result<Stats> {
         let txn = self.db.begin_read()?;
         let mut s = Stats {
