@@ -513,7 +513,7 @@ impl VectorIndex {
     }
 
     /// Waits until the graph is ready (starting its load if needed).
-    fn wait_graph(&self) {
+    pub fn wait_graph(&self) {
         self.ensure_graph();
         let inner = self.current();
         let mut state = inner.state.lock();

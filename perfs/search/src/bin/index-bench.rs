@@ -18,7 +18,9 @@
 //!    the background worker embeds ≥ 5,000 queued passages, against idle.
 //!
 //! Usage: `cargo run --release -p peros-perfs-search --bin index-bench -- [--corpus DIR]
-//! [--questions FILE] [--out FILE] [--work DIR] [--skip-raw]`.
+//! [--questions FILE] [--out FILE] [--work DIR] [--skip-raw] [--compare-threads]
+//! [--open-only [--graph-100k]]`. `--open-only` runs only the table of opening the vector index
+//! at 10k and 100k vectors (a few minutes; with `--graph-100k` the 100k graph is built too).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -38,6 +40,8 @@ struct Args {
     work: PathBuf,
     skip_raw: bool,
     compare_threads: bool,
+    open_only: bool,
+    graph_100k: bool,
 }
 
 fn args() -> Result<Args> {
@@ -50,6 +54,8 @@ fn args() -> Result<Args> {
         work: "/var/tmp".into(),
         skip_raw: false,
         compare_threads: false,
+        open_only: false,
+        graph_100k: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -61,12 +67,106 @@ fn args() -> Result<Args> {
             "--work" => a.work = val()?.into(),
             "--skip-raw" => a.skip_raw = true,
             "--compare-threads" => a.compare_threads = true,
+            "--open-only" => a.open_only = true,
+            "--graph-100k" => a.graph_100k = true,
             other => {
                 bail!("unknown option {other} (see the top of perfs/search/src/bin/index-bench.rs)")
             }
         }
     }
     Ok(a)
+}
+
+/// `n` vectors made from `real` ones: each real vector in turn, plus N(0, 0.02²) per
+/// dimension, renormalised (ids 0..n).
+fn scaled(real: &[Vec<f32>], n: usize) -> Vec<(u64, Vec<f32>)> {
+    let mut rng = 0x9E3779B97F4A7C15u64;
+    let mut gauss = move || {
+        // Box–Muller from xorshift.
+        let mut u = || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            (rng >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let (a, b) = (u().max(1e-12), u());
+        ((-2.0 * a.ln()).sqrt() * (2.0 * std::f64::consts::PI * b).cos()) as f32
+    };
+    (0..n)
+        .map(|i| {
+            let mut v: Vec<f32> = real[i % real.len()]
+                .iter()
+                .map(|x| x + 0.02 * gauss())
+                .collect();
+            let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+            v.iter_mut().for_each(|x| *x /= norm);
+            (i as u64, v)
+        })
+        .collect()
+}
+
+/// Opening the flat index at 10k and 100k vectors: what a one-shot command pays, next to
+/// loading the HNSW graph (at 10k always; at 100k with `--graph-100k`: building it takes
+/// minutes here), and the exact scan's latency.
+fn open_at_scale(
+    real: &[Vec<f32>],
+    work: &Path,
+    graph_100k: bool,
+    say: &mut dyn FnMut(String),
+) -> Result<()> {
+    say("## Opening the vector index at scale\n".into());
+    say(format!(
+        "Vectors made from {} real model vectors of this corpus (+ N(0, 0.02²) per dimension, renormalised). *Open* = `VectorIndex::load` of a saved dump (flat int8 copies; what every command pays). *Graph load* = hnsw_rs loading the saved graph (what every open paid before; now only the daemon, in the background). Exact scan: k=200 over all vectors, 300 queries. Warm page cache (the dump was just written).\n",
+        real.len()
+    ));
+    say("| vectors | open s | RSS +MiB | exact scan p50 ms | p99 ms | graph build s | graph load s | open / graph load |".into());
+    say("|---:|---:|---:|---:|---:|---:|---:|---:|".into());
+    for n in [10_000usize, 100_000] {
+        let big = scaled(real, n);
+        let dir = tempfile::Builder::new()
+            .prefix("peros-open-bench-")
+            .tempdir_in(work)?;
+        let with_graph = n <= 10_000 || graph_100k;
+        let (build_s, graph_load_s) = if with_graph {
+            let t = Instant::now();
+            let g = VectorIndex::build(&big);
+            let build = t.elapsed().as_secs_f64();
+            g.dump(&dir.path().join("g"), 1)?;
+            drop(g);
+            let t = Instant::now();
+            let (g, _) = VectorIndex::load(&dir.path().join("g")).context("loading the dump")?;
+            g.wait_graph();
+            (Some(build), Some(t.elapsed().as_secs_f64()))
+        } else {
+            (None, None)
+        };
+        VectorIndex::from_vectors(&big).dump(&dir.path().join("f"), 1)?;
+        drop(big);
+        let rss0 = rss_mib();
+        let t = Instant::now();
+        let (idx, _) = VectorIndex::load(&dir.path().join("f")).context("opening the dump")?;
+        let open_s = t.elapsed().as_secs_f64();
+        let rss1 = rss_mib();
+        let mut lat = Vec::new();
+        for i in 0..300 {
+            let q = &real[(i * 7) % real.len()];
+            let t = Instant::now();
+            std::hint::black_box(idx.search(q, 200));
+            lat.push(t.elapsed());
+        }
+        let f = |x: Option<f64>, d: usize| x.map_or("—".to_string(), |v| format!("{v:.d$}"));
+        say(format!(
+            "| {n} | {open_s:.3} | {:.0} | {:.2} | {:.2} | {} | {} | {} |",
+            rss1 - rss0,
+            pct_ms(&lat, 50.0),
+            pct_ms(&lat, 99.0),
+            f(build_s, 1),
+            f(graph_load_s, 3),
+            graph_load_s.map_or("—".to_string(), |g| format!("{:.3}", open_s / g)),
+        ));
+    }
+    say(String::new());
+    Ok(())
 }
 
 fn rss_mib() -> f64 {
@@ -301,6 +401,20 @@ fn main() -> Result<()> {
     if a.compare_threads {
         return compare_threads(&model, &distinct, &mut say);
     }
+    if a.open_only {
+        // Real vectors of 2,000 of the corpus's passages, then the scale table only.
+        let mut emb = FastEmbedder::load_with_threads(&model, 0)?;
+        let texts: Vec<&str> = distinct.iter().step_by(3).take(2000).map(|d| d.0.as_str()).collect();
+        let mut real = Vec::new();
+        for batch in texts.chunks(16) {
+            real.extend(emb.embed(batch)?);
+        }
+        open_at_scale(&real, &a.work, a.graph_100k, &mut say)?;
+        if let Some(out) = &a.out {
+            std::fs::write(out, &md)?;
+        }
+        return Ok(());
+    }
 
     // 1. Throughput.
     let ix = Indexer::open(store.clone(), Options::new(index_dir.clone()))?;
@@ -479,30 +593,8 @@ fn main() -> Result<()> {
     if real.is_empty() {
         bail!("no vectors to scale from");
     }
-    let mut rng = 0x9E3779B97F4A7C15u64;
-    let mut gauss = move || {
-        // Box–Muller from xorshift.
-        let mut u = || {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            (rng >> 11) as f64 / (1u64 << 53) as f64
-        };
-        let (a, b) = (u().max(1e-12), u());
-        ((-2.0 * a.ln()).sqrt() * (2.0 * std::f64::consts::PI * b).cos()) as f32
-    };
     let n = 100_000usize;
-    let big: Vec<(u64, Vec<f32>)> = (0..n)
-        .map(|i| {
-            let mut v: Vec<f32> = real[i % real.len()]
-                .iter()
-                .map(|x| x + 0.02 * gauss())
-                .collect();
-            let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-            v.iter_mut().for_each(|x| *x /= norm);
-            (i as u64, v)
-        })
-        .collect();
+    let big = scaled(&real, n);
     let t = Instant::now();
     let graph = VectorIndex::build(&big);
     let build_secs = t.elapsed().as_secs_f64();
