@@ -105,8 +105,10 @@ impl Flat {
         self.newest.insert(id, self.ids.len());
         self.ids.push(id);
         self.scales.push(scale);
-        self.codes
-            .extend(v.iter().map(|x| (x * inv).round().clamp(-127.0, 127.0) as i8));
+        self.codes.extend(
+            v.iter()
+                .map(|x| (x * inv).round().clamp(-127.0, 127.0) as i8),
+        );
     }
 
     /// Copies held, older copies of re-inserted ids included.
@@ -541,7 +543,9 @@ impl VectorIndex {
             let quiet = inner.backlog.lock().is_empty();
             match &*state {
                 GraphState::NotLoaded(Source::Dump {
-                    dir: d, basename: b, ..
+                    dir: d,
+                    basename: b,
+                    ..
                 }) if quiet => Some(Some((d.clone(), b.clone()))),
                 GraphState::NotLoaded(Source::Flat) if quiet => Some(None),
                 _ => None,
@@ -595,8 +599,7 @@ impl VectorIndex {
         std::fs::File::open(dir)?.sync_all()?;
         if linked_from_dump {
             // The graph still to be loaded now lives in the new dump (the old one goes next).
-            if let GraphState::NotLoaded(Source::Dump { dir: d, .. }) = &mut *inner.state.lock()
-            {
+            if let GraphState::NotLoaded(Source::Dump { dir: d, .. }) = &mut *inner.state.lock() {
                 *d = target.clone();
             }
         }

@@ -223,7 +223,10 @@ fn reopening_ten_thousand_vectors_loads_the_saved_graph() {
     // one-shot command scans its flat copies exactly instead of loading the HNSW graph.
     let st = env.json(["index", "--json"]);
     assert_eq!(st["graph_origin"], "saved", "{st}");
-    assert_eq!(st["graph_ready"], false, "a one-shot command loaded the graph: {st}");
+    assert_eq!(
+        st["graph_ready"], false,
+        "a one-shot command loaded the graph: {st}"
+    );
     let load_ms = n(&st, "graph_open_ms");
     // Same answers after reopening.
     for (q, want) in queries.iter().zip(&reference) {

@@ -404,7 +404,12 @@ fn main() -> Result<()> {
     if a.open_only {
         // Real vectors of 2,000 of the corpus's passages, then the scale table only.
         let mut emb = FastEmbedder::load_with_threads(&model, 0)?;
-        let texts: Vec<&str> = distinct.iter().step_by(3).take(2000).map(|d| d.0.as_str()).collect();
+        let texts: Vec<&str> = distinct
+            .iter()
+            .step_by(3)
+            .take(2000)
+            .map(|d| d.0.as_str())
+            .collect();
         let mut real = Vec::new();
         for batch in texts.chunks(16) {
             real.extend(emb.embed(batch)?);
