@@ -344,10 +344,7 @@ impl Host {
                                 .iter()
                                 .filter(|e| {
                                     let target = String::from_utf8_lossy(&e.target);
-                                    self.readable_path(&format!(
-                                        "/{}",
-                                        target.trim_start_matches("../").trim_start_matches('/')
-                                    ))
+                                    self.readable_path(target.trim_start_matches("../.."))
                                 })
                                 .count()
                         })
