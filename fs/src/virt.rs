@@ -85,9 +85,6 @@ pub enum QueryDirError {
     /// Malformed name or query (EINVAL).
     #[error("{0}")]
     Invalid(String),
-    /// The view cannot change that way (EACCES), e.g. removing an entry of a query view.
-    #[error("{0}")]
-    ReadOnly(String),
     #[error("view {0:?} already exists")]
     Exists(String),
     #[error("no view named {0:?}")]
@@ -101,7 +98,6 @@ impl QueryDirError {
     pub fn errno(&self) -> i32 {
         match self {
             QueryDirError::Invalid(_) => libc::EINVAL,
-            QueryDirError::ReadOnly(_) => libc::EACCES,
             QueryDirError::Exists(_) => libc::EEXIST,
             QueryDirError::NotFound(_) => libc::ENOENT,
             QueryDirError::Config(_) => libc::EIO,
@@ -127,36 +123,6 @@ pub trait QueryDirs: Send + Sync {
     fn rename_view(&self, from: &str, to: &str) -> Result<(), QueryDirError>;
     /// When the set of views last changed (the `@views` directory's mtime).
     fn views_changed(&self) -> SystemTime;
-    /// `rm @views/VIEW/NAME`: takes the file out of the view where the view allows it (a
-    /// view of one tag loses the tag on that file); the file itself is never touched.
-    fn remove_entry(&self, view: &str, name: &[u8]) -> Result<(), QueryDirError> {
-        let _ = name;
-        Err(QueryDirError::ReadOnly(format!(
-            "view {view:?} lists a query's results: change its query to leave a file out"
-        )))
-    }
-}
-
-/// Nested views: `a/b` shows as folder `b` inside folder `a` of `@views`. The names of the
-/// entries directly inside folder `prefix` ("" = `@views` itself): (name, whether it is a
-/// view, whether it holds nested views), sorted.
-pub fn view_children(names: &[String], prefix: &str) -> Vec<(String, bool, bool)> {
-    let mut out: std::collections::BTreeMap<String, (bool, bool)> = Default::default();
-    for n in names {
-        let rest = if prefix.is_empty() {
-            n.as_str()
-        } else {
-            match n.strip_prefix(prefix).and_then(|r| r.strip_prefix('/')) {
-                Some(r) => r,
-                None => continue,
-            }
-        };
-        match rest.split_once('/') {
-            None => out.entry(rest.to_string()).or_default().0 = true,
-            Some((head, _)) => out.entry(head.to_string()).or_default().1 = true,
-        }
-    }
-    out.into_iter().map(|(k, (v, g))| (k, v, g)).collect()
 }
 
 /// Inode numbers of virtual nodes have this bit set; store inodes never reach it.
@@ -231,39 +197,5 @@ impl VInodes {
             SEARCH_INO => Some(VNode::SearchRoot),
             _ => self.inner.lock().by_ino.get(&ino).cloned(),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::view_children;
-
-    /// `topics/cooking` shows as folder `cooking` in folder `topics`; a name that is both a
-    /// view and a folder of nested views is both.
-    #[test]
-    fn nested_view_names_make_folders() {
-        let names: Vec<String> = ["a", "topics", "topics/cooking", "topics/tax/2024", "zz"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        let top = view_children(&names, "");
-        assert_eq!(
-            top,
-            vec![
-                ("a".into(), true, false),
-                ("topics".into(), true, true),
-                ("zz".into(), true, false)
-            ]
-        );
-        let inner = view_children(&names, "topics");
-        assert_eq!(
-            inner,
-            vec![("cooking".into(), true, false), ("tax".into(), false, true)]
-        );
-        assert_eq!(
-            view_children(&names, "topics/tax"),
-            vec![("2024".into(), true, false)]
-        );
-        assert!(view_children(&names, "top").is_empty());
     }
 }
