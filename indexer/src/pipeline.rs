@@ -19,6 +19,9 @@ use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
 use crate::state::*;
 use crate::{passages, EmbedError, EmbedderState, IndexError, Indexer, Result};
 
+/// A graph member: chunk id and its vector.
+type Member = (u64, Vec<f32>);
+
 /// Chunks per round (one commit each).
 pub(crate) const ROUND: usize = 64;
 /// Texts per model call. Measured with `perfs/search --raw-batches` (README there): with
@@ -449,10 +452,14 @@ impl Indexer {
     /// once by exact scan, and saves it; the graph is built from it in the background when
     /// something needs it (never at open).
     fn rebuild_flat(&self) -> Result<()> {
+        self.remake(crate::vectors::VectorIndex::from_vectors)
+    }
+
+    /// Replaces the index with `make` over the members' stored vectors and saves it.
+    fn remake(&self, make: fn(&[Member]) -> crate::vectors::VectorIndex) -> Result<()> {
         let _graph = self.graph_writer.lock();
         let all = self.member_vectors()?;
-        self.vectors
-            .replace_with(crate::vectors::VectorIndex::from_vectors(&all));
+        self.vectors.replace_with(make(&all));
         let seq = self.current_seq()?;
         self.vectors.dump(&self.graph_dir(), seq)?;
         drop(_graph);
@@ -460,7 +467,7 @@ impl Indexer {
     }
 
     /// The stored vectors of the graph's members.
-    fn member_vectors(&self) -> Result<Vec<(u64, Vec<f32>)>> {
+    fn member_vectors(&self) -> Result<Vec<Member>> {
         let txn = self.db.begin_read()?;
         let members = txn.open_table(VECTORS)?;
         let chunks = txn.open_table(CHUNKS)?;
@@ -480,13 +487,7 @@ impl Indexer {
 
     /// Builds the graph afresh from the stored vectors of the graph's members, then saves it.
     pub(crate) fn rebuild_graph(&self) -> Result<()> {
-        let _graph = self.graph_writer.lock();
-        let all = self.member_vectors()?;
-        self.vectors.rebuild(&all);
-        let seq = self.current_seq()?;
-        self.vectors.dump(&self.graph_dir(), seq)?;
-        drop(_graph);
-        self.truncate_log(seq)
+        self.remake(crate::vectors::VectorIndex::build)
     }
 
     fn current_seq(&self) -> Result<u64> {

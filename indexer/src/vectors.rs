@@ -465,11 +465,6 @@ impl VectorIndex {
         *self.inner.write() = other.inner.into_inner();
     }
 
-    /// Replaces everything with an index over `vectors`, graph built now (blocking).
-    pub fn rebuild(&self, vectors: &[(u64, Vec<f32>)]) {
-        self.replace_with(Self::build(vectors));
-    }
-
     /// Whether searches use the graph (else they scan the flat copies exactly).
     pub fn graph_ready(&self) -> bool {
         self.current().graph.read().is_some()
@@ -495,23 +490,11 @@ impl VectorIndex {
                 }
             }
         };
-        let (tx, rx) = std::sync::mpsc::channel();
         let loader = inner.clone();
-        let spawned = std::thread::Builder::new()
+        std::thread::Builder::new()
             .name("peros-graph-load".into())
-            .spawn(move || {
-                let source: Source = rx.recv().expect("the source follows the spawn");
-                loader.load(source)
-            });
-        match spawned {
-            Ok(_) => {
-                let _ = tx.send(source);
-            }
-            Err(e) => {
-                tracing::warn!("starting the graph loader: {e}; loading it here");
-                inner.load(source);
-            }
-        }
+            .spawn(move || loader.load(source))
+            .expect("spawn graph loader");
     }
 
     /// Waits until the graph is ready (starting its load if needed).

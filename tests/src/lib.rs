@@ -737,3 +737,42 @@ pub fn skip_without_llm(why: &str) {
     }
     eprintln!("\nSKIPPED: {why}\n");
 }
+
+/// Calls `f` until it gives a value, every `every`, failing the test after `bound`; returns the
+/// value and how long it took.
+pub fn poll_every<T>(
+    what: &str,
+    bound: std::time::Duration,
+    every: std::time::Duration,
+    mut f: impl FnMut() -> Option<T>,
+) -> (T, std::time::Duration) {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return (v, start.elapsed());
+        }
+        assert!(start.elapsed() < bound, "{what}: not within {bound:?}");
+        std::thread::sleep(every);
+    }
+}
+
+/// The sorted names in `dir` (none when it cannot be read).
+pub fn dir_names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = match std::fs::read_dir(dir) {
+        Ok(rd) => rd
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    v.sort();
+    v
+}
+
+/// Appends `text` to the home's config.toml.
+pub fn append_config(env: &Env, text: &str) {
+    let path = env.home.join("config.toml");
+    let mut cur = std::fs::read_to_string(&path).unwrap();
+    cur.push('\n');
+    cur.push_str(text);
+    std::fs::write(&path, cur).unwrap();
+}

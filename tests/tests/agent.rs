@@ -14,14 +14,6 @@ use peros_tests::llama::{Llama, Template};
 use peros_tests::*;
 use serde_json::{json, Value};
 
-fn append_config(env: &Env, text: &str) {
-    let path = env.home.join("config.toml");
-    let mut cur = std::fs::read_to_string(&path).unwrap();
-    cur.push('\n');
-    cur.push_str(text);
-    std::fs::write(&path, cur).unwrap();
-}
-
 fn set_llm(env: &Env, endpoint: &str) {
     let path = env.home.join("config.toml");
     let text = std::fs::read_to_string(&path)
@@ -31,15 +23,8 @@ fn set_llm(env: &Env, endpoint: &str) {
     std::fs::write(&path, text).unwrap();
 }
 
-fn poll<T>(what: &str, bound: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(start.elapsed() < bound, "{what}: not within {bound:?}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+fn poll<T>(what: &str, bound: Duration, f: impl FnMut() -> Option<T>) -> T {
+    poll_every(what, bound, Duration::from_millis(200), f).0
 }
 
 fn read(path: &Path) -> Vec<u8> {

@@ -11,14 +11,6 @@ use std::time::{Duration, Instant};
 use peros_tests::*;
 use serde_json::Value;
 
-fn append_config(env: &Env, text: &str) {
-    let path = env.home.join("config.toml");
-    let mut cur = std::fs::read_to_string(&path).unwrap();
-    cur.push('\n');
-    cur.push_str(text);
-    std::fs::write(&path, cur).unwrap();
-}
-
 fn read(path: &Path) {
     std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
 }

@@ -5,35 +5,11 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use peros_tests::*;
 
 const BOUND: Duration = Duration::from_secs(120);
-
-fn poll<T>(what: &str, bound: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        if start.elapsed() > bound {
-            panic!("{what}: not within {bound:?}");
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-fn names(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = match fs::read_dir(dir) {
-        Ok(rd) => rd
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect(),
-        Err(_) => Vec::new(),
-    };
-    v.sort();
-    v
-}
 
 /// Everything indexed and embedded with the real model (through the daemon when mounted).
 fn index_wait(env: &Env) {
@@ -44,6 +20,14 @@ fn index_wait(env: &Env) {
         "the embedding model is not available or did not finish ({v}): run scripts/setup.sh \
          and `source /var/cache/peros/env.sh` (ORT_DYLIB_PATH, PEROS_MODEL_DIR)"
     );
+}
+
+fn poll<T>(what: &str, bound: Duration, f: impl FnMut() -> Option<T>) -> T {
+    poll_every(what, bound, Duration::from_millis(200), f).0
+}
+
+fn names(dir: &Path) -> Vec<String> {
+    dir_names(dir)
 }
 
 fn examples() -> PathBuf {

@@ -15,28 +15,12 @@ use peros_tests::*;
 
 const LIVE_BOUND: Duration = Duration::from_secs(20);
 
-fn poll<T>(what: &str, bound: Duration, mut f: impl FnMut() -> Option<T>) -> (T, Duration) {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return (v, start.elapsed());
-        }
-        if start.elapsed() > bound {
-            panic!("{what}: not within {bound:?}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+fn poll<T>(what: &str, bound: Duration, f: impl FnMut() -> Option<T>) -> (T, Duration) {
+    poll_every(what, bound, Duration::from_millis(100), f)
 }
 
 fn names(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = match fs::read_dir(dir) {
-        Ok(rd) => rd
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect(),
-        Err(_) => Vec::new(),
-    };
-    v.sort();
-    v
+    dir_names(dir)
 }
 
 fn getxattr(path: &Path, name: &str) -> Option<Vec<u8>> {
