@@ -32,6 +32,7 @@ mod fsck;
 mod gc;
 pub mod layout;
 pub mod meta;
+pub mod querydirs;
 mod migrate;
 pub mod s3;
 pub mod tenant;

@@ -193,3 +193,26 @@ fn import_errors_are_clean() {
     let out = env.fails(["cat", "/"]);
     assert!(stderr(&out).contains("directory"), "{}", stderr(&out));
 }
+
+/// The agent, views, indexer and store act through store and indexer APIs; only the mount
+/// (`peros-fs`) and the CLI that starts it may link the FUSE crate.
+#[test]
+fn only_the_mount_depends_on_fuse() {
+    let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for krate in ["peros-agent", "peros-views", "peros-indexer", "peros-store"] {
+        let out = std::process::Command::new(env!("CARGO"))
+            .args(["tree", "--offline", "--edges", "normal", "--prefix", "none", "-p", krate])
+            .current_dir(&workspace)
+            .output()
+            .expect("cargo tree runs");
+        assert!(out.status.success(), "cargo tree -p {krate}: {}", stderr(&out));
+        let tree = String::from_utf8_lossy(&out.stdout);
+        assert!(tree.lines().count() > 5, "cargo tree -p {krate} listed nothing:\n{tree}");
+        for forbidden in ["fuser ", "peros-fs "] {
+            assert!(
+                !tree.lines().any(|l| l.starts_with(forbidden)),
+                "{krate} depends on {forbidden}:\n{tree}"
+            );
+        }
+    }
+}
