@@ -33,8 +33,11 @@ LLM_MODEL_SIZE=491400064
 LLM_MODEL_SHA256=1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32
 
 # autoconf automake gcc make build pjdfstest; perl has `prove`, which runs it.
-APT_PACKAGES=(fuse3 fio gocryptfs bindfs python3 python3-venv rsync attr acl pkg-config cmake poppler-utils man-db
-    unzip ca-certificates curl autoconf automake gcc make perl)
+# man-db … net-tools: tests/tests/topics.rs clusters these tools' man pages (real text of
+# clearly different subjects).
+APT_PACKAGES=(fuse3 fio gocryptfs bindfs python3 python3-venv rsync attr acl pkg-config cmake poppler-utils
+    unzip ca-certificates curl autoconf automake gcc make perl
+    man-db groff-base procps iproute2 wget zstd lz4 xz-utils bzip2 zip net-tools)
 if [[ "${PEROS_SETUP_LLM:-0}" == 1 ]]; then
     APT_PACKAGES+=(g++)
 fi

@@ -12,6 +12,8 @@
 //!   touches file content, only deletes its own views, and journals every change.
 //! - [`journal`]: append-only, fsynced JSON lines with what undo needs; [`undo`] restores the
 //!   exact previous view definition or tags value.
+//! - [`topics`]: views from what files are about: file vectors clustered (HDBSCAN), named
+//!   by class-based TF-IDF, shown as tag views under `@views/topics/`, kept current.
 //! - [`sim`]: the trace replay used by the benchmark in `perfs/agent`.
 
 pub mod journal;
@@ -22,6 +24,7 @@ pub mod policy;
 pub mod runtime;
 pub mod sim;
 pub mod tools;
+pub mod topics;
 
 use std::path::Path;
 
@@ -64,6 +67,31 @@ pub fn run_planner(host: &mut Host, planner: &mut dyn planner::Planner) -> RunRe
                 .unwrap_or_else(|| "not opened".into())
         }),
     }
+}
+
+/// What one topics pass did (a run of its own in the journal).
+#[derive(Serialize)]
+pub struct TopicsRun {
+    pub run: u64,
+    pub actions: Vec<Entry>,
+    #[serde(flatten)]
+    pub report: topics::Report,
+}
+
+/// Runs a topics pass over `host` as its own journal run (planner "topics").
+pub fn run_topics(
+    host: &mut Host,
+    agent_dir: &Path,
+    settings: &topics::Settings,
+) -> Result<TopicsRun> {
+    host.run = host.journal.next_run();
+    host.planner = "topics".into();
+    let report = topics::run(host, agent_dir, settings)?;
+    Ok(TopicsRun {
+        run: host.run,
+        actions: host.actions.clone(),
+        report,
+    })
 }
 
 /// Undoes journal entry `id` (an action not yet undone): restores the exact previous view

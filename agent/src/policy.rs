@@ -66,6 +66,12 @@ pub struct AgentConfig {
     pub allow_content_to_remote: bool,
     /// Redact secrets and e-mail addresses in everything sent to an LLM.
     pub redact: bool,
+    /// The folder of `@views` that topic views (`peros agent topics`) go in.
+    pub topics_dir: String,
+    /// Fewest files a topic has.
+    pub topics_min_size: usize,
+    /// Minutes between topic passes while mounted (0: only `peros agent topics`).
+    pub topics_schedule_minutes: f64,
 }
 
 impl Default for AgentConfig {
@@ -86,6 +92,9 @@ impl Default for AgentConfig {
             never_read_tags: vec!["private".into()],
             allow_content_to_remote: false,
             redact: true,
+            topics_dir: "topics".into(),
+            topics_min_size: 3,
+            topics_schedule_minutes: 60.0,
         }
     }
 }

@@ -321,7 +321,8 @@ impl Host {
             "create_view" => {
                 let name = arg(args, "name").trim().to_string();
                 let query = arg(args, "query").trim().to_string();
-                peros_views::file::check_name(&name).map_err(|e| format!("bad view name: {e}"))?;
+                peros_views::file::check_view_name(&name)
+                    .map_err(|e| format!("bad view name: {e}"))?;
                 if query.is_empty() {
                     return Err("the query must not be empty".into());
                 }

@@ -34,6 +34,12 @@ pub enum AgentCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Group files by what they are about into topic views under @views/topics (journaled,
+    /// undoable with `agent undo --run`); later passes add new files to the nearest topic.
+    Topics {
+        #[arg(long)]
+        json: bool,
+    },
     /// The journal of agent actions.
     Log {
         #[arg(long)]
@@ -202,6 +208,56 @@ fn print_report(out: &mut dyn Write, r: &peros_agent::RunReport, json: bool) -> 
     Ok(())
 }
 
+/// The topics pass settings from `[agent]`.
+pub fn topic_settings(home: &Home) -> Result<peros_agent::topics::Settings> {
+    let cfg = home.load_config()?.agent;
+    let mut s = peros_agent::topics::Settings {
+        dir: cfg.topics_dir.trim_matches('/').to_string(),
+        ..Default::default()
+    };
+    s.params.min_topic_size = cfg.topics_min_size.max(2);
+    Ok(s)
+}
+
+fn print_topics(out: &mut dyn Write, r: &peros_agent::TopicsRun) -> Result<()> {
+    let t = &r.report;
+    writeln!(
+        out,
+        "run {} (topics, {}): {} files in {} topics, {} in none, {} pending embedding; {} action(s) in {} ms",
+        r.run,
+        t.mode,
+        t.files,
+        t.topics.len(),
+        t.outliers,
+        t.pending,
+        r.actions.len(),
+        t.millis
+    )?;
+    for x in &t.topics {
+        writeln!(
+            out,
+            "  @views/{}  {} files{}{}  ({})",
+            x.view,
+            x.files,
+            if x.new { ", new" } else { "" },
+            if x.joined > 0 {
+                format!(", {} joined", x.joined)
+            } else {
+                String::new()
+            },
+            x.terms.join(", ")
+        )?;
+    }
+    if t.kept_out > 0 {
+        writeln!(
+            out,
+            "  {} file(s) kept out of topics you took them out of",
+            t.kept_out
+        )?;
+    }
+    Ok(())
+}
+
 fn describe(c: &peros_agent::Change) -> String {
     match c {
         peros_agent::Change::View {
@@ -332,6 +388,24 @@ pub fn run_agent(
             }
             std::thread::sleep(std::time::Duration::from_secs_f64(minutes.min(1e6) * 60.0));
         },
+        AgentCmd::Topics { json } => {
+            let store = ctx.store(home)?;
+            let (indexer, index_error) = match ctx.daemon.as_ref().and_then(|d| d.indexer.clone()) {
+                Some(ix) => (Some(ix), None),
+                None => match ctx.indexer(home, true, quiet || json) {
+                    Ok((ix, _)) => (Some(ix), None),
+                    Err(e) => (None, Some(format!("{e:#}"))),
+                },
+            };
+            let mut host = make_host(home, store, indexer, views_handle(ctx, home), live.clone())?;
+            host.index_error = index_error;
+            let r = peros_agent::run_topics(&mut host, &dir, &topic_settings(home)?)?;
+            if json {
+                print_json(out, &serde_json::to_value(&r)?)?;
+            } else {
+                print_topics(out, &r)?;
+            }
+        }
         AgentCmd::Log { json } => {
             let entries = Journal::open(&dir)?.entries();
             if json {
@@ -423,6 +497,46 @@ pub fn schedule(
                     r.error.map(|e| format!(", error: {e}")).unwrap_or_default()
                 ),
                 Err(e) => tracing::warn!("scheduled agent run failed: {e:#}"),
+            }
+        });
+}
+
+/// Runs a topics pass every `minutes` on a background thread of the daemon.
+pub fn schedule_topics(
+    home: &Home,
+    info: Arc<crate::daemon::DaemonInfo>,
+    store: Arc<Store>,
+    minutes: f64,
+) {
+    let home = Home {
+        config_file: home.config_file.clone(),
+        data_dir: home.data_dir.clone(),
+    };
+    let _ = std::thread::Builder::new()
+        .name("peros-agent-topics".into())
+        .spawn(move || loop {
+            std::thread::sleep(std::time::Duration::from_secs_f64(minutes.min(1e6) * 60.0));
+            let views = match info.views.clone() {
+                Some(v) => ViewsHandle::Live(v),
+                None => ViewsHandle::File(home.views_file()),
+            };
+            let dir = peros_agent::state_dir(&home.data_dir);
+            let result = make_host(
+                &home,
+                store.clone(),
+                info.indexer.clone(),
+                views,
+                info.agent.clone(),
+            )
+            .and_then(|mut host| peros_agent::run_topics(&mut host, &dir, &topic_settings(&home)?));
+            match result {
+                Ok(r) => tracing::info!(
+                    "scheduled topics pass {}: {} topics, {} action(s)",
+                    r.run,
+                    r.report.topics.len(),
+                    r.actions.len()
+                ),
+                Err(e) => tracing::warn!("scheduled topics pass failed: {e:#}"),
             }
         });
 }

@@ -303,6 +303,14 @@ pub fn run_foreground(home: &Home, dir: &Path, allow_other: bool) -> Result<()> 
             agent_cfg.schedule_minutes,
         );
     }
+    if agent.is_some() && indexer.is_some() && agent_cfg.topics_schedule_minutes > 0.0 {
+        crate::agent_cmd::schedule_topics(
+            home,
+            info.clone(),
+            store.clone(),
+            agent_cfg.topics_schedule_minutes,
+        );
+    }
 
     // Control socket.
     let sock = home.socket_path();

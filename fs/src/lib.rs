@@ -588,6 +588,12 @@ impl Filesystem for FuseAdapter {
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        if is_virtual(parent.0) {
+            return match self.0.vunlink(parent.0, name.as_bytes()) {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(e),
+            };
+        }
         if let Some(e) = self.0.refuse_virtual(parent.0, name.as_bytes()) {
             return reply.error(if is_virtual(parent.0) {
                 e

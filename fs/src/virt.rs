@@ -15,6 +15,28 @@ use peros_store::Ino;
 
 pub use peros_store::querydirs::{Listing, ListingEntry, QueryDirError, QueryDirs};
 
+/// Nested views: `a/b` shows as folder `b` inside folder `a` of `@views`. The names of the
+/// entries directly inside folder `prefix` ("" = `@views` itself): (name, whether it is a
+/// view, whether it holds nested views), sorted.
+pub fn view_children(names: &[String], prefix: &str) -> Vec<(String, bool, bool)> {
+    let mut out: std::collections::BTreeMap<String, (bool, bool)> = Default::default();
+    for n in names {
+        let rest = if prefix.is_empty() {
+            n.as_str()
+        } else {
+            match n.strip_prefix(prefix).and_then(|r| r.strip_prefix('/')) {
+                Some(r) => r,
+                None => continue,
+            }
+        };
+        match rest.split_once('/') {
+            None => out.entry(rest.to_string()).or_default().0 = true,
+            Some((head, _)) => out.entry(head.to_string()).or_default().1 = true,
+        }
+    }
+    out.into_iter().map(|(k, (v, g))| (k, v, g)).collect()
+}
+
 /// Inode numbers of virtual nodes have this bit set; store inodes never reach it.
 pub const VIRTUAL_BIT: u64 = 1 << 62;
 pub const VIEWS_INO: u64 = VIRTUAL_BIT | 1;
@@ -87,5 +109,39 @@ impl VInodes {
             SEARCH_INO => Some(VNode::SearchRoot),
             _ => self.inner.lock().by_ino.get(&ino).cloned(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::view_children;
+
+    /// `topics/cooking` shows as folder `cooking` in folder `topics`; a name that is both a
+    /// view and a folder of nested views is both.
+    #[test]
+    fn nested_view_names_make_folders() {
+        let names: Vec<String> = ["a", "topics", "topics/cooking", "topics/tax/2024", "zz"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let top = view_children(&names, "");
+        assert_eq!(
+            top,
+            vec![
+                ("a".into(), true, false),
+                ("topics".into(), true, true),
+                ("zz".into(), true, false)
+            ]
+        );
+        let inner = view_children(&names, "topics");
+        assert_eq!(
+            inner,
+            vec![("cooking".into(), true, false), ("tax".into(), false, true)]
+        );
+        assert_eq!(
+            view_children(&names, "topics/tax"),
+            vec![("2024".into(), true, false)]
+        );
+        assert!(view_children(&names, "top").is_empty());
     }
 }

@@ -107,10 +107,52 @@ impl PerosFs {
     fn listing_of(&self, node: &VNode) -> Result<Arc<Listing>, Errno> {
         let q = self.query_dirs.get().ok_or(Errno::ENOENT)?;
         match node {
-            VNode::View(name) => q.dirs.view(name).ok_or(Errno::ENOENT),
+            VNode::View(name) => match q.dirs.view(name) {
+                Some(l) => Ok(l),
+                // A folder of nested views that is no view itself: no entries of its own.
+                None if self.is_view_group(name) => Ok(Arc::new(Listing {
+                    changed: Some(q.dirs.views_changed()),
+                    ..Listing::default()
+                })),
+                None => Err(Errno::ENOENT),
+            },
             VNode::Search(text) => q.dirs.search(text).map_err(|e| qerr(&e)),
             _ => Err(Errno::ENOTDIR),
         }
+    }
+
+    /// Whether `prefix` is a folder holding nested views (`prefix/…`).
+    fn is_view_group(&self, prefix: &str) -> bool {
+        let Some(q) = self.query_dirs.get() else {
+            return false;
+        };
+        let want = format!("{prefix}/");
+        q.dirs.view_names().iter().any(|n| n.starts_with(&want))
+    }
+
+    /// The folders of nested views directly inside view folder `prefix`, as entries.
+    fn view_dirs(&self, prefix: &str) -> Vec<(Vec<u8>, FileAttr)> {
+        let Some(q) = self.query_dirs.get() else {
+            return Vec::new();
+        };
+        let changed = q.dirs.views_changed();
+        crate::virt::view_children(&q.dirs.view_names(), prefix)
+            .into_iter()
+            .filter_map(|(n, is_view, _)| {
+                let full = if prefix.is_empty() {
+                    n.clone()
+                } else {
+                    format!("{prefix}/{n}")
+                };
+                let t = match q.dirs.view(&full) {
+                    Some(l) => l.changed.unwrap_or(changed),
+                    None if !is_view => changed,
+                    None => return None,
+                };
+                let ino = self.vinodes.ino(VNode::View(full), b"");
+                Some((n.into_bytes(), self.dir_attr(ino, 0o555, t)))
+            })
+            .collect()
     }
 
     pub(crate) fn vattr(&self, ino: u64) -> Result<FileAttr, Errno> {
@@ -161,8 +203,22 @@ impl PerosFs {
         match self.vinodes.node(parent).ok_or(Errno::ENOENT)? {
             VNode::ViewsRoot => {
                 let name = utf8(name).map_err(|_| Errno::ENOENT)?;
-                let l = q.dirs.view(name).ok_or(Errno::ENOENT)?;
-                let ino = self.vinodes.ino(VNode::View(name.to_string()), b"");
+                let node = VNode::View(name.to_string());
+                let l = self.listing_of(&node)?;
+                let ino = self.vinodes.ino(node, b"");
+                Ok(self.dir_attr(ino, 0o555, l.changed.unwrap_or(UNIX_EPOCH)))
+            }
+            VNode::View(prefix)
+                if !name.contains(&b'/') && {
+                    let n = String::from_utf8_lossy(name);
+                    self.is_view_group(&format!("{prefix}/{n}"))
+                        || q.dirs.view(&format!("{prefix}/{n}")).is_some()
+                } =>
+            {
+                let full = format!("{prefix}/{}", utf8(name).map_err(|_| Errno::ENOENT)?);
+                let node = VNode::View(full);
+                let l = self.listing_of(&node)?;
+                let ino = self.vinodes.ino(node, b"");
                 Ok(self.dir_attr(ino, 0o555, l.changed.unwrap_or(UNIX_EPOCH)))
             }
             VNode::SearchRoot => {
@@ -193,7 +249,10 @@ impl PerosFs {
     /// Parent inode of a virtual directory.
     pub(crate) fn vparent(&self, ino: u64) -> u64 {
         match self.vinodes.node(ino) {
-            Some(VNode::View(_)) => VIEWS_INO,
+            Some(VNode::View(name)) => match name.rsplit_once('/') {
+                Some((parent, _)) => self.vinodes.ino(VNode::View(parent.to_string()), b""),
+                None => VIEWS_INO,
+            },
             Some(VNode::Search(_)) => SEARCH_INO,
             _ => ROOT_INO,
         }
@@ -215,19 +274,7 @@ impl PerosFs {
         }
         let node = self.vinodes.node(ino).ok_or(Errno::ENOENT)?;
         match &node {
-            VNode::ViewsRoot => {
-                let changed = q.dirs.views_changed();
-                Ok(q.dirs
-                    .view_names()
-                    .into_iter()
-                    .filter_map(|n| {
-                        let l = q.dirs.view(&n)?;
-                        let ino = self.vinodes.ino(VNode::View(n.clone()), b"");
-                        let t = l.changed.unwrap_or(changed);
-                        Some((n.into_bytes(), self.dir_attr(ino, 0o555, t)))
-                    })
-                    .collect())
-            }
+            VNode::ViewsRoot => Ok(self.view_dirs("")),
             VNode::SearchRoot => Ok(q
                 .dirs
                 .recent_searches()
@@ -243,7 +290,12 @@ impl PerosFs {
             VNode::View(_) | VNode::Search(_) => {
                 let l = self.listing_of(&node)?;
                 let owner = self.owner();
-                Ok(l.entries
+                let mut dirs = match &node {
+                    VNode::View(prefix) => self.view_dirs(prefix),
+                    _ => Vec::new(),
+                };
+                let mut out: Vec<(Vec<u8>, FileAttr)> = l
+                    .entries
                     .iter()
                     .map(|e| {
                         let eino = self.vinodes.ino(
@@ -255,9 +307,22 @@ impl PerosFs {
                         );
                         (e.name.clone(), self.entry_attr(eino, e, owner))
                     })
-                    .collect())
+                    .collect();
+                // A nested view's folder wins over an entry of the same name (lookup agrees).
+                out.retain(|(n, _)| !dirs.iter().any(|(d, _)| d == n));
+                dirs.append(&mut out);
+                Ok(dirs)
             }
             VNode::Entry { .. } => Err(Errno::ENOTDIR),
+        }
+    }
+
+    /// `rm @views/VIEW/NAME`: the views service decides (a tag view untags the file).
+    pub(crate) fn vunlink(&self, parent: u64, name: &[u8]) -> Result<(), Errno> {
+        let q = self.query_dirs.get().ok_or(Errno::ENOENT)?;
+        match self.vinodes.node(parent).ok_or(Errno::ENOENT)? {
+            VNode::View(view) => q.dirs.remove_entry(&view, name).map_err(|e| qerr(&e)),
+            _ => Err(Errno::EACCES),
         }
     }
 
@@ -274,12 +339,17 @@ impl PerosFs {
 
     pub(crate) fn vrmdir(&self, parent: u64, name: &[u8]) -> Result<(), Errno> {
         let q = self.query_dirs.get().ok_or(Errno::ENOENT)?;
+        let name = utf8(name).map_err(|_| Errno::ENOENT)?;
         match parent {
-            VIEWS_INO => q
-                .dirs
-                .remove_view(utf8(name).map_err(|_| Errno::ENOENT)?)
-                .map_err(|e| qerr(&e)),
-            _ => Err(Errno::EACCES),
+            VIEWS_INO => q.dirs.remove_view(name).map_err(|e| qerr(&e)),
+            _ => match self.vinodes.node(parent) {
+                // `rmdir @views/a/b`: the nested view a/b.
+                Some(VNode::View(prefix)) => q
+                    .dirs
+                    .remove_view(&format!("{prefix}/{name}"))
+                    .map_err(|e| qerr(&e)),
+                _ => Err(Errno::EACCES),
+            },
         }
     }
 

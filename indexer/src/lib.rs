@@ -23,6 +23,7 @@ pub mod chunk;
 pub mod embed;
 pub mod embedstore;
 pub mod extract;
+pub mod filevec;
 pub mod passages;
 mod pipeline;
 pub mod query;
@@ -47,6 +48,7 @@ use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy};
 pub use embed::{
     EmbedError, Embedder, EmbedderConfig, FastEmbedder, ModelPaths, RemoteEmbedder, RemoteEmbedding,
 };
+pub use filevec::{FileVector, FileVectors};
 pub use query::{parse as parse_query, Query, QueryError};
 pub use search::{Hit, Mode, SearchOutcome, SearchParams};
 pub use state::{parse_tags, ChunkRec, FileState, TAGS_XATTR};

@@ -84,6 +84,9 @@ pub enum QueryDirError {
     /// Malformed name or query (EINVAL).
     #[error("{0}")]
     Invalid(String),
+    /// The view cannot change that way (EACCES), e.g. removing an entry of a query view.
+    #[error("{0}")]
+    ReadOnly(String),
     #[error("view {0:?} already exists")]
     Exists(String),
     #[error("no view named {0:?}")]
@@ -97,6 +100,7 @@ impl QueryDirError {
     pub fn errno(&self) -> i32 {
         match self {
             QueryDirError::Invalid(_) => libc::EINVAL,
+            QueryDirError::ReadOnly(_) => libc::EACCES,
             QueryDirError::Exists(_) => libc::EEXIST,
             QueryDirError::NotFound(_) => libc::ENOENT,
             QueryDirError::Config(_) => libc::EIO,
@@ -122,4 +126,12 @@ pub trait QueryDirs: Send + Sync {
     fn rename_view(&self, from: &str, to: &str) -> Result<(), QueryDirError>;
     /// When the set of views last changed (the `@views` directory's mtime).
     fn views_changed(&self) -> SystemTime;
+    /// `rm @views/VIEW/NAME`: takes the file out of the view where the view allows it (a
+    /// view of one tag loses the tag on that file); the file itself is never touched.
+    fn remove_entry(&self, view: &str, name: &[u8]) -> Result<(), QueryDirError> {
+        let _ = name;
+        Err(QueryDirError::ReadOnly(format!(
+            "view {view:?} lists a query's results: change its query to leave a file out"
+        )))
+    }
 }

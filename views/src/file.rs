@@ -122,6 +122,16 @@ pub fn check_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Checks a view name that may be nested: one or more valid directory names joined by '/'
+/// (`topics/cooking` shows as `@views/topics/cooking/`).
+pub fn check_view_name(name: &str) -> Result<(), String> {
+    if name.split('/').count() > 8 {
+        return Err(format!("view name {name:?} nests more than 8 folders deep"));
+    }
+    name.split('/')
+        .try_for_each(|part| check_name(part).map_err(|e| format!("view name {name:?}: {e}")))
+}
+
 /// Parses views.toml (`file` names it in errors). Every query is checked with the indexer's
 /// parser, so a bad query is reported at its own line and column.
 pub fn parse(text: &str, file: &str) -> Result<BTreeMap<String, ViewDef>, FileError> {
@@ -152,7 +162,7 @@ pub fn parse(text: &str, file: &str) -> Result<BTreeMap<String, ViewDef>, FileEr
         };
         for (name, item) in table.iter() {
             let name_span = table.key(name).and_then(|k| k.span());
-            check_name(name).map_err(|m| err(name_span.clone(), m))?;
+            check_view_name(name).map_err(|m| err(name_span.clone(), m))?;
             let def = parse_view(name, item, &err)?;
             out.insert(name.to_string(), def);
         }

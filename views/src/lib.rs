@@ -414,7 +414,7 @@ impl Views {
     }
 
     pub fn rename(&self, from: &str, to: &str) -> Result<(), QueryDirError> {
-        file::check_name(to).map_err(QueryDirError::Invalid)?;
+        file::check_view_name(to).map_err(QueryDirError::Invalid)?;
         let _edit = self.edit.lock();
         let Some(mut def) = self.state.read().defs.get(from).cloned() else {
             return Err(QueryDirError::NotFound(from.to_string()));
@@ -542,6 +542,86 @@ impl QueryDirs for Views {
             .views_changed
             .unwrap_or(SystemTime::UNIX_EPOCH)
     }
+
+    fn remove_entry(&self, view: &str, name: &[u8]) -> Result<(), QueryDirError> {
+        let (def, listing) = {
+            let st = self.state.read();
+            let def = st
+                .defs
+                .get(view)
+                .cloned()
+                .ok_or_else(|| QueryDirError::NotFound(view.to_string()))?;
+            (def, st.listings.get(view).cloned())
+        };
+        let Some(tag) = single_tag(&def.query) else {
+            return Err(QueryDirError::ReadOnly(format!(
+                "view {view:?} lists the results of {:?}: change its query to leave a file out \
+                 (only a view of one tag, `tag:NAME`, takes files out by untagging them)",
+                def.query
+            )));
+        };
+        let entry = listing
+            .as_ref()
+            .and_then(|l| l.get(name).cloned())
+            .ok_or_else(|| QueryDirError::NotFound(String::from_utf8_lossy(name).into_owned()))?;
+        // The file loses the tag (other tags stay); the file itself is not touched.
+        let node = self
+            .store
+            .getattr(entry.ino)
+            .map_err(|e| QueryDirError::Config(e.to_string()))?;
+        let mut tags = node
+            .xattrs
+            .get(peros_indexer::TAGS_XATTR)
+            .map(|v| peros_indexer::parse_tags(v))
+            .unwrap_or_default();
+        tags.retain(|t| !t.eq_ignore_ascii_case(&tag));
+        let res = if tags.is_empty() {
+            match self
+                .store
+                .remove_xattr(entry.ino, peros_indexer::TAGS_XATTR)
+            {
+                Err(peros_store::StoreError::NoAttr(_)) => Ok(()),
+                r => r,
+            }
+        } else {
+            self.store.set_xattr(
+                entry.ino,
+                peros_indexer::TAGS_XATTR,
+                tags.join(",").as_bytes(),
+                false,
+                false,
+            )
+        };
+        res.map_err(|e| QueryDirError::Config(e.to_string()))?;
+        // Shown at once; the next evaluation (once the index has the new tags) agrees.
+        if let Some(l) = listing {
+            let entries: Vec<ListingEntry> = l
+                .entries
+                .iter()
+                .filter(|e| e.name != name)
+                .cloned()
+                .collect();
+            let next = Listing::new(l.query.clone(), l.mode.clone(), l.note.clone(), entries);
+            self.state
+                .write()
+                .listings
+                .insert(view.to_string(), Arc::new(next));
+        }
+        Ok(())
+    }
+}
+
+/// The tag of a query that is exactly one `tag:NAME` filter.
+fn single_tag(query: &str) -> Option<String> {
+    use peros_indexer::query::{Expr, Filter};
+    let q = peros_indexer::parse_query(query).ok()?;
+    if !q.text.trim().is_empty() {
+        return None;
+    }
+    match q.filter? {
+        Expr::Filter(Filter::Tag(t)) => Some(t),
+        _ => None,
+    }
 }
 
 fn has_free_text(query: &str) -> bool {
@@ -612,7 +692,7 @@ fn edit_file(
 
 /// A view's name must be a usable directory name and its query must parse.
 fn validate(def: &ViewDef) -> Result<(), QueryDirError> {
-    file::check_name(&def.name).map_err(QueryDirError::Invalid)?;
+    file::check_view_name(&def.name).map_err(QueryDirError::Invalid)?;
     peros_indexer::parse_query(&def.query)
         .map(|_| ())
         .map_err(|e| QueryDirError::Invalid(format!("view {:?}: {}", def.name, e.reason)))
@@ -701,7 +781,11 @@ pub fn evaluate(
         .into_iter()
         .zip(names)
         .map(|((path, h), name)| {
+            // `../..` out of `@views/NAME`, one more `..` per folder a nested name adds.
             let mut target = b"../..".to_vec();
+            for _ in 0..def.name.matches('/').count() {
+                target.extend_from_slice(b"/..");
+            }
             if !path.starts_with(b"/") {
                 target.push(b'/');
             }

@@ -1,0 +1,289 @@
+//! Grouping file vectors into topics: HDBSCAN (the `hdbscan` crate) finds the number of
+//! topics itself and leaves outliers out (label -1). It is quadratic in the files it sees,
+//! so above [`Params::max_sample`] files it clusters an even sample and assigns every other
+//! file to the nearest topic centroid when that file is as close to it as the topic's own
+//! members are ([`Topic::admits`]): the same rule that lets new files join between runs.
+
+use hdbscan::{DistanceMetric, Hdbscan, HdbscanHyperParams, NnAlgorithm};
+
+/// Clustering settings.
+#[derive(Clone, Debug)]
+pub struct Params {
+    /// Fewest files a topic has (HDBSCAN's `min_cluster_size`; also `min_samples`).
+    pub min_topic_size: usize,
+    /// Most files HDBSCAN itself sees (the rest are assigned to the topics found).
+    pub max_sample: usize,
+    /// A topic with more files than this is clustered again into sub-topics.
+    pub split_above: usize,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Self {
+            min_topic_size: 3,
+            max_sample: 2000,
+            split_above: 60,
+        }
+    }
+}
+
+/// Cosine similarity of unit vectors.
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// The unit-length mean of some vectors.
+pub fn centroid<'a>(vs: impl IntoIterator<Item = &'a [f32]>) -> Vec<f32> {
+    let mut sum: Vec<f32> = Vec::new();
+    for v in vs {
+        if sum.is_empty() {
+            sum = vec![0.0; v.len()];
+        }
+        for (s, x) in sum.iter_mut().zip(v) {
+            *s += x;
+        }
+    }
+    let n = sum.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if n > 0.0 {
+        sum.iter_mut().for_each(|x| *x /= n);
+    }
+    sum
+}
+
+/// A topic's geometry: its centroid and how close its members are to it.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct Topic {
+    pub centroid: Vec<f32>,
+    /// The similarity to the centroid a file needs to join: a low quantile of the members'
+    /// own similarities, lowered a little so a typical new member is not refused.
+    pub admit: f32,
+}
+
+/// Quantile of the members' similarities used for [`Topic::admit`].
+const ADMIT_QUANTILE: f32 = 0.1;
+/// Margin below that quantile.
+const ADMIT_MARGIN: f32 = 0.03;
+
+impl Topic {
+    pub fn of(members: &[&[f32]]) -> Self {
+        let c = centroid(members.iter().copied());
+        let mut sims: Vec<f32> = members.iter().map(|v| dot(v, &c)).collect();
+        sims.sort_by(|a, b| a.total_cmp(b));
+        let q = sims
+            .get(((sims.len() as f32 - 1.0) * ADMIT_QUANTILE).round() as usize)
+            .copied()
+            .unwrap_or(1.0);
+        Self {
+            centroid: c,
+            admit: q - ADMIT_MARGIN,
+        }
+    }
+
+    pub fn admits(&self, v: &[f32]) -> bool {
+        dot(v, &self.centroid) >= self.admit
+    }
+}
+
+/// The topic (index into `topics`) that admits `v` best, if any does.
+pub fn nearest(topics: &[Topic], v: &[f32]) -> Option<(usize, f32)> {
+    topics
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (i, dot(v, &t.centroid)))
+        .filter(|(i, s)| *s >= topics[*i].admit)
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+}
+
+fn hdbscan_labels(data: &[Vec<f32>], p: &Params) -> Result<Vec<i32>, String> {
+    let size = p.min_topic_size.max(2);
+    if data.len() < size * 2 {
+        // Too few files for two topics: one topic would say nothing.
+        return Ok(vec![-1; data.len()]);
+    }
+    let hp = HdbscanHyperParams::builder()
+        .min_cluster_size(size)
+        .min_samples(size.min(data.len() - 1).max(1))
+        // Unit vectors: Euclidean distance orders pairs exactly as cosine similarity does.
+        .dist_metric(DistanceMetric::Euclidean)
+        // A k-d tree does not help in 384 dimensions.
+        .nn_algorithm(NnAlgorithm::BruteForce)
+        .build();
+    Hdbscan::new(data, hp)
+        .cluster()
+        .map_err(|e| format!("clustering failed: {e:?}"))
+}
+
+/// Labels for every vector: a topic number (0..) or -1 for files in no topic.
+pub fn cluster(vectors: &[Vec<f32>], p: &Params) -> Result<Vec<i32>, String> {
+    let n = vectors.len();
+    if n <= p.max_sample {
+        return hdbscan_labels(vectors, p);
+    }
+    // An even, deterministic sample (every k-th file), clustered; the rest assigned.
+    let step = n.div_ceil(p.max_sample);
+    let sample_idx: Vec<usize> = (0..n).step_by(step).collect();
+    let sample: Vec<Vec<f32>> = sample_idx.iter().map(|&i| vectors[i].clone()).collect();
+    let sl = hdbscan_labels(&sample, p)?;
+    let k = sl.iter().copied().max().unwrap_or(-1) + 1;
+    let topics: Vec<Topic> = (0..k)
+        .map(|c| {
+            let m: Vec<&[f32]> = sample
+                .iter()
+                .zip(&sl)
+                .filter(|(_, &l)| l == c)
+                .map(|(v, _)| v.as_slice())
+                .collect();
+            Topic::of(&m)
+        })
+        .collect();
+    let mut labels = vec![-1; n];
+    for (j, &i) in sample_idx.iter().enumerate() {
+        labels[i] = sl[j];
+    }
+    for (i, v) in vectors.iter().enumerate() {
+        if i % step != 0 {
+            labels[i] = nearest(&topics, v).map(|(t, _)| t as i32).unwrap_or(-1);
+        }
+    }
+    Ok(labels)
+}
+
+/// Member indices of each topic found in `labels`, largest topic first.
+pub fn groups(labels: &[i32]) -> Vec<Vec<usize>> {
+    let k = labels.iter().copied().max().unwrap_or(-1) + 1;
+    let mut g: Vec<Vec<usize>> = (0..k)
+        .map(|c| {
+            labels
+                .iter()
+                .enumerate()
+                .filter(|(_, &l)| l == c)
+                .map(|(i, _)| i)
+                .collect()
+        })
+        .filter(|m: &Vec<usize>| !m.is_empty())
+        .collect();
+    g.sort_by_key(|m| std::cmp::Reverse(m.len()));
+    g
+}
+
+/// Sub-topics of a large topic (member indices into `vectors`), when HDBSCAN finds at
+/// least two inside it; empty otherwise.
+pub fn split(vectors: &[Vec<f32>], members: &[usize], p: &Params) -> Vec<Vec<usize>> {
+    if members.len() <= p.split_above {
+        return Vec::new();
+    }
+    let sub: Vec<Vec<f32>> = members.iter().map(|&i| vectors[i].clone()).collect();
+    let Ok(labels) = cluster(&sub, p) else {
+        return Vec::new();
+    };
+    let g = groups(&labels);
+    if g.len() < 2 {
+        return Vec::new();
+    }
+    g.into_iter()
+        .map(|m| m.into_iter().map(|j| members[j]).collect())
+        .collect()
+}
+
+/// Purity and normalised mutual information of `labels` against `truth` (noise, -1, counts
+/// as its own cluster), for the benchmark.
+pub fn purity_nmi(labels: &[i32], truth: &[usize]) -> (f64, f64) {
+    use std::collections::HashMap;
+    let n = labels.len() as f64;
+    if n == 0.0 {
+        return (0.0, 0.0);
+    }
+    let mut joint: HashMap<(i32, usize), f64> = HashMap::new();
+    let mut a: HashMap<i32, f64> = HashMap::new();
+    let mut b: HashMap<usize, f64> = HashMap::new();
+    for (&l, &t) in labels.iter().zip(truth) {
+        *joint.entry((l, t)).or_default() += 1.0;
+        *a.entry(l).or_default() += 1.0;
+        *b.entry(t).or_default() += 1.0;
+    }
+    let mut best: HashMap<i32, f64> = HashMap::new();
+    for (&(l, _), &c) in &joint {
+        let e = best.entry(l).or_default();
+        *e = e.max(c);
+    }
+    let purity = best.values().sum::<f64>() / n;
+    let mi: f64 = joint
+        .iter()
+        .map(|(&(l, t), &c)| c / n * ((c * n) / (a[&l] * b[&t])).ln())
+        .sum();
+    let h =
+        |counts: Vec<f64>| -> f64 { -counts.iter().map(|&c| c / n * (c / n).ln()).sum::<f64>() };
+    let (ha, hb) = (
+        h(a.values().copied().collect()),
+        h(b.values().copied().collect()),
+    );
+    let nmi = if ha + hb > 0.0 {
+        2.0 * mi / (ha + hb)
+    } else {
+        1.0
+    };
+    (purity, nmi)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unit(mut v: Vec<f32>) -> Vec<f32> {
+        let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        v.iter_mut().for_each(|x| *x /= n);
+        v
+    }
+
+    /// Three tight groups around three axes and a few scattered points: three topics, the
+    /// scattered points in none.
+    fn blobs(per: usize) -> (Vec<Vec<f32>>, Vec<usize>) {
+        let mut rng = 12345u64;
+        let mut r = || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            (rng % 1000) as f32 / 1000.0 - 0.5
+        };
+        let mut v = Vec::new();
+        let mut t = Vec::new();
+        for c in 0..3 {
+            for _ in 0..per {
+                let mut x: Vec<f32> = (0..16).map(|_| r() * 0.2).collect();
+                x[c] += 1.0;
+                v.push(unit(x));
+                t.push(c);
+            }
+        }
+        (v, t)
+    }
+
+    #[test]
+    fn finds_the_number_of_topics_itself() {
+        let (v, t) = blobs(12);
+        let labels = cluster(&v, &Params::default()).unwrap();
+        assert_eq!(groups(&labels).len(), 3, "{labels:?}");
+        let (purity, nmi) = purity_nmi(&labels, &t);
+        assert!(purity > 0.95 && nmi > 0.85, "purity {purity} nmi {nmi}");
+    }
+
+    #[test]
+    fn a_sample_and_assignment_agree_with_the_labels() {
+        let (v, t) = blobs(400);
+        let p = Params {
+            max_sample: 300,
+            ..Params::default()
+        };
+        let labels = cluster(&v, &p).unwrap();
+        let (purity, nmi) = purity_nmi(&labels, &t);
+        assert!(purity > 0.9 && nmi > 0.7, "purity {purity} nmi {nmi}");
+    }
+
+    #[test]
+    fn purity_and_nmi_of_perfect_and_random_labels() {
+        let (p, n) = purity_nmi(&[0, 0, 1, 1], &[5, 5, 7, 7]);
+        assert!((p - 1.0).abs() < 1e-9 && (n - 1.0).abs() < 1e-9);
+        let (_, n) = purity_nmi(&[0, 1, 0, 1], &[5, 5, 7, 7]);
+        assert!(n < 1e-9);
+    }
+}

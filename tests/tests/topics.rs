@@ -1,0 +1,437 @@
+//! Topic views on a real mount with the real embedding model: a corpus of clearly different
+//! subjects (man pages of compression, process and networking tools rendered from this
+//! machine's /usr/share/man at test time, and markdown notes on cooking and on taxes) gets
+//! one `@views/topics/<name>/` per subject holding that subject's files and named by its
+//! terms; `agent undo --run` removes every view and tag exactly; files of one subject added
+//! later join that subject's view without renaming it; a file the user removes from a topic
+//! view stays out on the next pass; the user's own view is never touched.
+//!
+//! Needs the embedding model (`source /var/cache/peros/env.sh`) and man pages (scripts/setup.sh
+//! installs man-db and the tools' packages).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use peros_tests::*;
+use serde_json::Value;
+
+/// Bytes of each rendered man page kept (the model embeds ~100-200 tokens/s per core).
+const PAGE_BYTES: usize = 1500;
+
+const SUBJECTS: &[(&str, &[&str])] = &[
+    ("compression", &["gzip", "bzip2", "xz", "zstd", "lz4"]),
+    ("process", &["ps", "top", "kill", "pgrep", "free"]),
+    ("network", &["ip", "ss", "curl", "wget", "netstat"]),
+];
+/// Pages added after the first pass (one subject).
+const LATER: &[&str] = &["zip", "unzip"];
+
+/// Words that may name each subject's topic (its distinctive vocabulary).
+fn vocabulary(subject: &str) -> &'static [&'static str] {
+    match subject {
+        "compression" => &[
+            "gzip",
+            "bzip2",
+            "xz",
+            "zstd",
+            "lz4",
+            "compress",
+            "compression",
+            "compressed",
+            "decompress",
+            "decompression",
+            "lzma",
+            "archive",
+            "unxz",
+            "bunzip2",
+            "gunzip",
+            "lempel",
+            "ziv",
+            "zstandard",
+            "level",
+            "levels",
+            "ratio",
+            "block",
+        ],
+        "process" => &[
+            "process",
+            "processes",
+            "ps",
+            "top",
+            "kill",
+            "pgrep",
+            "pkill",
+            "signal",
+            "signals",
+            "pid",
+            "pids",
+            "memory",
+            "cpu",
+            "free",
+            "swap",
+            "procps",
+            "tasks",
+            "task",
+            "running",
+        ],
+        "network" => &[
+            "ip",
+            "ss",
+            "curl",
+            "wget",
+            "netstat",
+            "network",
+            "networking",
+            "socket",
+            "sockets",
+            "tcp",
+            "udp",
+            "http",
+            "https",
+            "url",
+            "urls",
+            "route",
+            "routing",
+            "interface",
+            "interfaces",
+            "address",
+            "download",
+            "server",
+            "protocol",
+            "protocols",
+            "iproute2",
+            "connections",
+            "ftp",
+            "web",
+        ],
+        "cooking" => &[
+            "recipe", "recipes", "oven", "bake", "dough", "flour", "bread", "sauce", "garlic",
+            "onion", "onions", "simmer", "butter", "cooking", "tomato", "tomatoes", "pasta",
+            "soup", "minutes", "stir", "salt", "pan",
+        ],
+        "taxes" => &[
+            "tax",
+            "taxes",
+            "deduction",
+            "deductions",
+            "income",
+            "return",
+            "returns",
+            "irs",
+            "refund",
+            "deductible",
+            "taxable",
+            "filing",
+            "receipts",
+            "expenses",
+            "allowance",
+            "credit",
+            "credits",
+            "withholding",
+            "form",
+        ],
+        _ => unreachable!(),
+    }
+}
+
+fn man_page(name: &str) -> PathBuf {
+    for sec in ["1", "8"] {
+        let p = PathBuf::from(format!("/usr/share/man/man{sec}/{name}.{sec}.gz"));
+        if p.exists() {
+            return p;
+        }
+    }
+    panic!(
+        "no man page for {name} in /usr/share/man: run scripts/setup.sh (it installs man-db \
+         and the packages of the tools this test reads: procps iproute2 curl wget zstd lz4 \
+         xz-utils bzip2 zip unzip net-tools)"
+    );
+}
+
+/// The head of a rendered man page (header line dropped).
+fn render(name: &str) -> String {
+    let page = man_page(name);
+    let out = Command::new("man")
+        .env("MANWIDTH", "200")
+        .args(["-P", "cat", "-l"])
+        .arg(&page)
+        .output()
+        .unwrap_or_else(|e| panic!("man (install man-db: scripts/setup.sh): {e}"));
+    assert!(
+        out.status.success(),
+        "man -l {}: {}",
+        page.display(),
+        stderr(&out)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let body: String = text.lines().skip(1).collect::<Vec<_>>().join("\n");
+    let mut cut = body.len().min(PAGE_BYTES);
+    while !body.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    assert!(cut > 500, "man page of {name} rendered to {cut} bytes");
+    body[..cut].to_string()
+}
+
+/// Notes composed at test time from a subject's sentences (each note a different selection).
+fn notes(subject: &str) -> Vec<(String, String)> {
+    let (title, lines): (&str, &[&str]) = match subject {
+        "cooking" => (
+            "Recipe",
+            &[
+                "Preheat the oven to 200 degrees and grease the baking tin with butter.",
+                "Knead the dough with flour, water, yeast and a pinch of salt for ten minutes.",
+                "Fry the chopped onions and garlic in olive oil until golden, then add the tomatoes.",
+                "Simmer the tomato sauce for twenty minutes and stir it now and then.",
+                "Boil the pasta in salted water and drain it a minute before it is soft.",
+                "Roast the vegetables on a tray in the oven and season them with pepper.",
+                "Let the bread rise for an hour before baking it until the crust is brown.",
+                "Whisk the eggs with sugar, fold in the flour and bake the cake for forty minutes.",
+                "For the soup, cook lentils with carrots, celery and a bay leaf.",
+            ],
+        ),
+        "taxes" => (
+            "Tax return",
+            &[
+                "File the income tax return before the deadline at the end of April.",
+                "Keep receipts of deductible expenses such as work equipment and travel.",
+                "The refund depends on withholding taxes already paid from the salary.",
+                "Charitable donations are deductible from taxable income up to a limit.",
+                "Self-employed income needs quarterly estimated tax payments.",
+                "Claim the child tax credit and the deduction for home office expenses.",
+                "The tax office may ask for bank statements and the employer's income form.",
+                "Capital gains from selling shares are taxed at a different rate.",
+                "Mortgage interest and property tax can reduce the taxable income.",
+            ],
+        ),
+        _ => unreachable!(),
+    };
+    (0..5)
+        .map(|i| {
+            let body: Vec<&str> = (0..5).map(|k| lines[(i * 2 + k) % lines.len()]).collect();
+            (
+                format!("{subject}-{i}.md"),
+                format!("# {title} {}\n\n{}\n", i + 1, body.join(" ")),
+            )
+        })
+        .collect()
+}
+
+fn index_wait(env: &Env) {
+    let v = env.json(["index", "--wait", "--timeout", "600", "--json"]);
+    let embedder = v["embedder"].as_str().unwrap_or_default();
+    assert!(
+        !embedder.contains("unavailable") && v["vectors"] == v["chunks"],
+        "the embedding model is not available or did not finish ({v}): run scripts/setup.sh \
+         and `source /var/cache/peros/env.sh` (ORT_DYLIB_PATH, PEROS_MODEL_DIR)"
+    );
+}
+
+fn names(dir: &Path) -> BTreeSet<String> {
+    match fs::read_dir(dir) {
+        Ok(rd) => rd
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect(),
+        Err(_) => BTreeSet::new(),
+    }
+}
+
+fn views(env: &Env) -> Value {
+    env.json(["views", "list", "--json"])["views"].clone()
+}
+
+fn tags(env: &Env, path: &str) -> Value {
+    env.json(["tag", path, "--json"])[0]["tags"].clone()
+}
+
+/// subject → the store paths of its files.
+type Corpus = BTreeMap<String, Vec<String>>;
+
+/// Which subject each topic view holds: view → (subject, members). Panics unless every
+/// topic holds files of one subject only.
+fn topics_by_subject(m: &Mounted, corpus: &Corpus) -> BTreeMap<String, (String, BTreeSet<String>)> {
+    let root = m.p("@views/topics");
+    let mut out = BTreeMap::new();
+    for view in names(&root) {
+        let members = names(&root.join(&view));
+        let subjects: BTreeSet<&String> = members
+            .iter()
+            .filter_map(|n| {
+                corpus
+                    .iter()
+                    .find(|(_, files)| files.iter().any(|f| f.ends_with(&format!("/{n}"))))
+                    .map(|(s, _)| s)
+            })
+            .collect();
+        assert_eq!(
+            subjects.len(),
+            1,
+            "topic {view} mixes subjects {subjects:?}: {members:?}"
+        );
+        let s = subjects.into_iter().next().unwrap().clone();
+        out.insert(view, (s, members));
+    }
+    out
+}
+
+#[test]
+fn topics_from_content_are_named_kept_current_and_undone_exactly() {
+    let env = Env::init();
+    assert!(
+        have("man"),
+        "man is not installed: run scripts/setup.sh (man-db)"
+    );
+    let src = env.path("src");
+    let mut corpus: Corpus = BTreeMap::new();
+    for (subject, pages) in SUBJECTS {
+        for p in *pages {
+            write_file(&src.join(format!("manuals/{p}.txt")), render(p).as_bytes());
+            corpus
+                .entry(subject.to_string())
+                .or_default()
+                .push(format!("/manuals/{p}.txt"));
+        }
+    }
+    for subject in ["cooking", "taxes"] {
+        for (name, text) in notes(subject) {
+            write_file(&src.join(format!("notes/{name}")), text.as_bytes());
+            corpus
+                .entry(subject.to_string())
+                .or_default()
+                .push(format!("/notes/{name}"));
+        }
+    }
+    env.ok([
+        "import".as_ref(),
+        src.join("manuals").as_os_str(),
+        "/manuals".as_ref(),
+    ]);
+    env.ok([
+        "import".as_ref(),
+        src.join("notes").as_os_str(),
+        "/notes".as_ref(),
+    ]);
+    // The user's own things, which topics must leave as they are.
+    env.ok(["views", "add", "my-baking", "oven bake"]);
+    env.ok(["tag", "/notes/cooking-0.md", "+mine"]);
+    let m = Mounted::new(&env, &[]);
+    index_wait(&env);
+    let views_before = views(&env);
+
+    // First pass: one topic per subject, each with its subject's files, named by its terms.
+    let r = env.json(["agent", "topics", "--json"]);
+    assert_eq!(r["mode"], "full", "{r}");
+    let found = topics_by_subject(&m, &corpus);
+    let by_subject: BTreeMap<&String, Vec<(&String, &BTreeSet<String>)>> =
+        found
+            .iter()
+            .fold(BTreeMap::new(), |mut acc, (v, (s, mem))| {
+                acc.entry(s).or_default().push((v, mem));
+                acc
+            });
+    for (subject, files) in &corpus {
+        let got = by_subject
+            .get(subject)
+            .unwrap_or_else(|| panic!("no topic for {subject}: {found:?}\n{r}"));
+        assert_eq!(got.len(), 1, "{subject} split over {got:?}");
+        let (view, members) = got[0];
+        // At most one file of a subject may be left out as an outlier.
+        assert!(
+            members.len() + 1 >= files.len(),
+            "topic {view} holds {members:?} of {subject}'s {files:?}"
+        );
+        let words: Vec<&str> = view.split('-').collect();
+        assert!(
+            words.iter().any(|w| vocabulary(subject).contains(w)),
+            "topic {view} of {subject} is not named by its terms"
+        );
+    }
+    // The user's view and tag are untouched; the topic views are under topics/.
+    let all = views(&env);
+    let user: Vec<&Value> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| !v["name"].as_str().unwrap().starts_with("topics/"))
+        .collect();
+    assert_eq!(
+        Value::Array(user.into_iter().cloned().collect()),
+        views_before
+    );
+    let t = tags(&env, "/notes/cooking-0.md");
+    assert!(t.as_array().unwrap().iter().any(|x| x == "mine"), "{t}");
+
+    // Undo removes every topic view and tag exactly.
+    env.ok(["agent", "undo", "--run"]);
+    assert_eq!(views(&env), views_before);
+    assert!(names(&m.p("@views")).iter().all(|n| n != "topics"));
+    for files in corpus.values() {
+        for f in files {
+            let want: Value = if f == "/notes/cooking-0.md" {
+                serde_json::json!(["mine"])
+            } else {
+                serde_json::json!([])
+            };
+            assert_eq!(tags(&env, f), want, "tags of {f} after undo");
+        }
+    }
+
+    // Again, then files of one subject arrive: they join its view, which keeps its name.
+    env.json(["agent", "topics", "--json"]);
+    let first = topics_by_subject(&m, &corpus);
+    let (compression_view, _) = first
+        .iter()
+        .find(|(_, (s, _))| s == "compression")
+        .map(|(v, x)| (v.clone(), x.clone()))
+        .expect("compression topic");
+    for p in LATER {
+        fs::write(m.p(&format!("manuals/{p}.txt")), render(p)).unwrap();
+        corpus
+            .get_mut("compression")
+            .unwrap()
+            .push(format!("/manuals/{p}.txt"));
+    }
+    index_wait(&env);
+    let r = env.json(["agent", "topics", "--json"]);
+    assert_eq!(r["mode"], "incremental", "{r}");
+    let after = topics_by_subject(&m, &corpus);
+    let members = &after
+        .get(&compression_view)
+        .unwrap_or_else(|| panic!("{compression_view} renamed or gone: {after:?}"))
+        .1;
+    for p in LATER {
+        assert!(
+            members.contains(&format!("{p}.txt")),
+            "{p} not in {compression_view}: {members:?}"
+        );
+    }
+    assert_eq!(
+        first.keys().collect::<Vec<_>>(),
+        after.keys().collect::<Vec<_>>(),
+        "topic names changed"
+    );
+
+    // The user takes a file out of a topic view: it stays a file, loses the topic, and the
+    // next pass keeps it out.
+    let (cooking_view, _) = after
+        .iter()
+        .find(|(_, (s, _))| s == "cooking")
+        .expect("cooking topic");
+    let entry = m.p(&format!("@views/topics/{cooking_view}/cooking-2.md"));
+    fs::remove_file(&entry).unwrap_or_else(|e| panic!("rm {}: {e}", entry.display()));
+    assert!(
+        m.p("notes/cooking-2.md").exists(),
+        "the file itself is gone"
+    );
+    assert!(!names(&m.p(&format!("@views/topics/{cooking_view}"))).contains("cooking-2.md"));
+    index_wait(&env);
+    let r = env.json(["agent", "topics", "--json"]);
+    assert!(r["kept_out"].as_u64().unwrap_or(0) >= 1, "{r}");
+    assert!(
+        !names(&m.p(&format!("@views/topics/{cooking_view}"))).contains("cooking-2.md"),
+        "a file taken out came back"
+    );
+    m.unmount();
+}
