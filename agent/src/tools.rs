@@ -344,7 +344,10 @@ impl Host {
                                 .iter()
                                 .filter(|e| {
                                     let target = String::from_utf8_lossy(&e.target);
-                                    self.readable_path(target.trim_start_matches("../.."))
+                                    self.readable_path(&format!(
+                                        "/{}",
+                                        target.trim_start_matches("../").trim_start_matches('/')
+                                    ))
                                 })
                                 .count()
                         })

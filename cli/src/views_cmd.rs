@@ -68,9 +68,14 @@ fn def_json(d: &ViewDef) -> serde_json::Value {
     json!({"name": d.name, "query": d.query, "limit": d.limit, "sort": d.sort, "min_similarity": d.min_similarity})
 }
 
+/// The store path of an entry from its link target (`../..` out of `@views/NAME`, one more
+/// `..` per folder of a nested view name).
 fn entry_path(target: &[u8]) -> String {
-    let rel = target.strip_prefix(b"../..").unwrap_or(target);
-    String::from_utf8_lossy(rel).into_owned()
+    let mut rel = target;
+    while let Some(r) = rel.strip_prefix(b"../") {
+        rel = r;
+    }
+    format!("/{}", String::from_utf8_lossy(rel).trim_start_matches('/'))
 }
 
 fn listing_json(l: &Listing) -> serde_json::Value {
