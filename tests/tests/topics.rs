@@ -255,7 +255,13 @@ fn topics_by_subject(m: &Mounted, corpus: &Corpus) -> BTreeMap<String, (String, 
     let root = m.p("@views/topics");
     let mut out = BTreeMap::new();
     for view in names(&root) {
-        let members = names(&root.join(&view));
+        // A view lists its tag's files once the index has seen the new tags.
+        let start = std::time::Instant::now();
+        let mut members = names(&root.join(&view));
+        while members.is_empty() && start.elapsed() < std::time::Duration::from_secs(60) {
+            std::thread::sleep(std::time::Duration::from_millis(250));
+            members = names(&root.join(&view));
+        }
         let subjects: BTreeSet<&String> = members
             .iter()
             .filter_map(|n| {
