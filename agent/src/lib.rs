@@ -83,10 +83,11 @@ pub fn run_topics(
     host: &mut Host,
     agent_dir: &Path,
     settings: &topics::Settings,
+    namer: Option<&mut planner::Llm>,
 ) -> Result<TopicsRun> {
     host.run = host.journal.next_run();
     host.planner = "topics".into();
-    let report = topics::run(host, agent_dir, settings)?;
+    let report = topics::run(host, agent_dir, settings, namer)?;
     Ok(TopicsRun {
         run: host.run,
         actions: host.actions.clone(),

@@ -651,7 +651,7 @@ impl Planner for Llm {
 }
 
 /// Applies `f` to every string in `v`.
-fn scrub(v: &mut Value, f: &dyn Fn(&str) -> String) {
+pub(crate) fn scrub(v: &mut Value, f: &dyn Fn(&str) -> String) {
     match v {
         Value::String(s) => *s = f(s),
         Value::Array(a) => a.iter_mut().for_each(|x| scrub(x, f)),

@@ -72,6 +72,8 @@ pub struct AgentConfig {
     pub topics_min_size: usize,
     /// Minutes between topic passes while mounted (0: only `peros agent topics`).
     pub topics_schedule_minutes: f64,
+    /// With an `[llm]` endpoint, new topics get names the model proposes (docs/TOPICS.md).
+    pub topics_llm_names: bool,
 }
 
 impl Default for AgentConfig {
@@ -95,6 +97,7 @@ impl Default for AgentConfig {
             topics_dir: "topics".into(),
             topics_min_size: 3,
             topics_schedule_minutes: 60.0,
+            topics_llm_names: true,
         }
     }
 }

@@ -71,6 +71,8 @@ pub fn tool_specs() -> Vec<(&'static str, &'static str, Value)> {
          s(json!({}), &[])),
         ("create_view", "Create a new view: a folder @views/NAME listing the files that match QUERY (same language as search).",
          s(json!({"name": {"type": "string"}, "query": {"type": "string"}, "reason": {"type": "string"}}), &["name", "query"])),
+        ("rename_view", "Give a view that the agent created a better name (same folder; user views cannot be renamed).",
+         s(json!({"from": {"type": "string"}, "to": {"type": "string"}, "reason": {"type": "string"}}), &["from", "to"])),
         ("delete_view", "Delete a view that the agent created earlier (user views cannot be deleted).",
          s(json!({"name": {"type": "string"}, "reason": {"type": "string"}}), &["name"])),
         ("tag", "Add a tag to a file.",
@@ -402,6 +404,72 @@ impl Host {
                     },
                 )?;
                 Ok(json!({"deleted": name, "journal_id": id}))
+            }
+            "rename_view" => {
+                let from = arg(args, "from").trim().to_string();
+                let cur = self
+                    .views
+                    .get(&from)
+                    .ok_or_else(|| format!("no view named {from:?}"))?;
+                let own = self.journal.own_views();
+                if own.get(&from) != Some(&ViewSnap::of(&cur)) {
+                    return Err(format!(
+                        "refused: view {from:?} was not made by the agent (or the user changed it); the agent renames only its own views"
+                    ));
+                }
+                // A rename changes the last part of the name only: a topic stays in its folder.
+                let folder = from.rsplit_once('/').map(|(f, _)| f);
+                let leaf = arg(args, "to").trim().trim_matches('/').to_string();
+                let leaf = match (folder, leaf.rsplit_once('/')) {
+                    (Some(f), Some((lf, l))) if lf == f => l.to_string(),
+                    (_, Some(_)) => {
+                        return Err(format!(
+                            "refused: {leaf:?} moves the view to another folder; give a new last name only"
+                        ))
+                    }
+                    (_, None) => leaf,
+                };
+                let to = match folder {
+                    Some(f) => format!("{f}/{leaf}"),
+                    None => leaf,
+                };
+                peros_views::file::check_view_name(&to)
+                    .map_err(|e| format!("bad view name: {e}"))?;
+                if to == from {
+                    return Err(format!("{to:?} is the view's name already"));
+                }
+                if self.views.get(&to).is_some() {
+                    return Err(format!(
+                        "a view named {to:?} already exists; choose another name"
+                    ));
+                }
+                let mut def = cur.clone();
+                def.name = to.clone();
+                // Two journal lines (old name gone, new one made), so undo puts the old back.
+                self.views.remove(&from)?;
+                if let Err(e) = self.views.add(def.clone()) {
+                    let _ = self.views.add(cur.clone());
+                    return Err(e);
+                }
+                self.journal(
+                    "rename_view",
+                    &reason,
+                    Change::View {
+                        name: from.clone(),
+                        before: Some(ViewSnap::of(&cur)),
+                        after: None,
+                    },
+                )?;
+                let id = self.journal(
+                    "rename_view",
+                    &reason,
+                    Change::View {
+                        name: to.clone(),
+                        before: None,
+                        after: Some(ViewSnap::of(&def)),
+                    },
+                )?;
+                Ok(json!({"renamed": from, "to": to, "journal_id": id}))
             }
             "tag" | "untag" => {
                 let path = peros_store::normalize_path(arg(args, "path").as_bytes());

@@ -138,6 +138,32 @@ pub fn make_host(
     })
 }
 
+/// The `[llm]` endpoint as the LLM planner and the topic namer use it.
+fn llm_client(config: &crate::home::Config) -> Result<Llm> {
+    let llm = &config.llm;
+    Ok(Llm {
+        chat: Box::new(HttpChat::new(&llm.endpoint, api_key(&llm.api_key))?),
+        model: llm.model.clone(),
+        max_tokens: if llm.max_tokens == 0 {
+            300
+        } else {
+            llm.max_tokens
+        },
+        max_steps: config.agent.max_steps,
+        endpoint: llm.endpoint.clone(),
+    })
+}
+
+/// Who names new topics beyond their terms: the `[llm]` endpoint when one is set and
+/// `[agent] topics_llm_names` is on (the default).
+pub fn topic_namer(home: &Home) -> Result<Option<Llm>> {
+    let config = home.load_config()?;
+    if config.llm.endpoint.trim().is_empty() || !config.agent.topics_llm_names {
+        return Ok(None);
+    }
+    llm_client(&config).map(Some)
+}
+
 /// The planner named `name` (None: the configured one).
 pub fn make_planner(home: &Home, name: Option<&str>) -> Result<Box<dyn Planner>> {
     let config = home.load_config()?;
@@ -145,24 +171,13 @@ pub fn make_planner(home: &Home, name: Option<&str>) -> Result<Box<dyn Planner>>
     match name.as_str() {
         "heuristic" => Ok(Box::new(Heuristic)),
         "llm" => {
-            let llm = config.llm;
-            if llm.endpoint.trim().is_empty() {
+            if config.llm.endpoint.trim().is_empty() {
                 bail!(
                     "the llm planner needs [llm] endpoint in {}",
                     home.config_file.display()
                 );
             }
-            Ok(Box::new(Llm {
-                chat: Box::new(HttpChat::new(&llm.endpoint, api_key(&llm.api_key))?),
-                model: llm.model.clone(),
-                max_tokens: if llm.max_tokens == 0 {
-                    300
-                } else {
-                    llm.max_tokens
-                },
-                max_steps: config.agent.max_steps,
-                endpoint: llm.endpoint.clone(),
-            }))
+            Ok(Box::new(llm_client(&config)?))
         }
         other => bail!("unknown planner {other:?}: use heuristic or llm"),
     }
@@ -399,7 +414,9 @@ pub fn run_agent(
             };
             let mut host = make_host(home, store, indexer, views_handle(ctx, home), live.clone())?;
             host.index_error = index_error;
-            let r = peros_agent::run_topics(&mut host, &dir, &topic_settings(home)?)?;
+            let mut namer = topic_namer(home)?;
+            let r =
+                peros_agent::run_topics(&mut host, &dir, &topic_settings(home)?, namer.as_mut())?;
             if json {
                 print_json(out, &serde_json::to_value(&r)?)?;
             } else {
@@ -528,7 +545,10 @@ pub fn schedule_topics(
                 views,
                 info.agent.clone(),
             )
-            .and_then(|mut host| peros_agent::run_topics(&mut host, &dir, &topic_settings(&home)?));
+            .and_then(|mut host| {
+                let mut namer = topic_namer(&home)?;
+                peros_agent::run_topics(&mut host, &dir, &topic_settings(&home)?, namer.as_mut())
+            });
             match result {
                 Ok(r) => tracing::info!(
                     "scheduled topics pass {}: {} topics, {} action(s)",

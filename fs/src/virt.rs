@@ -7,11 +7,8 @@
 //! background; `search` may run a quick text-only query and refine it later.
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::SystemTime;
 
 use parking_lot::Mutex;
-use peros_store::Ino;
 
 pub use peros_store::querydirs::{Listing, ListingEntry, QueryDirError, QueryDirs};
 

@@ -42,13 +42,27 @@ impl Llama {
 
     /// The same on a given port (to bring a server back where a client expects it).
     pub fn start_on(template: Template, ctx: u32, port: u16) -> Option<Self> {
+        Self::start_model("PEROS_LLM_MODEL", template, ctx, port)
+    }
+
+    /// With the GGUF named by the environment variable `model_var` (`PEROS_LLM_MODEL`: the
+    /// 0.5B; `PEROS_LLM_MODEL_15B`: the 1.5B option), on `port` (0: any free one).
+    pub fn start_model(model_var: &str, template: Template, ctx: u32, port: u16) -> Option<Self> {
+        let port = if port == 0 {
+            TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        } else {
+            port
+        };
         let path = |var: &str| std::env::var_os(var).map(PathBuf::from);
-        let (Some(server), Some(model)) = (path("PEROS_LLAMA_SERVER"), path("PEROS_LLM_MODEL"))
-        else {
-            skip_without_llm(
-                "no local LLM (PEROS_LLAMA_SERVER / PEROS_LLM_MODEL unset: run \
-                 `PEROS_SETUP_LLM=1 bash scripts/setup.sh` and source /var/cache/peros/env.sh)",
-            );
+        let (Some(server), Some(model)) = (path("PEROS_LLAMA_SERVER"), path(model_var)) else {
+            skip_without_llm(&format!(
+                "no local LLM (PEROS_LLAMA_SERVER / {model_var} unset: run \
+                     `PEROS_SETUP_LLM=1 bash scripts/setup.sh` and source /var/cache/peros/env.sh)"
+            ));
             return None;
         };
         if !server.is_file() || !model.is_file() {
@@ -88,11 +102,11 @@ impl Llama {
             .spawn()
             .expect("start llama-server");
         let llama = Llama { child, port };
-        let deadline = Instant::now() + Duration::from_secs(180);
+        let deadline = Instant::now() + Duration::from_secs(300);
         while !llama.healthy() {
             assert!(
                 Instant::now() < deadline,
-                "llama-server did not become healthy in 180 s"
+                "llama-server did not become healthy in 300 s"
             );
             std::thread::sleep(Duration::from_millis(300));
         }

@@ -201,13 +201,29 @@ fn only_the_mount_depends_on_fuse() {
     let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     for krate in ["peros-agent", "peros-views", "peros-indexer", "peros-store"] {
         let out = std::process::Command::new(env!("CARGO"))
-            .args(["tree", "--offline", "--edges", "normal", "--prefix", "none", "-p", krate])
+            .args([
+                "tree",
+                "--offline",
+                "--edges",
+                "normal",
+                "--prefix",
+                "none",
+                "-p",
+                krate,
+            ])
             .current_dir(&workspace)
             .output()
             .expect("cargo tree runs");
-        assert!(out.status.success(), "cargo tree -p {krate}: {}", stderr(&out));
+        assert!(
+            out.status.success(),
+            "cargo tree -p {krate}: {}",
+            stderr(&out)
+        );
         let tree = String::from_utf8_lossy(&out.stdout);
-        assert!(tree.lines().count() > 5, "cargo tree -p {krate} listed nothing:\n{tree}");
+        assert!(
+            tree.lines().count() > 5,
+            "cargo tree -p {krate} listed nothing:\n{tree}"
+        );
         for forbidden in ["fuser ", "peros-fs "] {
             assert!(
                 !tree.lines().any(|l| l.starts_with(forbidden)),

@@ -14,6 +14,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use peros_tests::llama::{Llama, Template};
 use peros_tests::*;
 use serde_json::Value;
 
@@ -282,13 +283,8 @@ fn topics_by_subject(m: &Mounted, corpus: &Corpus) -> BTreeMap<String, (String, 
     out
 }
 
-#[test]
-fn topics_from_content_are_named_kept_current_and_undone_exactly() {
-    let env = Env::init();
-    assert!(
-        have("man"),
-        "man is not installed: run scripts/setup.sh (man-db)"
-    );
+/// Writes and imports the man pages and notes under /manuals and /notes.
+fn import_corpus(env: &Env) -> Corpus {
     let src = env.path("src");
     let mut corpus: Corpus = BTreeMap::new();
     for (subject, pages) in SUBJECTS {
@@ -319,6 +315,17 @@ fn topics_from_content_are_named_kept_current_and_undone_exactly() {
         src.join("notes").as_os_str(),
         "/notes".as_ref(),
     ]);
+    corpus
+}
+
+#[test]
+fn topics_from_content_are_named_kept_current_and_undone_exactly() {
+    let env = Env::init();
+    assert!(
+        have("man"),
+        "man is not installed: run scripts/setup.sh (man-db)"
+    );
+    let mut corpus = import_corpus(&env);
     // The user's own things, which topics must leave as they are.
     env.ok(["views", "add", "my-baking", "oven bake"]);
     env.ok(["tag", "/notes/cooking-0.md", "+mine"]);
@@ -439,5 +446,99 @@ fn topics_from_content_are_named_kept_current_and_undone_exactly() {
         !names(&m.p(&format!("@views/topics/{cooking_view}"))).contains("cooking-2.md"),
         "a file taken out came back"
     );
+    m.unmount();
+}
+
+/// With an `[llm]` endpoint (the real local Qwen2.5-Coder-0.5B), the new topics get names the
+/// model proposes: each rename is journaled, keeps the view in `topics/` and its members, and
+/// is undone with the pass; nothing of a `never_read` file is sent.
+#[test]
+fn an_llm_names_the_topics_and_undo_restores_everything() {
+    let Some(llama) = Llama::start(Template::ToolCalls, 4096) else {
+        return;
+    };
+    let env = Env::init();
+    let corpus = import_corpus(&env);
+    let vault = env.path("vault");
+    write_file(
+        &vault.join("secret.md"),
+        b"# SECRET-VAULT-7781\nThe recipe for the sauce: simmer tomatoes, garlic and onions.\n",
+    );
+    env.ok(["import".as_ref(), vault.as_os_str(), "/vault".as_ref()]);
+    append_config(&env, "[agent]\nnever_read = [\"/vault/**\"]\n");
+    let path = env.home.join("config.toml");
+    let text = fs::read_to_string(&path)
+        .unwrap()
+        .replace(
+            "endpoint = \"\"",
+            &format!("endpoint = \"{}\"", llama.endpoint()),
+        )
+        .replace("max_tokens = 0", "max_tokens = 120");
+    fs::write(&path, text).unwrap();
+    let m = Mounted::new(&env, &[]);
+    index_wait(&env);
+    let views_before = views(&env);
+    let trace = env.path("trace.jsonl");
+    let out = env.run_with(
+        ["agent", "topics", "--json"],
+        &[("PEROS_AGENT_TRACE", Some(trace.to_str().unwrap()))],
+    );
+    let r: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("{} {}", stdout(&out), stderr(&out)));
+    eprintln!(
+        "topics: {}",
+        serde_json::to_string_pretty(&r["topics"]).unwrap()
+    );
+    assert_eq!(r["llm_named"], true, "{r}");
+    let renames: Vec<&Value> = r["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["action"] == "rename_view" && a["change"]["after"].is_object())
+        .collect();
+    assert!(!renames.is_empty(), "the model renamed no topic: {r}");
+    // Every topic view is still under topics/, holds one subject, and its name is words.
+    let found = topics_by_subject(&m, &corpus);
+    assert!(
+        found.len() >= corpus.len(),
+        "topics lost in renaming: {found:?}"
+    );
+    for a in &renames {
+        let name = a["change"]["name"].as_str().unwrap();
+        let leaf = name
+            .strip_prefix("topics/")
+            .unwrap_or_else(|| panic!("{name} left topics/"));
+        assert!(
+            leaf.split('-').all(|w| !w.is_empty()
+                && w.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())),
+            "renamed to {name}"
+        );
+        assert!(
+            found.contains_key(leaf),
+            "{leaf} not listed in @views/topics: {found:?}"
+        );
+    }
+    let traced = fs::read_to_string(&trace).unwrap();
+    assert!(
+        traced.contains("list_topics"),
+        "no request reached the model"
+    );
+    assert!(
+        !traced.contains("SECRET-VAULT") && !traced.contains("secret.md"),
+        "a never_read file was sent"
+    );
+    // Undo takes the whole pass back: views and tags as before.
+    env.ok(["agent", "undo", "--run"]);
+    assert_eq!(views(&env), views_before);
+    for files in corpus.values() {
+        for f in files {
+            assert_eq!(
+                tags(&env, f),
+                serde_json::json!([]),
+                "tags of {f} after undo"
+            );
+        }
+    }
     m.unmount();
 }

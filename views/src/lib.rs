@@ -20,8 +20,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use parking_lot::{Condvar, Mutex, RwLock};
-use peros_store::querydirs::{Listing, ListingEntry, QueryDirError, QueryDirs};
 use peros_indexer::{Hit, Indexer, Mode};
+use peros_store::querydirs::{Listing, ListingEntry, QueryDirError, QueryDirs};
 use peros_store::Store;
 
 pub use file::{FileError, Sort, ViewDef};

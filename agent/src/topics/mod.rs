@@ -25,6 +25,7 @@
 //! and one the user removed is remembered as dismissed so it is not made again.
 
 pub mod cluster;
+pub mod llm_names;
 pub mod naming;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -148,6 +149,11 @@ pub struct Report {
     pub outliers: usize,
     /// Negative labels respected (files kept out of a topic the user took them out of).
     pub kept_out: usize,
+    /// The new topics' names were proposed by the `[llm]` endpoint (see [`llm_names`]).
+    pub llm_named: bool,
+    /// Why the LLM did not name them (the c-TF-IDF names stay).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub llm_error: Option<String>,
     pub millis: u64,
 }
 
@@ -185,7 +191,12 @@ fn own_tags(host: &Host) -> HashMap<String, HashSet<String>> {
 }
 
 /// One pass: see the module doc. Journals its changes under `host.run`.
-pub fn run(host: &mut Host, agent_dir: &Path, s: &Settings) -> Result<Report> {
+pub fn run(
+    host: &mut Host,
+    agent_dir: &Path,
+    s: &Settings,
+    namer: Option<&mut crate::planner::Llm>,
+) -> Result<Report> {
     let started = std::time::Instant::now();
     peros_views::file::check_view_name(&s.dir)
         .map_err(|e| anyhow::anyhow!("[agent] topics_dir: {e}"))?;
@@ -222,12 +233,19 @@ pub fn run(host: &mut Host, agent_dir: &Path, s: &Settings) -> Result<Report> {
 
     // The views are the truth: forget topics whose view is gone or no longer theirs.
     let journal_views = host.journal.own_views();
+    let all_views = host.views.list();
     let mut kept = Vec::new();
-    for t in std::mem::take(&mut state.topics) {
+    for mut t in std::mem::take(&mut state.topics) {
         let query = format!("tag:{}", t.tag);
         match host.views.get(&t.view) {
             Some(d) if d.query == query => kept.push(t),
             Some(_) => {} // the user redefined it: theirs now
+            // Renamed (`mv` in @views, or the LLM's rename_view): the topic follows its view.
+            None if all_views.iter().any(|d| d.query == query) => {
+                let d = all_views.iter().find(|d| d.query == query).expect("found");
+                t.view = d.name.clone();
+                kept.push(t);
+            }
             None => {
                 // Removed by the user (not by undo, which also drops the journal's claim).
                 if journal_views.contains_key(&t.view) {
@@ -514,6 +532,44 @@ pub fn run(host: &mut Host, agent_dir: &Path, s: &Settings) -> Result<Report> {
         }
     }
     state.save(agent_dir)?;
+
+    if let Some(llm) = namer {
+        let fresh: Vec<&TopicState> = state
+            .topics
+            .iter()
+            .filter(|t| new_topics.contains(&t.id))
+            .collect();
+        if !fresh.is_empty() {
+            let listing: Vec<llm_names::Topic> = fresh
+                .iter()
+                .map(|t| llm_names::Topic {
+                    view: t.view.clone(),
+                    terms: t.terms.clone(),
+                    titles: files
+                        .iter()
+                        .filter(|f| f.topic_tags.iter().any(|x| x.eq_ignore_ascii_case(&t.tag)))
+                        .take(llm_names::TITLES)
+                        .map(|f| f.path.clone())
+                        .collect(),
+                })
+                .collect();
+            match llm_names::rename(host, llm, &listing) {
+                Ok(renamed) => {
+                    for (from, to) in renamed {
+                        if let Some(t) = state.topics.iter_mut().find(|t| t.view == from) {
+                            t.view = to;
+                        }
+                    }
+                    report.llm_named = true;
+                }
+                Err(e) => {
+                    tracing::warn!("topic names from the LLM: {e:#}");
+                    report.llm_error = Some(format!("{e:#}"));
+                }
+            }
+            state.save(agent_dir)?;
+        }
+    }
 
     for t in &state.topics {
         let members: Vec<&File> = files
