@@ -258,7 +258,9 @@ pub fn run_foreground(home: &Home, dir: &Path, allow_other: bool) -> Result<()> 
             agent_cfg.clone(),
         ) {
             Ok((agent, sink)) => {
-                fs.set_access_sink(sink);
+                if let Some(sink) = with_index_hints(Some(sink), indexer.as_ref()) {
+                    fs.set_access_sink(sink);
+                }
                 if let Some(v) = &views {
                     // Searches are access patterns too: repeated ones become views.
                     let a = agent.clone();
@@ -268,10 +270,16 @@ pub fn run_foreground(home: &Home, dir: &Path, allow_other: bool) -> Result<()> 
             }
             Err(e) => {
                 tracing::error!("agent unavailable: {e}");
+                if let Some(sink) = with_index_hints(None, indexer.as_ref()) {
+                    fs.set_access_sink(sink);
+                }
                 None
             }
         }
     } else {
+        if let Some(sink) = with_index_hints(None, indexer.as_ref()) {
+            fs.set_access_sink(sink);
+        }
         None
     };
     let session = peros_fs::mount(
@@ -533,4 +541,35 @@ pub fn unmount(home: &Home, dir: &Path) -> Result<()> {
         return Ok(());
     }
     bail!("{} is not mounted by PerOS", dir.display())
+}
+
+/// Opens also tell the indexer, which embeds what the user just opened before older files
+/// (`Indexer::opened` never blocks, like every access sink).
+struct IndexHints {
+    agent: Option<Arc<dyn peros_store::access::AccessSink>>,
+    indexer: Arc<peros_indexer::Indexer>,
+}
+
+impl peros_store::access::AccessSink for IndexHints {
+    fn record(&self, ev: peros_store::access::AccessEvent) {
+        if ev.kind == peros_store::access::AccessKind::Open {
+            self.indexer.opened(ev.ino);
+        }
+        if let Some(a) = &self.agent {
+            a.record(ev);
+        }
+    }
+}
+
+fn with_index_hints(
+    agent: Option<Arc<dyn peros_store::access::AccessSink>>,
+    indexer: Option<&Arc<peros_indexer::Indexer>>,
+) -> Option<Arc<dyn peros_store::access::AccessSink>> {
+    match (agent, indexer) {
+        (agent, Some(ix)) => Some(Arc::new(IndexHints {
+            agent,
+            indexer: ix.clone(),
+        })),
+        (agent, None) => agent,
+    }
 }

@@ -483,10 +483,8 @@ impl Filesystem for FuseAdapter {
             fs.root_owner.store(u64::MAX, Ordering::Relaxed);
         }
         let result = (|| {
-            if mtime.is_some() && size.is_none() {
-                // An explicit mtime must not be overwritten by a later commit of older writes.
-                fs.settle(ino.0)?;
-            }
+            // An explicit mtime survives a commit of older writes that is in flight (the
+            // store applies it over theirs), so utimens never waits for a commit here.
             let mut perm = mode.map(|m| (m & 0o7777) as u16);
             if (uid.is_some() || gid.is_some()) && perm.is_none() {
                 // chown clears setuid/setgid on non-directories, as on local file systems.

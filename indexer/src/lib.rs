@@ -235,6 +235,9 @@ pub struct Indexer {
     /// See [`IndexStatus::graph_origin`].
     pub(crate) graph_origin: Mutex<(String, u64)>,
     pub(crate) notice: Mutex<Option<String>>,
+    /// Files just opened in the mount ([`Indexer::opened`]): their queued passages move ahead
+    /// of every other file's at the next embedding round.
+    pub(crate) opened: Mutex<std::collections::VecDeque<Ino>>,
 }
 
 impl Indexer {
@@ -309,6 +312,7 @@ impl Indexer {
             rates: Mutex::new(pipeline::Rates::default()),
             graph_origin: Mutex::new(("empty".into(), 0)),
             notice: Mutex::new(None),
+            opened: Mutex::new(Default::default()),
         });
         me.check_model()?;
         let t = std::time::Instant::now();

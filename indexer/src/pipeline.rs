@@ -14,6 +14,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use peros_store::Ino;
 use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
 
 use crate::state::*;
@@ -150,9 +151,58 @@ impl Indexer {
         Ok(self.db.begin_read()?.open_table(GRAPH_LOG)?.len()?)
     }
 
+    /// A file was opened in the mount: its passages still waiting for a vector go first.
+    /// Never blocks (the mount's access sink calls it from a FUSE callback): the move happens
+    /// on the embedding worker, before its next round. Remembers the last 256 files.
+    pub fn opened(&self, ino: Ino) {
+        let mut q = self.opened.lock();
+        if !q.contains(&ino) {
+            if q.len() >= 256 {
+                q.pop_front();
+            }
+            q.push_back(ino);
+        }
+    }
+
+    /// Moves the passages of the files [`Indexer::opened`] since the last round ahead.
+    fn apply_open_hints(&self) {
+        let opened: Vec<Ino> = self.opened.lock().drain(..).collect();
+        for ino in opened {
+            if let Err(e) = self.prioritize(ino) {
+                tracing::warn!("moving the passages of an opened file ahead: {e}");
+            }
+        }
+    }
+
+    /// Moves the queued passages of `ino` ahead of every other file's (see
+    /// [`opened_priority`]); returns how many moved.
+    pub fn prioritize(&self, ino: Ino) -> Result<usize> {
+        let txn = self.db.begin_write()?;
+        let mut moved = 0;
+        {
+            let files = txn.open_table(FILES)?;
+            let st: Option<FileState> = match files.get(ino)? {
+                Some(v) => Some(postcard::from_bytes(v.value())?),
+                None => None,
+            };
+            let mut q = txn.open_table(EMBED_QUEUE)?;
+            if let Some(st) = st {
+                for (pos, &id) in st.chunk_ids.iter().enumerate() {
+                    if q.remove((queue_priority(pos, st.mtime), id))?.is_some() {
+                        q.insert((opened_priority(pos), id), ())?;
+                        moved += 1;
+                    }
+                }
+            }
+        }
+        txn.commit()?;
+        Ok(moved)
+    }
+
     /// Embeds up to `max` queued chunks (fewer model calls when texts are already stored);
     /// returns how many chunks left the queue.
     pub fn embed_some(&self, max: usize) -> Result<usize> {
+        self.apply_open_hints();
         let queued: Vec<Queued> = {
             let txn = self.db.begin_read()?;
             let q = txn.open_table(EMBED_QUEUE)?;
@@ -635,6 +685,78 @@ mod tests {
             "Paragraph {i} is about topic {} and nothing else at all.\n\n",
             i * 31 % 97
         )
+    }
+
+    /// The embedding queue in order (chunk ids).
+    fn queue_order(ix: &Indexer) -> Vec<u64> {
+        use redb::{ReadableDatabase, ReadableTable};
+        let txn = ix.db.begin_read().unwrap();
+        let q = txn.open_table(crate::state::EMBED_QUEUE).unwrap();
+        q.iter().unwrap().map(|e| e.unwrap().0.value().1).collect()
+    }
+
+    fn chunk_ids(ix: &Indexer, ino: u64) -> Vec<u64> {
+        use redb::ReadableDatabase;
+        let txn = ix.db.begin_read().unwrap();
+        let files = txn.open_table(crate::state::FILES).unwrap();
+        let v = files.get(ino).unwrap().unwrap();
+        postcard::from_bytes::<crate::state::FileState>(v.value())
+            .unwrap()
+            .chunk_ids
+    }
+
+    // No embedder at all: only the queue's order is checked, before any passage is embedded.
+    #[test]
+    fn an_opened_file_goes_ahead_of_newer_ones_in_the_embedding_queue() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = ObjectStoreBackend::local(&dir.path().join("objects")).unwrap();
+        let store = Arc::new(
+            Store::open(
+                &dir.path().join("meta.redb"),
+                Arc::new(peros_crypto::Keyring::generate()),
+                Arc::new(backend),
+                StoreOptions::default(),
+            )
+            .unwrap(),
+        );
+        for f in 0..3 {
+            write(
+                &store,
+                &format!("f{f}"),
+                &(0..150).map(|i| para(f * 1000 + i)).collect::<String>(),
+            );
+        }
+        // f0 is the oldest by far: without a hint its passages come last.
+        let (old, _) = store.lookup(ROOT_INO, b"f0").unwrap();
+        store
+            .setattr(
+                old,
+                &peros_store::SetAttr {
+                    mtime: Some(peros_store::Time {
+                        secs: 1_000_000_000,
+                        nanos: 0,
+                    }),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        let ix = Indexer::open(store.clone(), Options::new(dir.path().join("index"))).unwrap();
+        ix.reconcile().unwrap();
+        let batch: Vec<_> = std::mem::take(&mut *ix.queue.lock()).into_iter().collect();
+        ix.index_batch(&batch).unwrap();
+        let mine = chunk_ids(&ix, old);
+        assert!(mine.len() > 4, "f0 has {} passages", mine.len());
+        let before = queue_order(&ix);
+        assert!(!mine.contains(&before[0]), "f0 was first without a hint");
+        ix.opened(old);
+        ix.apply_open_hints();
+        let after = queue_order(&ix);
+        assert_eq!(after.len(), before.len(), "nothing lost or doubled");
+        assert_eq!(
+            &after[..mine.len()],
+            &mine[..],
+            "f0's passages first, head first"
+        );
     }
 
     #[test]

@@ -124,6 +124,13 @@ pub(crate) fn bytes_vec(b: &[u8]) -> Vec<f32> {
         .collect()
 }
 
+/// Queue priority of a chunk of a file the user just opened: before every chunk that
+/// [`queue_priority`] ranks (whose age part is positive for any mtime before 2106), its own
+/// head first.
+pub(crate) fn opened_priority(position: usize) -> u64 {
+    position.min(255) as u64
+}
+
 /// Queue priority of a chunk: the first chunks of every file before any file's tail, and
 /// within each, newer files first. Lower sorts first.
 pub(crate) fn queue_priority(position: usize, mtime: i64) -> u64 {

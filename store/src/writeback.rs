@@ -58,6 +58,10 @@ struct Pending {
     version_due: bool,
     /// Chunk of the latest write (a background commit leaves it to fill up).
     last_chunk: u64,
+    /// An mtime set explicitly (utimens) since the last write: a commit of older writes that
+    /// is in flight applies it instead of its own, so `touch -d`/`tar x` need not wait for
+    /// the commit (which the mount used to force, one file at a time).
+    explicit_mtime: Option<Time>,
 }
 
 struct Frozen {
@@ -223,6 +227,7 @@ impl Store {
             st.bytes += grew;
             st.size = st.size.max(end);
             st.mtime = Time::now();
+            st.explicit_mtime = None;
             st.changed = true;
             st.last_chunk = (end - 1) / CHUNK;
             let mut commit_now = false;
@@ -324,7 +329,9 @@ impl Store {
     /// An explicit mtime was set: buffered state reports it until the next write.
     pub(crate) fn note_mtime(&self, ino: Ino, mtime: Time) {
         if let Some(fb) = self.writeback.file(ino) {
-            lock(&fb.state).mtime = mtime;
+            let mut st = lock(&fb.state);
+            st.mtime = mtime;
+            st.explicit_mtime = Some(mtime);
         }
     }
 
@@ -693,7 +700,12 @@ impl Store {
                 let changed = wrote || node.size != frozen.size;
                 node.size = frozen.size;
                 if changed {
-                    node.mtime = frozen.mtime;
+                    // An explicit mtime set after these writes were frozen wins over theirs.
+                    let explicit = self
+                        .writeback
+                        .file(ino)
+                        .and_then(|fb| lock(&fb.state).explicit_mtime);
+                    node.mtime = explicit.unwrap_or(frozen.mtime);
                     node.ctime = Time::now();
                 }
                 tx.put_inode(ino, &node)?;

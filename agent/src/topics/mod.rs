@@ -149,8 +149,11 @@ pub struct Report {
     pub outliers: usize,
     /// Negative labels respected (files kept out of a topic the user took them out of).
     pub kept_out: usize,
-    /// The new topics' names were proposed by the `[llm]` endpoint (see [`llm_names`]).
-    pub llm_named: bool,
+    /// New topics named by the `[llm]` endpoint in this pass (see [`llm_names`]).
+    pub llm_named: usize,
+    /// The model's calls and their results.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub llm_calls: Vec<serde_json::Value>,
     /// Why the LLM did not name them (the c-TF-IDF names stay).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub llm_error: Option<String>,
@@ -554,13 +557,14 @@ pub fn run(
                 })
                 .collect();
             match llm_names::rename(host, llm, &listing) {
-                Ok(renamed) => {
-                    for (from, to) in renamed {
+                Ok(outcome) => {
+                    report.llm_named = outcome.renamed.len();
+                    for (from, to) in outcome.renamed {
                         if let Some(t) = state.topics.iter_mut().find(|t| t.view == from) {
                             t.view = to;
                         }
                     }
-                    report.llm_named = true;
+                    report.llm_calls = outcome.calls;
                 }
                 Err(e) => {
                     tracing::warn!("topic names from the LLM: {e:#}");
