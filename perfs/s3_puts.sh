@@ -112,7 +112,7 @@ curl -sf -H 'Accept: application/json' "$FILER/buckets/$BUCKET/" >/dev/null || d
     echo "commit=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null)$(git -C "$REPO" diff --quiet HEAD -- . ':!perfs' 2>/dev/null || echo '+dirty')"
     echo "kernel=$(uname -r)"
     echo "cpus=$(nproc)"
-    echo "weed=SeaweedFS $("$WEED" version 2>/dev/null | grep -o '[0-9][0-9.]*' | head -1)"
+    echo "weed=SeaweedFS $("$WEED" version 2>/dev/null | head -1 | cut -d' ' -f2-3)"
     echo "data_fs=$(df -T "$S3P_ROOT" | awk 'NR == 2 {print $2}')"
     echo "bucket=$BUCKET"
     echo "modes=$S3P_MODES"
@@ -149,7 +149,7 @@ for mode in $S3P_MODES; do
     MNT_NOW=$mnt
     python3 "$HELP" metrics "$METRICS" "$d/metrics-before.json" || die "reading $METRICS"
     t0=$(date +%s.%N)
-    python3 "$HELP" write "$mnt" "$S3P_FILES" "$S3P_SIZE" "$d/write.json" || die "$mode: writing the files failed"
+    python3 "$HELP" write "$mnt/small" "$S3P_FILES" "$S3P_SIZE" "$d/write.json" || die "$mode: writing the files failed"
     "$PEROS_BIN" status --json >"$d/status.json" 2>"$d/status.err" || log "$mode: peros status failed"
     t1=$(date +%s.%N)
     timeout 600 "$PEROS_BIN" umount "$mnt" >"$d/umount.log" 2>&1 || die "$mode: peros umount failed: $(tail -3 "$d/umount.log")"
@@ -171,7 +171,7 @@ EOF
     # Read back (after the PUTs are counted: this only GETs).
     "$PEROS_BIN" mount "$mnt" >>"$d/mount.log" 2>&1 || die "peros mount (read back): $(tail -3 "$d/mount.log")"
     MNT_NOW=$mnt
-    if python3 "$HELP" verify "$mnt" "$S3P_FILES" "$S3P_SIZE" 2>"$d/verify.err"; then
+    if python3 "$HELP" verify "$mnt/small" "$S3P_FILES" "$S3P_SIZE" 2>"$d/verify.err"; then
         echo OK >"$d/verify.txt"
     else
         echo "**FAILED**: $(head -c 300 "$d/verify.err")" >"$d/verify.txt"

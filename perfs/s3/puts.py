@@ -5,7 +5,7 @@
   metrics URL OUT                 SeaweedFS's S3 request counters (SeaweedFS_s3_request_total,
                                   summed over buckets and codes, by request type) as JSON
   count FILER BUCKET PREFIX       objects under BUCKET/PREFIX, by the filer's listing (recursive)
-  write DIR N SIZE OUT            N files of SIZE bytes, distinct contents; times create+write+close
+  write DIR N SIZE OUT            mkdir DIR, N files of SIZE bytes in it, distinct contents; times create+write+close
   verify DIR N SIZE               every file reads back as written (exit 1 otherwise)
   report OUT_DIR                  the Markdown table of a run, on stdout
 """
@@ -92,6 +92,7 @@ def count(filer, bucket, prefix):
 
 
 def write(d, n, size, out):
+    os.mkdir(d)
     t = time.perf_counter()
     for i in range(n):
         fd = os.open(os.path.join(d, "f%06d" % i), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
