@@ -329,6 +329,7 @@ fn open_store(
         cache_bytes: 8 << 20,
         versions_keep: 4,
         dirty_limit_bytes: 8 << 20,
+        pack_small_files: true,
     };
     peros_store::Store::open(meta, kr, backend, opts)
 }

@@ -1,18 +1,25 @@
 #!/usr/bin/env bash
-# Runs the same fio jobs (perfs/fio/*.fio) and the metadata script (perfs/fio/metadata.py) on
+# Runs the same fio jobs (perfs/fio/*.fio), the metadata script (perfs/fio/metadata.py) and the
+# application workloads (perfs/fio/workloads.py: `tar x` of a source tree, `git clone` + `git
+# status` of a real repository, SQLite inserts in transactions, rollback journal and WAL) on
 #   1. a plain directory,  2. a gocryptfs mount,  3. a PerOS mount
 # in one run, all backed by one loop-mounted ext4 image under BENCH_ROOT, and prints a Markdown
 # table (MiB/s, IOPS or seconds, ratios PerOS/gocryptfs and PerOS/plain). The table is also
 # written to perfs/results/fio-<date>.md; raw fio JSON stays in BENCH_ROOT/out-<stamp>/.
 #
-# Needs root (loop mount, /proc/sys/vm/drop_caches), /dev/fuse, fio, gocryptfs, fuse3, python3
-# (installed with apt-get when missing).
+# Needs root (loop mount, /proc/sys/vm/drop_caches), /dev/fuse, fio, gocryptfs, fuse3, git, tar,
+# python3 (installed with apt-get when missing), and a python3 with sqlite3 (PEROS_PYTHON,
+# default /usr/bin/python3: Debian's; a pyenv build may lack the module).
 #
 # Environment (defaults):
 #   BENCH_SIZE=256M        file size for the fio jobs
 #   BENCH_RUNTIME=10       seconds for the runtime-bounded jobs (random read/write)
 #   BENCH_REPS=1           repetitions; the table shows medians
 #   BENCH_FILES=10000      files for the metadata job (4 KiB each)
+#   BENCH_TREE=            directories (space-separated, one parent) that make the source tree
+#                          for `tar x`; default: a fixed set of crates from ~/.cargo/registry/src
+#   BENCH_GIT_REPO=<repo>  repository cloned by the git job (via a bare copy in BENCH_ROOT/src)
+#   BENCH_SQLITE_ROWS=10000, BENCH_SQLITE_TX=100   SQLite rows and transactions
 #   BENCH_FS="plain gocryptfs peros"   which targets to run
 #   BENCH_ROOT=/var/tmp/peros-fio-bench    image, mount points, raw results
 #   BENCH_IMAGE_SIZE=16G   sparse ext4 image size
@@ -24,8 +31,9 @@
 # unmounted and mounted again (PerOS keeps decrypted chunks in memory). Warm jobs run after
 # a full read pass (warmup.fio) with invalidate=0. Each step runs on every target before the
 # next step starts, so that load from elsewhere on the machine affects all targets alike.
-# seq-verify.fio checks the crc32c of every block written, after a remount. About 3 minutes
-# per repetition at the defaults on 2 CPUs.
+# seq-verify.fio checks the crc32c of every block written, after a remount; the workloads check
+# what they wrote (tree digest, git status and fsck, integrity_check) and a failed check is
+# marked in the table. About 5 minutes per repetition at the defaults on 2 CPUs.
 set -uo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -40,10 +48,16 @@ BENCH_FS=${BENCH_FS:-plain gocryptfs peros}
 BENCH_ROOT=${BENCH_ROOT:-/var/tmp/peros-fio-bench}
 BENCH_IMAGE_SIZE=${BENCH_IMAGE_SIZE:-16G}
 BENCH_KEEP=${BENCH_KEEP:-0}
+BENCH_TREE=${BENCH_TREE:-}
+BENCH_GIT_REPO=${BENCH_GIT_REPO:-$REPO}
+BENCH_SQLITE_ROWS=${BENCH_SQLITE_ROWS:-10000}
+BENCH_SQLITE_TX=${BENCH_SQLITE_TX:-100}
+PY=${PEROS_PYTHON:-/usr/bin/python3}
 
 IMG=$BENCH_ROOT/disk.img
 DISK=$BENCH_ROOT/disk
 MNT=$BENCH_ROOT/mnt
+SRC=$BENCH_ROOT/src # workload sources, outside the image and the mounts
 STAMP=$(date +%Y%m%d-%H%M%S)
 OUT=$BENCH_ROOT/out-$STAMP
 export PEROS_HOME=$DISK/peros-home
@@ -68,12 +82,14 @@ command -v fio >/dev/null || missing+=(fio)
 command -v gocryptfs >/dev/null || missing+=(gocryptfs)
 command -v fusermount3 >/dev/null || missing+=(fuse3)
 command -v mkfs.ext4 >/dev/null || missing+=(e2fsprogs)
+command -v git >/dev/null || missing+=(git)
 if [ ${#missing[@]} -gt 0 ]; then
     log "installing ${missing[*]}"
     DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}" >/dev/null ||
         die "apt-get install ${missing[*]} failed"
 fi
 command -v python3 >/dev/null || die "python3 is needed"
+"$PY" -c 'import sqlite3' 2>/dev/null || die "$PY has no sqlite3 module: set PEROS_PYTHON (Debian's /usr/bin/python3 has it)"
 
 mkdir -p "$BENCH_ROOT"
 exec 9>"$BENCH_ROOT/lock"
@@ -191,6 +207,12 @@ truncate -s "$BENCH_IMAGE_SIZE" "$IMG" || die "truncate $IMG"
 mkfs.ext4 -q -F "$IMG" || die "mkfs.ext4"
 mount -o loop "$IMG" "$DISK" || die "loop mount of $IMG"
 
+# The workload sources, made once per run outside the mounts (not timed).
+# shellcheck disable=SC2086 # BENCH_TREE is a list
+"$PY" "$JOBS/workloads.py" prepare "$SRC" --repo "$BENCH_GIT_REPO" $(for t in $BENCH_TREE; do printf -- '--tree %s ' "$t"; done) \
+    >"$OUT/workloads-prepare.json" || die "preparing the workload sources in $SRC"
+cp "$SRC/tree.json" "$SRC/repo.json" "$OUT/"
+
 for fs in $BENCH_FS; do
     case $fs in
     plain) mkdir -p "$DISK/plain" ;;
@@ -220,6 +242,8 @@ done
     echo "runtime=$BENCH_RUNTIME"
     echo "reps=$BENCH_REPS"
     echo "files=$BENCH_FILES"
+    echo "sqlite=$("$PY" -c 'import sqlite3; print(sqlite3.sqlite_version)')"
+    echo "git=$(git --version | cut -d' ' -f3)"
     echo "targets=$BENCH_FS"
     echo "load_before=$(cut -d' ' -f1-3 /proc/loadavg)"
 } >"$OUT/env.txt"
@@ -258,6 +282,24 @@ run_metadata() { # FS REP
     fi
 }
 
+run_workload() { # FS REP NAME ARGS...: one command of workloads.py, JSON in OUT/FS/NAME-REP.json
+    local fs=$1 rep=$2 name=$3 dir json
+    shift 3
+    dir=$(dir_of "$fs")
+    json=$OUT/$fs/$name-$rep.json
+    mkdir -p "$OUT/$fs"
+    if ! timeout -k 10 1800 "$PY" "$JOBS/workloads.py" "$@" --json "$json" >/dev/null 2>"$OUT/$fs/$name-$rep.err"; then
+        FAILED=1
+        log "$fs: $name FAILED; see $json and ${json%.json}.err"
+        # A crash or a timeout leaves no JSON: the report marks the row failed all the same.
+        [ -s "$json" ] || printf '{"errors": ["%s exited without a result; see %s"], "error_count": 1}\n' \
+            "$name" "${json%.json}.err" >"$json"
+        rm -rf "$dir/tar-bench" "$dir/git-bench" "$dir"/sqlite-bench-*
+    else
+        log "$fs: $name done"
+    fi
+}
+
 # The steps run interleaved (each step on every target before the next step), so that load
 # from elsewhere on the machine hits all targets alike. Each target's state depends only on
 # its own earlier steps.
@@ -268,6 +310,10 @@ step() { # REP STEP
         clean) rm -f "$(dir_of "$fs")/bench.dat" ;;
         cold) go_cold "$fs" ;;
         metadata) run_metadata "$fs" "$rep" ;;
+        tar) run_workload "$fs" "$rep" tar tar "$(dir_of "$fs")" "$SRC" ;;
+        git) run_workload "$fs" "$rep" git git "$(dir_of "$fs")" "$SRC" ;;
+        sqlite-*) run_workload "$fs" "$rep" "$what" sqlite "$(dir_of "$fs")" --journal "${what#sqlite-}" \
+            --rows "$BENCH_SQLITE_ROWS" --tx "$BENCH_SQLITE_TX" ;;
         status) [ "$fs" = peros ] && peros status --json >"$OUT/$fs/status-$rep.json" 2>&1 ;;
         *) run_fio "$fs" "$rep" "$what" ;;
         esac
@@ -296,6 +342,14 @@ for rep in $(seq 1 "$BENCH_REPS"); do
     step "$rep" clean
     drop_caches
     step "$rep" metadata
+    drop_caches
+    step "$rep" tar
+    drop_caches
+    step "$rep" git
+    drop_caches
+    step "$rep" sqlite-delete
+    drop_caches
+    step "$rep" sqlite-wal
 done
 echo "elapsed=$(($(date +%s) - START)) s" >>"$OUT/env.txt"
 echo "load_after=$(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/env.txt"

@@ -92,6 +92,8 @@ pub struct StoreConfig {
     pub versions_keep: usize,
     /// Memory for written data not yet sealed, MiB, across all files; writers wait beyond it.
     pub dirty_mb: u64,
+    /// Pack the data of small files (up to 256 KiB) into shared objects of up to 4 MiB.
+    pub pack_small_files: bool,
     // ----- remote (`s3://…`) backends; see crate::remote and examples/config.toml -----
     /// S3 endpoint URL (default: `AWS_ENDPOINT_URL`, else AWS).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -126,6 +128,7 @@ impl Default for StoreConfig {
             cache_mb: 256,
             versions_keep: 32,
             dirty_mb: 128,
+            pack_small_files: true,
             endpoint: None,
             region: None,
             access_key_id: None,
@@ -428,6 +431,7 @@ impl Home {
                 cache_bytes: config.store.cache_mb * 1024 * 1024,
                 versions_keep: config.store.versions_keep,
                 dirty_limit_bytes: config.store.dirty_mb.saturating_mul(1024 * 1024),
+                pack_small_files: config.store.pack_small_files,
             },
         )
         .map_err(|e| match e {

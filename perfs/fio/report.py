@@ -4,6 +4,7 @@
 Usage: report.py OUT_DIR   (prints the report on stdout)
 Medians over repetitions; MiB/s = 2^20 bytes per second; ratios PerOS/gocryptfs and PerOS/plain.
 """
+import collections
 import json
 import os
 import statistics
@@ -29,6 +30,16 @@ META_ROWS = [
     ("ls_s", "ls -l", None),
     ("read_s", "open+read+close all", None),
     ("rm_s", "unlink all", None),
+]
+# Application workloads (perfs/fio/workloads.py): (result name, key, title; {} filled from the
+# results). Time, lower is better.
+WORK_ROWS = [
+    ("tar", "tar_s", "source tree ({files} files, {mib} MiB): `tar x`"),
+    ("tar", "rm_s", "source tree: `rm -rf`"),
+    ("git", "clone_s", "git repository ({commits} commits, {files} files): `git clone`"),
+    ("git", "status_s", "git repository: `git status` after the clone"),
+    ("sqlite-delete", "insert_s", "SQLite: {rows} rows in {tx} transactions, rollback journal, synchronous=FULL"),
+    ("sqlite-wal", "insert_s", "SQLite: {rows} rows in {tx} transactions, WAL, synchronous=FULL"),
 ]
 
 
@@ -192,6 +203,48 @@ def main():
         row.append("" if not target or rg is None else ("yes" if rg <= target else "**no**"))
         print("| " + " | ".join(row) + " |")
 
+    failed_work = {}
+    for name, key, title in WORK_ROWS:
+        vals, info, bad = {}, {}, set()
+        for t in present:
+            d = os.path.join(out, t)
+            vs = []
+            for f in sorted(os.listdir(d)) if os.path.isdir(d) else []:
+                if f.startswith(name + "-") and f.endswith(".json") and f[len(name) + 1:-5].isdigit():
+                    try:
+                        r = load_json(os.path.join(d, f))
+                    except ValueError:
+                        r = {"error_count": 1, "errors": ["unparsable result"]}
+                    for k in ("files", "bytes", "commits", "rows", "tx"):
+                        if k in r:
+                            info[k] = r[k]
+                    if r.get("error_count"):
+                        bad.add(t)
+                        failed_work.setdefault((t, name), []).append(
+                            "%s %s %s: %d failed check(s), e.g. %s"
+                            % (LABEL[t], name, f[:-5], r["error_count"], r.get("errors", [])[:2]))
+                    vs.append(r.get(key))
+            vals[t] = med(vs)
+        if "bytes" in info:
+            info["mib"] = "%.0f" % (info["bytes"] / 2**20)
+        for k in ("files", "rows"):
+            if isinstance(info.get(k), int):
+                info[k] = "{:,}".format(info[k])
+        title = title.format_map(collections.defaultdict(lambda: "?", info))
+        row = [title, "s"]
+        for t in present:
+            cell = fmt(vals.get(t), "s")
+            row.append(cell + " **FAILED**" if t in bad else cell)
+        rg = ratio(vals.get("peros"), vals.get("gocryptfs"))
+        if "peros" in present and "gocryptfs" in present:
+            row.append(fmt_ratio(rg))
+        if "peros" in present and "plain" in present:
+            row.append(fmt_ratio(ratio(vals.get("peros"), vals.get("plain"))))
+        row += ["", ""]
+        print("| " + " | ".join(row) + " |")
+    for msgs in failed_work.values():
+        notes.extend(msgs)
+
     # Data integrity: the crc32c check after the remount.
     print()
     checks = []
@@ -211,6 +264,15 @@ def main():
                     notes.extend("%s: %s" % (LABEL[t], l.strip()) for l in lines[:6])
     print("Data check (crc32c of every 1 MiB block written by seq write, read back after a remount): "
           + ", ".join(checks) + ".")
+    print()
+    print("Workload checks (a failed one is marked **FAILED** in its row and listed in the notes): "
+          "`tar x` — file count, bytes and a SHA-256 digest of every path, mode and content equal "
+          "the tarball's; `git clone` — `git status --porcelain` empty, HEAD as in the source, "
+          "`git fsck --full` clean; SQLite — `PRAGMA integrity_check` ok on a new connection, every "
+          "row present with its contents. The sources (tarball, bare repository) are read into "
+          "memory before the clock starts. Workloads: "
+          + ", ".join("%s: %s" % (LABEL[t], "**FAILED**" if any(k[0] == t for k in failed_work) else "OK")
+                      for t in present) + ".")
 
     for t in present:
         d = os.path.join(out, t)

@@ -178,6 +178,9 @@ pub struct StoreOptions {
     pub versions_keep: usize,
     /// Buffered, not yet sealed write data across all files; writers wait beyond it.
     pub dirty_limit_bytes: u64,
+    /// Pack the slices of small files into shared objects (off: one object per file, which
+    /// benchmarks use to measure what packing saves).
+    pub pack_small_files: bool,
 }
 
 impl Default for StoreOptions {
@@ -186,6 +189,7 @@ impl Default for StoreOptions {
             cache_bytes: 256 * 1024 * 1024,
             versions_keep: 32,
             dirty_limit_bytes: 128 * 1024 * 1024,
+            pack_small_files: true,
         }
     }
 }
@@ -278,6 +282,8 @@ pub struct Store {
     cache: quick_cache::sync::Cache<ObjectName, Arc<Vec<u8>>, ChunkWeighter>,
     cache_capacity: u64,
     versions_keep: usize,
+    /// [`StoreOptions::pack_small_files`].
+    pack_small_files: bool,
     /// Writers hold it shared from the first upload to the commit that references it; `gc`
     /// holds it exclusively, so it never deletes an object a commit is about to reference.
     ingest: RwLock<()>,
@@ -635,6 +641,7 @@ impl Store {
                 ),
             cache_capacity: opts.cache_bytes,
             versions_keep: opts.versions_keep.max(1),
+            pack_small_files: opts.pack_small_files,
             ingest: RwLock::new(()),
             open_probe: RwLock::new(None),
             lazy: AtomicBool::new(false),

@@ -593,7 +593,7 @@ impl Store {
         let mut plans: Vec<(usize, u64, Vec<Piece>, usize)> = Vec::new();
         let mut pack: Option<usize> = None;
         for (f, (_, frozen, _)) in files.iter().enumerate() {
-            let small = frozen.size <= PACK_FILE_MAX;
+            let small = self.pack_small_files && frozen.size <= PACK_FILE_MAX;
             for (idx, ranges) in &frozen.chunks {
                 let start = idx * CHUNK;
                 if start >= frozen.size {

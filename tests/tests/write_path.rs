@@ -25,6 +25,8 @@
 //!   last commit (`PRAGMA integrity_check` ok, every committed row present).
 //! - [`space_stays_bounded_without_gc`]: 20 000 random small writes over 5 × 8 MiB files, no
 //!   `peros gc`: the space used stays within an explicit bound of the live data.
+//! - [`small_files_packed_unless_turned_off`]: 400 files of 4 KiB make few objects with
+//!   `[store] pack_small_files` on, one each with it off; all read back after a remount.
 //!
 //! The RSS limits are enforced by a watchdog that kills the daemon (`kill -9`) as soon as it
 //! goes over, so a runaway daemon fails the test instead of taking the shared machine's memory;
@@ -1882,4 +1884,58 @@ fn space_stays_bounded_without_gc() {
         }
     }
     unmount_within(m, 300);
+}
+
+/// `[store] pack_small_files`: on (the default), small files closed one after another share
+/// pack objects; off (what perfs/s3_puts.sh compares against), each costs an object of its
+/// own. Either way every file reads back after a remount.
+#[test]
+fn small_files_packed_unless_turned_off() {
+    const FILES: usize = 400;
+    for pack in [true, false] {
+        // A local store whatever PEROS_TEST_BACKEND says: the test counts object files.
+        let env = Env::new();
+        env.ok(["init", "--no-passphrase"]);
+        let config = env.home.join("config.toml");
+        let text = fs::read_to_string(&config).unwrap();
+        assert!(
+            text.contains("pack_small_files = true"),
+            "config.toml written by init has no `pack_small_files = true`:\n{text}"
+        );
+        if !pack {
+            fs::write(
+                &config,
+                text.replace("pack_small_files = true", "pack_small_files = false"),
+            )
+            .unwrap();
+        }
+        let before = env.objects().len();
+        let m = Mounted::new(&env, &[]);
+        for i in 0..FILES {
+            fs::write(m.p(&format!("f{i:04}.bin")), random_bytes(i as u64, 4096)).unwrap();
+        }
+        m.unmount();
+        let made = env.objects().len() - before;
+        println!("pack_small_files = {pack}: {FILES} files of 4 KiB made {made} objects");
+        if pack {
+            assert!(
+                made <= FILES / 4,
+                "packing on: {FILES} small files made {made} objects"
+            );
+        } else {
+            assert!(
+                made >= FILES,
+                "packing off: {FILES} small files made only {made} objects"
+            );
+        }
+        let m = Mounted::new(&env, &[]);
+        for i in 0..FILES {
+            let got = fs::read(m.p(&format!("f{i:04}.bin"))).unwrap();
+            assert!(
+                got == random_bytes(i as u64, 4096),
+                "pack_small_files = {pack}: f{i:04}.bin differs after the remount"
+            );
+        }
+        m.unmount();
+    }
 }
