@@ -30,10 +30,11 @@ pub mod cached;
 mod contents;
 mod fsck;
 mod gc;
+mod held;
 pub mod layout;
 pub mod meta;
-pub mod querydirs;
 mod migrate;
+pub mod querydirs;
 pub mod s3;
 pub mod tenant;
 mod versions;
@@ -275,8 +276,16 @@ pub struct Store {
     db: Database,
     keyring: Arc<Keyring>,
     backend: Arc<dyn ObjectBackend>,
-    cache: quick_cache::sync::Cache<ObjectName, Arc<Vec<u8>>, ChunkWeighter>,
+    cache: quick_cache::sync::Cache<
+        ObjectName,
+        Arc<Vec<u8>>,
+        ChunkWeighter,
+        quick_cache::DefaultHashBuilder,
+        held::Held,
+    >,
     cache_capacity: u64,
+    /// Prefetched objects not read yet, pinned in `cache` (held.rs says why).
+    held: held::Held,
     versions_keep: usize,
     /// Writers hold it shared from the first upload to the commit that references it; `gc`
     /// holds it exclusively, so it never deletes an object a commit is about to reference.
@@ -612,6 +621,7 @@ impl Store {
             )),
             other => StoreError::Db(format!("{}: {other}", meta_path.display())),
         })?;
+        let held = held::Held::default();
         let store = Store {
             db,
             keyring,
@@ -631,9 +641,10 @@ impl Store {
                         .expect("valid cache options"),
                     ChunkWeighter,
                     Default::default(),
-                    Default::default(),
+                    held.clone(),
                 ),
             cache_capacity: opts.cache_bytes,
+            held,
             versions_keep: opts.versions_keep.max(1),
             ingest: RwLock::new(()),
             open_probe: RwLock::new(None),
