@@ -151,8 +151,15 @@ impl Store {
         name: &[u8; 32],
     ) -> Result<Arc<Vec<u8>>> {
         let name = ObjectName(*name);
+        let plain = self.cached_object(ino, index, &name)?;
+        self.held.release(&name);
+        Ok(plain)
+    }
+
+    /// Through the cache, without counting as a read (prefetch).
+    fn cached_object(&self, ino: Ino, index: u64, name: &ObjectName) -> Result<Arc<Vec<u8>>> {
         self.cache
-            .get_or_insert_with(&name, || self.fetch_object(ino, index, &name))
+            .get_or_insert_with(name, || self.fetch_object(ino, index, name))
     }
 
     fn chunk_error(&self, ino: Ino, index: u64, name: &ObjectName, detail: String) -> StoreError {
@@ -192,10 +199,16 @@ impl Store {
         Ok(found)
     }
 
-    /// Loads the objects of chunk `idx` of `ino` into the cache (prefetch, read-ahead).
+    /// Loads the objects of chunk `idx` of `ino` into the cache (prefetch, read-ahead), held
+    /// there until read (held.rs: quick_cache evicted an unread prefetch first).
     pub fn prefetch_chunk(&self, ino: Ino, idx: u64) -> Result<()> {
         for o in self.chunk_layout(ino, idx)?.objects() {
-            self.open_object(ino, idx, o)?;
+            let name = ObjectName(*o);
+            let plain = self.cached_object(ino, idx, &name)?;
+            // At most half the cache is held: the agent keeps at most that much unopened
+            // (its BUDGET_SHARE), and the other half stays for what is being read.
+            self.held
+                .hold(name, plain.len().max(1) as u64, self.cache_capacity / 2);
         }
         Ok(())
     }
@@ -204,7 +217,9 @@ impl Store {
     pub fn chunk_cached(&self, ino: Ino, idx: u64) -> bool {
         self.chunk_layout(ino, idx).is_ok_and(|l| {
             l.objects()
-                .all(|o| self.cache.get(&ObjectName(*o)).is_some())
+                // A look, not a use: `get` would mark the entry referenced and so change what
+                // the cache evicts (the agent asks about every candidate on every open).
+                .all(|o| self.cache.peek(&ObjectName(*o)).is_some())
         })
     }
 
@@ -433,5 +448,83 @@ impl Store {
             self.gc.add_garbage(layout.referenced());
         }
         Ok(replaced)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use crate::meta::{Kind, ROOT_INO};
+    use crate::{ObjectStoreBackend, Store, StoreOptions};
+
+    const KIB: usize = 1024;
+
+    /// A file of `len` bytes no other file shares (content-addressed objects would dedupe).
+    fn file(store: &Store, name: &str, len: usize) -> u64 {
+        let (ino, _) = store
+            .create(ROOT_INO, name.as_bytes(), Kind::File, 0o644, 0, 0, 0, b"")
+            .unwrap();
+        // xorshift seeded by the name: incompressible and distinct per file.
+        let mut x = name.bytes().fold(0x9E37_79B9_7F4A_7C15u64, |h, b| {
+            (h ^ b as u64).wrapping_mul(0x100_0000_01B3)
+        });
+        let data: Vec<u8> = (0..len.div_ceil(8))
+            .flat_map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x.to_le_bytes()
+            })
+            .take(len)
+            .collect();
+        store
+            .write_content(ino, &mut data.as_slice(), None, false)
+            .unwrap();
+        ino
+    }
+
+    /// A prefetched chunk that is not read yet must outlive insertions of less than the
+    /// cache's worth, as in an LRU: quick_cache put it in its 3 % cold section, where the
+    /// next insertion evicted it (the live prefetcher's waste, issue 19).
+    #[test]
+    fn a_prefetched_chunk_outlives_reads_of_other_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = ObjectStoreBackend::local(&dir.path().join("objects")).unwrap();
+        let cache = 8 * 1024 * KIB;
+        let store = Store::open(
+            &dir.path().join("meta.redb"),
+            Arc::new(peros_crypto::Keyring::generate()),
+            Arc::new(backend),
+            StoreOptions {
+                cache_bytes: cache as u64,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let size = 512 * KIB;
+        let files: Vec<u64> = (0..24)
+            .map(|i| file(&store, &format!("f{i:02}"), size))
+            .collect();
+        // Fill the cache with reads (16 × 512 KiB = its capacity).
+        for &ino in &files[..16] {
+            assert_eq!(store.read(ino, 0, size).unwrap().len(), size);
+        }
+        let ahead = files[16];
+        store.prefetch_chunk(ahead, 0).unwrap();
+        assert!(store.chunk_cached(ahead, 0));
+        // A quarter of the cache of other reads: an LRU keeps the prefetched chunk.
+        for &ino in &files[17..21] {
+            store.read(ino, 0, size).unwrap();
+            assert!(store.chunk_cached(ahead, 0), "evicted after reading {ino}");
+        }
+        // The join and the bound: reading it takes it from the cache, which stays in budget.
+        assert_eq!(store.read(ahead, 0, size).unwrap().len(), size);
+        let st = store.stats().unwrap();
+        assert!(
+            st.cache_bytes <= cache as u64,
+            "{} > {cache}",
+            st.cache_bytes
+        );
     }
 }

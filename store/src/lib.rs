@@ -30,6 +30,7 @@ pub mod cached;
 mod contents;
 mod fsck;
 mod gc;
+mod held;
 pub mod layout;
 pub mod meta;
 mod migrate;
@@ -279,8 +280,16 @@ pub struct Store {
     db: Database,
     keyring: Arc<Keyring>,
     backend: Arc<dyn ObjectBackend>,
-    cache: quick_cache::sync::Cache<ObjectName, Arc<Vec<u8>>, ChunkWeighter>,
+    cache: quick_cache::sync::Cache<
+        ObjectName,
+        Arc<Vec<u8>>,
+        ChunkWeighter,
+        quick_cache::DefaultHashBuilder,
+        held::Held,
+    >,
     cache_capacity: u64,
+    /// Prefetched objects not read yet, pinned in `cache` (held.rs says why).
+    held: held::Held,
     versions_keep: usize,
     /// [`StoreOptions::pack_small_files`].
     pack_small_files: bool,
@@ -618,6 +627,7 @@ impl Store {
             )),
             other => StoreError::Db(format!("{}: {other}", meta_path.display())),
         })?;
+        let held = held::Held::default();
         let store = Store {
             db,
             keyring,
@@ -637,9 +647,10 @@ impl Store {
                         .expect("valid cache options"),
                     ChunkWeighter,
                     Default::default(),
-                    Default::default(),
+                    held.clone(),
                 ),
             cache_capacity: opts.cache_bytes,
+            held,
             versions_keep: opts.versions_keep.max(1),
             pack_small_files: opts.pack_small_files,
             ingest: RwLock::new(()),
