@@ -94,11 +94,6 @@ impl Held {
             g.bytes -= b;
         }
     }
-
-    #[cfg(test)]
-    pub(crate) fn bytes(&self) -> u64 {
-        self.lock().bytes
-    }
 }
 
 impl quick_cache::Lifecycle<ObjectName, Arc<Vec<u8>>> for Held {

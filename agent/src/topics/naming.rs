@@ -65,7 +65,7 @@ pub struct Tokenizer {
 impl Default for Tokenizer {
     fn default() -> Self {
         let mut stop: HashSet<String> = stop_words::get(stop_words::LANGUAGE::English)
-            .into_iter()
+            .iter()
             .map(|w| w.to_lowercase())
             .collect();
         stop.extend(STRUCTURE_WORDS.iter().map(|w| w.to_string()));
