@@ -475,88 +475,93 @@ pub fn run_agent(
     Ok(0)
 }
 
-/// Runs the configured planner every `minutes` on a background thread of the daemon (never
-/// in a FUSE callback).
+/// Runs `job` on a fresh [`Host`] every `minutes`, on a background thread of the daemon
+/// (never in a FUSE callback); logs what it says it did, or why it failed.
+fn every(
+    thread: &str,
+    home: &Home,
+    info: Arc<crate::daemon::DaemonInfo>,
+    store: Arc<Store>,
+    minutes: f64,
+    job: impl Fn(&Home, &mut Host) -> Result<String> + Send + 'static,
+) {
+    let home = Home {
+        config_file: home.config_file.clone(),
+        data_dir: home.data_dir.clone(),
+    };
+    let name = thread.to_string();
+    let _ = std::thread::Builder::new()
+        .name(thread.into())
+        .spawn(move || loop {
+            std::thread::sleep(std::time::Duration::from_secs_f64(minutes.min(1e6) * 60.0));
+            let views = match info.views.clone() {
+                Some(v) => ViewsHandle::Live(v),
+                None => ViewsHandle::File(home.views_file()),
+            };
+            let result = make_host(
+                &home,
+                store.clone(),
+                info.indexer.clone(),
+                views,
+                info.agent.clone(),
+            )
+            .and_then(|mut host| job(&home, &mut host));
+            match result {
+                Ok(done) => tracing::info!("{name}: {done}"),
+                Err(e) => tracing::warn!("{name} failed: {e:#}"),
+            }
+        });
+}
+
+/// Runs the configured planner every `minutes` in the daemon.
 pub fn schedule(
     home: &Home,
     info: Arc<crate::daemon::DaemonInfo>,
     store: Arc<Store>,
     minutes: f64,
 ) {
-    let home = Home {
-        config_file: home.config_file.clone(),
-        data_dir: home.data_dir.clone(),
-    };
-    let _ = std::thread::Builder::new()
-        .name("peros-agent-planner".into())
-        .spawn(move || loop {
-            std::thread::sleep(std::time::Duration::from_secs_f64(minutes.min(1e6) * 60.0));
-            let views = match info.views.clone() {
-                Some(v) => ViewsHandle::Live(v),
-                None => ViewsHandle::File(home.views_file()),
-            };
-            let result = make_host(
-                &home,
-                store.clone(),
-                info.indexer.clone(),
-                views,
-                info.agent.clone(),
-            )
-            .and_then(|mut host| {
-                let mut p = make_planner(&home, None)?;
-                Ok(peros_agent::run_planner(&mut host, p.as_mut()))
-            });
-            match result {
-                Ok(r) => tracing::info!(
-                    "scheduled agent run {}: {} action(s){}",
-                    r.run,
-                    r.actions.len(),
-                    r.error.map(|e| format!(", error: {e}")).unwrap_or_default()
-                ),
-                Err(e) => tracing::warn!("scheduled agent run failed: {e:#}"),
-            }
-        });
+    every(
+        "peros-agent-planner",
+        home,
+        info,
+        store,
+        minutes,
+        |home, host| {
+            let mut p = make_planner(home, None)?;
+            let r = peros_agent::run_planner(host, p.as_mut());
+            Ok(format!(
+                "run {}: {} action(s){}",
+                r.run,
+                r.actions.len(),
+                r.error.map(|e| format!(", error: {e}")).unwrap_or_default()
+            ))
+        },
+    );
 }
 
-/// Runs a topics pass every `minutes` on a background thread of the daemon.
+/// Runs a topics pass every `minutes` in the daemon.
 pub fn schedule_topics(
     home: &Home,
     info: Arc<crate::daemon::DaemonInfo>,
     store: Arc<Store>,
     minutes: f64,
 ) {
-    let home = Home {
-        config_file: home.config_file.clone(),
-        data_dir: home.data_dir.clone(),
-    };
-    let _ = std::thread::Builder::new()
-        .name("peros-agent-topics".into())
-        .spawn(move || loop {
-            std::thread::sleep(std::time::Duration::from_secs_f64(minutes.min(1e6) * 60.0));
-            let views = match info.views.clone() {
-                Some(v) => ViewsHandle::Live(v),
-                None => ViewsHandle::File(home.views_file()),
-            };
+    every(
+        "peros-agent-topics",
+        home,
+        info,
+        store,
+        minutes,
+        |home, host| {
             let dir = peros_agent::state_dir(&home.data_dir);
-            let result = make_host(
-                &home,
-                store.clone(),
-                info.indexer.clone(),
-                views,
-                info.agent.clone(),
-            )
-            .and_then(|mut host| {
-                let mut namer = topic_namer(&home)?;
-                peros_agent::run_topics(&mut host, &dir, &topic_settings(&home)?, namer.as_mut())
-            });
-            match result {
-                Ok(r) => tracing::info!(
-                    "scheduled topics pass {}: {} topics, {} action(s)",
-                    r.run,
-                    r.report.topics.len(),
-                    r.actions.len()
-                ),
-                Err(e) => tracing::warn!("scheduled topics pass failed: {e:#}"),
-            }
-        });
+            let mut namer = topic_namer(home)?;
+            let r = peros_agent::run_topics(host, &dir, &topic_settings(home)?, namer.as_mut())?;
+            Ok(format!(
+                "pass {}: {} topics, {} action(s)",
+                r.run,
+                r.report.topics.len(),
+                r.actions.len()
+            ))
+        },
+    );
 }

@@ -195,7 +195,12 @@ impl Indexer {
                 }
             }
         }
-        txn.commit()?;
+        // Most opens are of files already embedded: no commit (and no fsync) for them.
+        if moved > 0 {
+            txn.commit()?;
+        } else {
+            txn.abort()?;
+        }
         Ok(moved)
     }
 
@@ -658,6 +663,19 @@ mod tests {
         }
     }
 
+    fn local_store(dir: &std::path::Path) -> Arc<Store> {
+        let backend = ObjectStoreBackend::local(&dir.join("objects")).unwrap();
+        Arc::new(
+            Store::open(
+                &dir.join("meta.redb"),
+                Arc::new(peros_crypto::Keyring::generate()),
+                Arc::new(backend),
+                StoreOptions::default(),
+            )
+            .unwrap(),
+        )
+    }
+
     fn open(dir: &std::path::Path, store: &Arc<Store>) -> Arc<Indexer> {
         let ix = Indexer::open(store.clone(), Options::new(dir.join("index"))).unwrap();
         ix.set_embedder(Box::new(StandIn));
@@ -709,16 +727,7 @@ mod tests {
     #[test]
     fn an_opened_file_goes_ahead_of_newer_ones_in_the_embedding_queue() {
         let dir = tempfile::tempdir().unwrap();
-        let backend = ObjectStoreBackend::local(&dir.path().join("objects")).unwrap();
-        let store = Arc::new(
-            Store::open(
-                &dir.path().join("meta.redb"),
-                Arc::new(peros_crypto::Keyring::generate()),
-                Arc::new(backend),
-                StoreOptions::default(),
-            )
-            .unwrap(),
-        );
+        let store = local_store(dir.path());
         for f in 0..3 {
             write(
                 &store,
@@ -762,16 +771,7 @@ mod tests {
     #[test]
     fn changes_after_the_last_dump_are_replayed_not_rebuilt() {
         let dir = tempfile::tempdir().unwrap();
-        let backend = ObjectStoreBackend::local(&dir.path().join("objects")).unwrap();
-        let store = Arc::new(
-            Store::open(
-                &dir.path().join("meta.redb"),
-                Arc::new(peros_crypto::Keyring::generate()),
-                Arc::new(backend),
-                StoreOptions::default(),
-            )
-            .unwrap(),
-        );
+        let store = local_store(dir.path());
         for f in 0..6 {
             write(
                 &store,

@@ -776,3 +776,15 @@ pub fn append_config(env: &Env, text: &str) {
     cur.push_str(text);
     std::fs::write(&path, cur).unwrap();
 }
+
+/// Waits until everything is indexed and embedded with the real model (through the daemon
+/// when mounted); fails, naming the setup step, when the model is missing.
+pub fn index_embedded(env: &Env) {
+    let v = env.json(["index", "--wait", "--timeout", "600", "--json"]);
+    let embedder = v["embedder"].as_str().unwrap_or_default();
+    assert!(
+        !embedder.contains("unavailable") && v["vectors"] == v["chunks"],
+        "the embedding model is not available or did not finish ({v}): run scripts/setup.sh \
+         and `source /var/cache/peros/env.sh` (ORT_DYLIB_PATH, PEROS_MODEL_DIR)"
+    );
+}

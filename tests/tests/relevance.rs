@@ -11,17 +11,6 @@ use peros_tests::*;
 
 const BOUND: Duration = Duration::from_secs(120);
 
-/// Everything indexed and embedded with the real model (through the daemon when mounted).
-fn index_wait(env: &Env) {
-    let v = env.json(["index", "--wait", "--timeout", "600", "--json"]);
-    let embedder = v["embedder"].as_str().unwrap_or_default();
-    assert!(
-        !embedder.contains("unavailable") && v["vectors"] == v["chunks"],
-        "the embedding model is not available or did not finish ({v}): run scripts/setup.sh \
-         and `source /var/cache/peros/env.sh` (ORT_DYLIB_PATH, PEROS_MODEL_DIR)"
-    );
-}
-
 fn poll<T>(what: &str, bound: Duration, f: impl FnMut() -> Option<T>) -> T {
     poll_every(what, bound, Duration::from_millis(200), f).0
 }
@@ -59,7 +48,7 @@ fn a_view_named_in_plain_words_lists_only_what_it_names() {
     ] {
         fs::write(m.p("notes").join(name), text).unwrap();
     }
-    index_wait(&env);
+    index_embedded(&env);
     let view = m.p("@views/growing vegetables");
     fs::create_dir(&view).unwrap();
     // Wait for the full (hybrid) evaluation, then the listing must be exactly the garden note.
@@ -79,7 +68,7 @@ fn search_who_repairs_the_boiler_in_the_demo_files() {
         "/examples".as_ref(),
     ]);
     let m = Mounted::new(&env, &[]);
-    index_wait(&env);
+    index_embedded(&env);
     let dir = m.p("@search/who repairs the boiler");
     // The first listing is text-only; the refined one adds the landlord letter (no shared
     // word but "the"): wait for it, then check the whole listing.
@@ -154,7 +143,7 @@ fn ask_quotes_the_sentence_that_answers() {
         "/examples".as_ref(),
     ]);
     let m = Mounted::new(&env, &[]);
-    index_wait(&env);
+    index_embedded(&env);
     let v = env.json(["ask", "When is the tax filing deadline?", "--json"]);
     assert_eq!(v["method"], "extractive", "{v}");
     let answer = v["answer"].as_str().unwrap();

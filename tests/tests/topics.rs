@@ -220,16 +220,6 @@ fn notes(subject: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-fn index_wait(env: &Env) {
-    let v = env.json(["index", "--wait", "--timeout", "600", "--json"]);
-    let embedder = v["embedder"].as_str().unwrap_or_default();
-    assert!(
-        !embedder.contains("unavailable") && v["vectors"] == v["chunks"],
-        "the embedding model is not available or did not finish ({v}): run scripts/setup.sh \
-         and `source /var/cache/peros/env.sh` (ORT_DYLIB_PATH, PEROS_MODEL_DIR)"
-    );
-}
-
 fn names(dir: &Path) -> BTreeSet<String> {
     match fs::read_dir(dir) {
         Ok(rd) => rd
@@ -348,7 +338,7 @@ fn topics_from_content_are_named_kept_current_and_undone_exactly() {
     env.ok(["views", "add", "my-baking", "oven bake"]);
     env.ok(["tag", "/notes/cooking-0.md", "+mine"]);
     let m = Mounted::new(&env, &[]);
-    index_wait(&env);
+    index_embedded(&env);
     let views_before = views(&env);
 
     // First pass: one topic per subject, each with its subject's files, named by its terms.
@@ -431,7 +421,7 @@ fn topics_from_content_are_named_kept_current_and_undone_exactly() {
             .unwrap()
             .push(format!("/manuals/{p}.txt"));
     }
-    index_wait(&env);
+    index_embedded(&env);
     let r = env.json(["agent", "topics", "--json"]);
     assert_eq!(r["mode"], "incremental", "{r}");
     let after = topics_by_subject(&m, &corpus);
@@ -480,7 +470,7 @@ fn topics_from_content_are_named_kept_current_and_undone_exactly() {
         "the file itself is gone"
     );
     assert!(!names(&m.p(&format!("@views/topics/{cooking_view}"))).contains("cooking-2.md"));
-    index_wait(&env);
+    index_embedded(&env);
     let r = env.json(["agent", "topics", "--json"]);
     assert!(r["kept_out"].as_u64().unwrap_or(0) >= 1, "{r}");
     assert!(
@@ -518,7 +508,7 @@ fn an_llm_names_the_topics_and_undo_restores_everything() {
         .replace("max_tokens = 0", "max_tokens = 300");
     fs::write(&path, text).unwrap();
     // The pass runs in this process (not in a daemon), so PEROS_AGENT_TRACE sees its requests.
-    index_wait(&env);
+    index_embedded(&env);
     let views_before = views(&env);
     let trace = env.path("trace.jsonl");
     let out = env.run_with(

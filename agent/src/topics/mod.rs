@@ -193,6 +193,21 @@ fn own_tags(host: &Host) -> HashMap<String, HashSet<String>> {
     own
 }
 
+/// Tags `f` into the topic of `tag` through the journaled tool; whether it took.
+fn join(host: &mut Host, f: &mut File, tag: &str, reason: &str) -> bool {
+    let ok = host
+        .call(
+            "tag",
+            &json!({"path": f.path, "tag": tag, "reason": reason}),
+            reason,
+        )
+        .is_ok();
+    if ok {
+        f.topic_tags.push(tag.to_string());
+    }
+    ok
+}
+
 /// One pass: see the module doc. Journals its changes under `host.run`.
 pub fn run(
     host: &mut Host,
@@ -461,15 +476,7 @@ pub fn run(
                             .collect::<Vec<_>>()
                             .join(", ")
                     );
-                    if host
-                        .call(
-                            "tag",
-                            &json!({"path": f.path, "tag": t.tag, "reason": reason}),
-                            &reason,
-                        )
-                        .is_ok()
-                    {
-                        f.topic_tags.push(t.tag.clone());
+                    if join(host, f, &t.tag, &reason) {
                         *joined.entry(id).or_default() += 1;
                     }
                 } else if !inside.contains(&f.ino)
@@ -521,15 +528,7 @@ pub fn run(
         for (fi, t) in plans {
             let f = &mut files[fi];
             let reason = format!("close to the topic {}", t.view);
-            if host
-                .call(
-                    "tag",
-                    &json!({"path": f.path, "tag": t.tag, "reason": reason}),
-                    &reason,
-                )
-                .is_ok()
-            {
-                f.topic_tags.push(t.tag.clone());
+            if join(host, f, &t.tag, &reason) {
                 *joined.entry(t.id).or_default() += 1;
             }
         }
