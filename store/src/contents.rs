@@ -202,13 +202,30 @@ impl Store {
     /// Loads the objects of chunk `idx` of `ino` into the cache (prefetch, read-ahead), held
     /// there until read (held.rs: quick_cache evicted an unread prefetch first).
     pub fn prefetch_chunk(&self, ino: Ino, idx: u64) -> Result<()> {
-        for o in self.chunk_layout(ino, idx)?.objects() {
-            let name = ObjectName(*o);
-            let plain = self.cached_object(ino, idx, &name)?;
-            // At most half the cache is held: the agent keeps at most that much unopened
-            // (its BUDGET_SHARE), and the other half stays for what is being read.
-            self.held
-                .hold(name, plain.len().max(1) as u64, self.cache_capacity / 2);
+        // At most half the cache is held: the agent keeps at most that much unopened
+        // (its BUDGET_SHARE), and the other half stays for what is being read.
+        let limit = self.cache_capacity / 2;
+        for slice in &self.chunk_layout(ino, idx)?.slices {
+            let name = ObjectName(slice.object);
+            // Held *before* it is inserted: quick_cache evicts while it inserts, and an object
+            // heavier than the cold section (3 % of the cache) was evicted by its own insertion
+            // before a hold taken afterwards could pin it (issue 19: 404 of 1,883 prefetches
+            // were gone when the file was opened). The size is the end of the slice's last
+            // piece until the plaintext is known.
+            let estimate = slice
+                .pieces
+                .iter()
+                .map(|p| p.at as u64 + p.len as u64)
+                .max()
+                .unwrap_or(1);
+            self.held.hold(name, estimate.max(1), limit);
+            match self.cached_object(ino, idx, &name) {
+                Ok(plain) => self.held.resize(&name, plain.len().max(1) as u64, limit),
+                Err(e) => {
+                    self.held.release(&name);
+                    return Err(e);
+                }
+            }
         }
         Ok(())
     }
@@ -482,6 +499,49 @@ mod tests {
             .write_content(ino, &mut data.as_slice(), None, false)
             .unwrap();
         ino
+    }
+
+    /// A prefetched object heavier than the cache's cold section (3 %) must survive its own
+    /// insertion: quick_cache evicts while it inserts, before a hold taken afterwards pins it.
+    #[test]
+    fn a_heavy_prefetch_survives_its_own_insertion() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = ObjectStoreBackend::local(&dir.path().join("objects")).unwrap();
+        let cache = 8 * 1024 * KIB;
+        let store = Store::open(
+            &dir.path().join("meta.redb"),
+            Arc::new(peros_crypto::Keyring::generate()),
+            Arc::new(backend),
+            StoreOptions {
+                cache_bytes: cache as u64,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let small: Vec<u64> = (0..40)
+            .map(|i| file(&store, &format!("s{i:02}"), 256 * KIB))
+            .collect();
+        let heavy: Vec<u64> = (0..3)
+            .map(|i| file(&store, &format!("h{i}"), 1200 * KIB))
+            .collect();
+        for round in 0..2 {
+            for &ino in &small {
+                store.read(ino, 0, 256 * KIB).unwrap();
+            }
+            if round == 0 {
+                continue;
+            }
+            for &ino in &heavy {
+                store.prefetch_chunk(ino, 0).unwrap();
+                assert!(
+                    store.chunk_cached(ino, 0),
+                    "prefetch of {ino} evicted at once"
+                );
+            }
+        }
+        for &ino in &heavy {
+            assert!(store.chunk_cached(ino, 0), "prefetch of {ino} evicted");
+        }
     }
 
     /// A prefetched chunk that is not read yet must outlive insertions of less than the

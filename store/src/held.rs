@@ -36,6 +36,27 @@ struct Inner {
     seq: u64,
 }
 
+impl Inner {
+    /// Lets the oldest held go until at most `limit` bytes are held.
+    fn trim(&mut self, limit: u64) {
+        while self.bytes > limit {
+            let Some((seq, old)) = self.order.pop_front() else {
+                break;
+            };
+            if self.by_name.get(&old).is_some_and(|(_, s, _)| *s == seq) {
+                let (b, _, _) = self.by_name.remove(&old).expect("just found");
+                self.bytes -= b;
+            }
+        }
+        // Released ones leave stale entries behind: drop them before they pile up.
+        if self.order.len() > 2 * self.by_name.len() + 64 {
+            let live = &self.by_name;
+            self.order
+                .retain(|(seq, n)| live.get(n).is_some_and(|(_, s, _)| s == seq));
+        }
+    }
+}
+
 /// The held set; a clone shares it (the cache's lifecycle and the store hold one each).
 #[derive(Clone, Default)]
 pub(crate) struct Held(Arc<Mutex<Inner>>);
@@ -67,21 +88,24 @@ impl Held {
         g.by_name.insert(name, (bytes, g.seq, Instant::now()));
         g.order.push_back((g.seq, name));
         g.bytes += bytes;
-        while g.bytes > limit {
-            let Some((seq, old)) = g.order.pop_front() else {
-                break;
-            };
-            if g.by_name.get(&old).is_some_and(|(_, s, _)| *s == seq) {
-                let (b, _, _) = g.by_name.remove(&old).expect("just found");
-                g.bytes -= b;
-            }
+        g.trim(limit);
+    }
+
+    /// The real size of a held `name` once its plaintext is known; nothing if it was read
+    /// (released) meanwhile, so a read that waited on the prefetch's download is not held again.
+    pub(crate) fn resize(&self, name: &ObjectName, bytes: u64, limit: u64) {
+        let mut g = self.lock();
+        let g = &mut *g;
+        let Some(entry) = g.by_name.get_mut(name) else {
+            return;
+        };
+        let old = std::mem::replace(&mut entry.0, bytes);
+        g.bytes = g.bytes - old + bytes;
+        if bytes > limit {
+            g.by_name.remove(name);
+            g.bytes -= bytes;
         }
-        // Released ones leave stale entries behind: drop them before they pile up.
-        if g.order.len() > 2 * g.by_name.len() + 64 {
-            let live = &g.by_name;
-            g.order
-                .retain(|(seq, n)| live.get(n).is_some_and(|(_, s, _)| s == seq));
-        }
+        g.trim(limit);
     }
 
     /// `name` was read: an ordinary cache entry from now on.
