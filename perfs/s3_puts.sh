@@ -22,6 +22,8 @@ set -uo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/.." && pwd)
 HELP=$HERE/s3/puts.py
+# shellcheck source=s3/weed.sh
+source "$HERE/s3/weed.sh"
 
 S3P_FILES=${S3P_FILES:-10000}
 S3P_SIZE=${S3P_SIZE:-4096}
@@ -60,17 +62,6 @@ done
 rm -rf "$S3P_ROOT/weed"
 mkdir -p "$OUT" "$S3P_ROOT/weed/data"
 
-mapfile -t P < <(python3 "$HELP" ports 11)
-S3_PORT=${P[6]}
-FILER=http://127.0.0.1:${P[4]}
-METRICS=http://127.0.0.1:${P[10]}/metrics
-cat >"$S3P_ROOT/weed/s3.json" <<EOF
-{"identities":[{"name":"admin","credentials":[{"accessKey":"benchkey","secretKey":"benchsecret"}],"actions":["Admin","Read","Write","List","Tagging"]}]}
-EOF
-export AWS_ENDPOINT_URL=http://127.0.0.1:$S3_PORT AWS_ACCESS_KEY_ID=benchkey AWS_SECRET_ACCESS_KEY=benchsecret \
-    AWS_REGION=us-east-1 AWS_ALLOW_HTTP=true
-
-WEED_PID=
 MNT_NOW=
 cleanup() {
     local rc=$?
@@ -78,34 +69,14 @@ cleanup() {
     if [ -n "$MNT_NOW" ] && mountpoint -q "$MNT_NOW"; then
         timeout 120 "$PEROS_BIN" umount "$MNT_NOW" >/dev/null 2>&1 || fusermount3 -uz "$MNT_NOW"
     fi
-    if [ -n "$WEED_PID" ]; then
-        kill "$WEED_PID" 2>/dev/null
-        wait "$WEED_PID" 2>/dev/null
-    fi
+    weed_stop
     exit "$rc"
 }
 trap cleanup EXIT
 trap 'log "interrupted"; exit 130' INT TERM
 
-# The same flags as tests/src/seaweed.rs, plus -metricsPort.
-"$WEED" mini -dir="$S3P_ROOT/weed/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 -master.telemetry=false \
-    -admin.ui=false -webdav=false -s3.port.iceberg=0 -s3.port.lance=0 \
-    -s3.config="$S3P_ROOT/weed/s3.json" -bucket=$BUCKET \
-    -master.port="${P[0]}" -master.port.grpc="${P[1]}" -volume.port="${P[2]}" -volume.port.grpc="${P[3]}" \
-    -filer.port="${P[4]}" -filer.port.grpc="${P[5]}" -s3.port="$S3_PORT" -s3.port.grpc="${P[7]}" \
-    -admin.port="${P[8]}" -admin.port.grpc="${P[9]}" -metricsPort="${P[10]}" \
-    </dev/null >"$OUT/weed.log" 2>&1 &
-WEED_PID=$!
-log "weed mini (pid $WEED_PID): S3 on $S3_PORT, metrics on ${P[10]}"
-for _ in $(seq 1 600); do
-    kill -0 "$WEED_PID" 2>/dev/null || die "weed exited: $(tail -5 "$OUT/weed.log")"
-    if curl -sf -H 'Accept: application/json' "$FILER/buckets/$BUCKET/" >/dev/null &&
-        curl -sf "$METRICS" >/dev/null && (exec 3<>"/dev/tcp/127.0.0.1/$S3_PORT") 2>/dev/null; then
-        break
-    fi
-    sleep 0.1
-done
-curl -sf -H 'Accept: application/json' "$FILER/buckets/$BUCKET/" >/dev/null || die "SeaweedFS not ready in 60 s"
+weed_start "$S3P_ROOT/weed" "$BUCKET" "$OUT/weed.log" || die "SeaweedFS did not start"
+log "weed mini (pid $WEED_PID): S3 on $S3_PORT, metrics on $METRICS"
 
 {
     echo "date=$(date -Iseconds)"
