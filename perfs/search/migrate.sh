@@ -49,9 +49,14 @@ log "SeaweedFS on $S3_PORT"
 
 # The subset: the first MIG_PAGES pages of pages.txt that are rendered here, and the labelled
 # questions about them.
-grep -v '^#' "$HERE/pages.txt" | while read -r p; do
-    [ -f "$CORPUS/$p" ] && echo "$p"
-done | head -n "$MIG_PAGES" >"$MIG_ROOT/subset.txt"
+: >"$MIG_ROOT/subset.txt"
+n=0
+while read -r p && [ "$n" -lt "$MIG_PAGES" ]; do
+    case $p in '#'* | '') continue ;; esac
+    [ -f "$CORPUS/$p" ] || continue
+    echo "$p" >>"$MIG_ROOT/subset.txt"
+    n=$((n + 1))
+done <"$HERE/pages.txt"
 while read -r p; do cp "$CORPUS/$p" "$MIG_ROOT/pages/$p"; done <"$MIG_ROOT/subset.txt"
 python3 - "$HERE/questions.tsv" "$MIG_ROOT/subset.txt" "$MIG_QUERIES" >"$MIG_ROOT/questions.tsv" <<'PY'
 import sys
