@@ -678,8 +678,8 @@ fn main() -> Result<()> {
     Ok(())
 }
 
-/// 5. Semantic search latency while the background worker embeds a backlog of every page
-/// again (words of each line reversed, so every passage needs the model), against idle.
+/// Part 5: semantic search latency while the background worker embeds a backlog of every
+/// page again (words of each line reversed, so every passage needs the model), against idle.
 fn backlog_part(
     ix: &Arc<Indexer>,
     store: &Arc<Store>,
