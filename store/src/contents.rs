@@ -501,43 +501,46 @@ mod tests {
         ino
     }
 
+    /// A store on a local backend in `dir` with a chunk cache of `cache` bytes.
+    fn store_with_cache(dir: &std::path::Path, cache: u64) -> Store {
+        let backend = ObjectStoreBackend::local(&dir.join("objects")).unwrap();
+        Store::open(
+            &dir.join("meta.redb"),
+            Arc::new(peros_crypto::Keyring::generate()),
+            Arc::new(backend),
+            StoreOptions {
+                cache_bytes: cache,
+                ..Default::default()
+            },
+        )
+        .unwrap()
+    }
+
     /// A prefetched object heavier than the cache's cold section (3 %) must survive its own
     /// insertion: quick_cache evicts while it inserts, before a hold taken afterwards pins it.
     #[test]
     fn a_heavy_prefetch_survives_its_own_insertion() {
         let dir = tempfile::tempdir().unwrap();
-        let backend = ObjectStoreBackend::local(&dir.path().join("objects")).unwrap();
         let cache = 8 * 1024 * KIB;
-        let store = Store::open(
-            &dir.path().join("meta.redb"),
-            Arc::new(peros_crypto::Keyring::generate()),
-            Arc::new(backend),
-            StoreOptions {
-                cache_bytes: cache as u64,
-                ..Default::default()
-            },
-        )
-        .unwrap();
+        let store = store_with_cache(dir.path(), cache as u64);
         let small: Vec<u64> = (0..40)
             .map(|i| file(&store, &format!("s{i:02}"), 256 * KIB))
             .collect();
         let heavy: Vec<u64> = (0..3)
             .map(|i| file(&store, &format!("h{i}"), 1200 * KIB))
             .collect();
-        for round in 0..2 {
+        // Read twice, so the small files fill the cache's hot section.
+        for _ in 0..2 {
             for &ino in &small {
                 store.read(ino, 0, 256 * KIB).unwrap();
             }
-            if round == 0 {
-                continue;
-            }
-            for &ino in &heavy {
-                store.prefetch_chunk(ino, 0).unwrap();
-                assert!(
-                    store.chunk_cached(ino, 0),
-                    "prefetch of {ino} evicted at once"
-                );
-            }
+        }
+        for &ino in &heavy {
+            store.prefetch_chunk(ino, 0).unwrap();
+            assert!(
+                store.chunk_cached(ino, 0),
+                "prefetch of {ino} evicted at once"
+            );
         }
         for &ino in &heavy {
             assert!(store.chunk_cached(ino, 0), "prefetch of {ino} evicted");
@@ -550,18 +553,8 @@ mod tests {
     #[test]
     fn a_prefetched_chunk_outlives_reads_of_other_files() {
         let dir = tempfile::tempdir().unwrap();
-        let backend = ObjectStoreBackend::local(&dir.path().join("objects")).unwrap();
         let cache = 8 * 1024 * KIB;
-        let store = Store::open(
-            &dir.path().join("meta.redb"),
-            Arc::new(peros_crypto::Keyring::generate()),
-            Arc::new(backend),
-            StoreOptions {
-                cache_bytes: cache as u64,
-                ..Default::default()
-            },
-        )
-        .unwrap();
+        let store = store_with_cache(dir.path(), cache as u64);
         let size = 512 * KIB;
         let files: Vec<u64> = (0..24)
             .map(|i| file(&store, &format!("f{i:02}"), size))

@@ -140,8 +140,6 @@ fn main() {
     let passes = num(arg(&mut args, "--passes"), "--passes").unwrap_or(1.0) as usize;
     let bw = num(arg(&mut args, "--bandwidth-mb-s"), "--bandwidth-mb-s");
     let think_scale = num(arg(&mut args, "--think-scale"), "--think-scale").unwrap_or(1.0);
-    // Exploration only: the daemon reads `[agent] prefetch_min_p`.
-    let min_p = num(arg(&mut args, "--min-p"), "--min-p").map(|v| v as f32);
     let json_out = arg(&mut args, "--json");
     let mut json = Vec::new();
     for path in &args {
@@ -197,7 +195,7 @@ fn main() {
             cache_bytes: cache,
             peros: PerosParams {
                 max_depth: cfg.prefetch_max_depth,
-                min_p: min_p.unwrap_or(cfg.prefetch_min_p),
+                min_p: cfg.prefetch_min_p,
                 budget: (cfg.prefetch_budget_mb << 20)
                     .min(cache / peros_agent::model::BUDGET_SHARE),
             },
