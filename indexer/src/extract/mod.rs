@@ -1,19 +1,25 @@
 //! Text extraction by file type.
 //!
-//! [`extract`] turns a file's bytes into searchable text. The type is chosen
-//! by the name's extension (case-insensitive), refined by sniffing the
-//! content when the extension is missing or unknown:
+//! [`extract`] turns a file's bytes into searchable text, the places in it a citation names
+//! ([`Section`]: page, slide, sheet, message…), the document's metadata ([`DocMeta`]: title,
+//! author, e-mail headers, EXIF date taken, camera and position) and the parts that only OCR
+//! can read ([`OcrPart`]). The type is chosen by the name's extension (case-insensitive),
+//! refined by sniffing the content when the extension is missing or unknown:
 //!
-//! | kind | extensions | how |
-//! | --- | --- | --- |
-//! | [`DocKind::Text`] | txt, log, rst, …; none or unknown if the content is UTF-8 | as is |
-//! | [`DocKind::Markdown`] | md, markdown, … | as is |
-//! | [`DocKind::Code`] | rs, py, js, ts, go, c, h, cpp, java, sh, toml, yaml, sql, … | as is |
-//! | [`DocKind::Json`] | json, jsonl, ndjson, … | as is |
-//! | [`DocKind::Csv`] | csv, tsv | as is |
-//! | [`DocKind::Html`] | html, htm, xhtml | `html2text`, plus the `<title>` |
-//! | [`DocKind::Pdf`] | pdf (or `%PDF-` magic) | `pdf-extract`, panics caught |
-//! | [`DocKind::Docx`] | docx, docm, dotx (or a zip holding `word/document.xml`) | `zip` + `quick-xml` |
+//! | kind | extensions | how | sections |
+//! | --- | --- | --- | --- |
+//! | [`DocKind::Text`] | txt, log, rst, …; none or unknown if the content is UTF-8 | as is | – |
+//! | [`DocKind::Markdown`] | md, markdown, … | as is | – |
+//! | [`DocKind::Code`] | rs, py, js, ts, go, c, h, cpp, java, sh, toml, yaml, sql, … | as is | – |
+//! | [`DocKind::Json`] | json, jsonl, ndjson, … | as is | – |
+//! | [`DocKind::Csv`] | csv, tsv | as is | – |
+//! | [`DocKind::Html`] | html, htm, xhtml | `html2text`, plus the `<title>` | – |
+//! | [`DocKind::Pdf`] | pdf (or `%PDF-` magic) | `pdf-extract` page by page, panics caught; pages without a text layer go to OCR | page |
+//! | [`DocKind::Docx`] | docx, docm, dotx (or a zip holding `word/document.xml`) | `zip` + `quick-xml` | – |
+//! | [`DocKind::Image`] | png, jpg, jpeg, tif, tiff, webp | EXIF (`kamadak-exif`) as fields; the picture's text by OCR | – |
+//!
+//! This module does not run OCR: it asks an [`OcrLookup`] for text already recognised (the
+//! indexer's cache) and lists what is still missing in [`Extracted::ocr`].
 //!
 //! For the "as is" kinds the text is exactly a prefix of the file's bytes
 //! (a UTF-8 BOM included), so byte offsets into the text are byte offsets
@@ -23,9 +29,18 @@
 //!
 //! Limits: the text is cut to `max_text_bytes` (on a char boundary, not an
 //! error); a file larger than [`RAW_SIZE_FACTOR`] × `max_text_bytes` is
-//! [`ExtractError::TooLarge`] and is not read at all.
+//! [`ExtractError::TooLarge`] and is not read at all. Decompressed parts of
+//! zip-based formats are read through a bound (zip bombs), and parsers that can
+//! loop run under a time limit.
 
-use std::io::{BufReader, Cursor, Read};
+use std::io::Cursor;
+
+use serde::{Deserialize, Serialize};
+
+mod html;
+mod image;
+mod office;
+mod pdf;
 
 /// A file may be this many times larger than the text budget; past that it is
 /// refused as [`ExtractError::TooLarge`] without being parsed.
@@ -34,19 +49,12 @@ pub const RAW_SIZE_FACTOR: usize = 64;
 /// How many leading bytes are sniffed for NUL bytes (binary content).
 const SNIFF_BYTES: usize = 8 * 1024;
 
-/// An upper bound on the decompressed `word/document.xml` read from a DOCX,
-/// whatever the text budget (markup is much larger than its text).
-const DOCX_XML_MIN_BUDGET: u64 = 64 << 20;
-
-/// Line width handed to html2text: wide enough that paragraphs are not
-/// hard-wrapped into many short lines.
-const HTML_WIDTH: usize = 10_000;
-
 const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// The kind of document the text came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum DocKind {
+    #[default]
     Text,
     Markdown,
     Code,
@@ -55,11 +63,12 @@ pub enum DocKind {
     Docx,
     Json,
     Csv,
+    Image,
 }
 
 impl DocKind {
     /// All kinds, in declaration order.
-    pub const ALL: [DocKind; 8] = [
+    pub const ALL: [DocKind; 9] = [
         DocKind::Text,
         DocKind::Markdown,
         DocKind::Code,
@@ -68,10 +77,11 @@ impl DocKind {
         DocKind::Docx,
         DocKind::Json,
         DocKind::Csv,
+        DocKind::Image,
     ];
 
     /// A short stable lowercase name ("text", "markdown", "code", "html",
-    /// "pdf", "docx", "json", "csv"), suitable for storing in an index.
+    /// "pdf", "docx", "json", "csv", "image", …), suitable for storing in an index.
     pub fn as_str(self) -> &'static str {
         match self {
             DocKind::Text => "text",
@@ -82,6 +92,7 @@ impl DocKind {
             DocKind::Docx => "docx",
             DocKind::Json => "json",
             DocKind::Csv => "csv",
+            DocKind::Image => "image",
         }
     }
 
@@ -92,7 +103,10 @@ impl DocKind {
 
     /// True for the kinds whose extracted text is the file's own bytes.
     pub fn is_verbatim(self) -> bool {
-        !matches!(self, DocKind::Html | DocKind::Pdf | DocKind::Docx)
+        matches!(
+            self,
+            DocKind::Text | DocKind::Markdown | DocKind::Code | DocKind::Json | DocKind::Csv
+        )
     }
 }
 
@@ -102,8 +116,103 @@ impl std::fmt::Display for DocKind {
     }
 }
 
+/// Where a part of the text starts: what a citation names ("page 3", "slide 2",
+/// "sheet Budget", "message 4"). Sections are sorted by offset.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct Section {
+    /// Byte offset in the extracted text.
+    pub offset: u64,
+    pub label: String,
+}
+
+/// The label of the section holding text byte `offset`, if any.
+pub fn section_at(sections: &[Section], offset: u64) -> Option<&str> {
+    let i = sections.partition_point(|s| s.offset <= offset);
+    (i > 0).then(|| sections[i - 1].label.as_str())
+}
+
+/// A document's metadata, as fields for filters (`taken:2023`, `from:alice`, `author:`).
+/// Every field is optional; strings are as the file gives them, trimmed.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
+pub struct DocMeta {
+    pub title: Option<String>,
+    pub author: Option<String>,
+    /// E-mail sender and recipients (To and Cc), as written in the headers.
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub subject: Option<String>,
+    /// The document's own date (e-mail Date, PDF creation date), seconds since the epoch (UTC).
+    pub date: Option<i64>,
+    /// When a photo was taken (EXIF DateTimeOriginal, read as UTC), seconds since the epoch.
+    pub taken: Option<i64>,
+    /// Camera make and model.
+    pub camera: Option<String>,
+    /// Latitude and longitude in degrees (EXIF GPS).
+    pub gps: Option<(f64, f64)>,
+    /// The nearest place to `gps` in the offline gazetteer ("Lyon, FR").
+    pub place: Option<String>,
+}
+
+impl DocMeta {
+    pub fn is_empty(&self) -> bool {
+        *self == DocMeta::default()
+    }
+
+    /// The fields as one line each ("Camera: Canon EOS 5D"), indexed with the text so that
+    /// free-text search finds them too.
+    pub fn as_text(&self) -> String {
+        let mut out = String::new();
+        let mut line = |k: &str, v: &Option<String>| {
+            if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
+                out.push_str(k);
+                out.push_str(": ");
+                out.push_str(v);
+                out.push('\n');
+            }
+        };
+        line("Title", &self.title);
+        line("Author", &self.author);
+        line("Camera", &self.camera);
+        line("Place", &self.place);
+        out
+    }
+}
+
+/// A part of a file that has no text of its own: OCR can read it.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum OcrPart {
+    /// The whole picture (an image file).
+    Image,
+    /// A PDF page without a text layer (1-based).
+    PdfPage(u32),
+}
+
+impl OcrPart {
+    /// A stable name for cache keys and logs ("image", "page 3").
+    pub fn label(self) -> String {
+        match self {
+            OcrPart::Image => "image".into(),
+            OcrPart::PdfPage(p) => format!("page {p}"),
+        }
+    }
+}
+
+/// Text already recognised for a part of this file (the indexer's OCR cache).
+pub trait OcrLookup {
+    fn recognised(&self, part: OcrPart) -> Option<String>;
+}
+
+/// No OCR results: every part without text is listed as missing.
+pub struct NoOcr;
+
+impl OcrLookup for NoOcr {
+    fn recognised(&self, _: OcrPart) -> Option<String> {
+        None
+    }
+}
+
 /// The text of a file.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Extracted {
     /// The extracted text, at most `max_text_bytes` long.
     pub text: String,
@@ -111,6 +220,115 @@ pub struct Extracted {
     /// True when `text` is a verbatim prefix of the file, so that a byte
     /// offset into `text` is the same byte offset into the file.
     pub offsets_are_file_bytes: bool,
+    /// Where pages, slides, sheets, messages… start in `text` (empty for plain kinds).
+    pub sections: Vec<Section>,
+    pub meta: DocMeta,
+    /// Parts with no text that the [`OcrLookup`] did not know yet: OCR them, then extract
+    /// again.
+    pub ocr: Vec<OcrPart>,
+    /// Indexed, but not all of it (page limit, time limit, OCR limit): the reason.
+    pub warning: Option<String>,
+}
+
+/// Seconds since the epoch of a UTC civil time; `None` when a field is out of range.
+pub fn civil_to_epoch(y: i64, m: i64, d: i64, h: i64, mi: i64, s: i64) -> Option<i64> {
+    if !(1..=9999).contains(&y)
+        || !(1..=12).contains(&m)
+        || !(1..=31).contains(&d)
+        || !(0..=23).contains(&h)
+        || !(0..=59).contains(&mi)
+        || !(0..=60).contains(&s)
+    {
+        return None;
+    }
+    // Days from civil (Howard Hinnant's algorithm).
+    let y2 = if m <= 2 { y - 1 } else { y };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    Some((era * 146097 + doe - 719468) * 86400 + h * 3600 + mi * 60 + s)
+}
+
+/// Great-circle distance in kilometres between two (latitude, longitude) points in degrees.
+pub fn distance_km(a: (f64, f64), b: (f64, f64)) -> f64 {
+    let (la1, lo1, la2, lo2) = (
+        a.0.to_radians(),
+        a.1.to_radians(),
+        b.0.to_radians(),
+        b.1.to_radians(),
+    );
+    let h = ((la2 - la1) / 2.0).sin().powi(2)
+        + la1.cos() * la2.cos() * ((lo2 - lo1) / 2.0).sin().powi(2);
+    2.0 * 6371.0 * h.sqrt().min(1.0).asin()
+}
+
+/// Builds extracted text within the budget, recording where sections start.
+pub struct TextBuilder {
+    pub text: String,
+    pub sections: Vec<Section>,
+    max: usize,
+}
+
+impl TextBuilder {
+    pub fn new(max: usize) -> Self {
+        Self {
+            text: String::new(),
+            sections: Vec::new(),
+            max,
+        }
+    }
+
+    /// True once the budget is spent: stop reading.
+    pub fn full(&self) -> bool {
+        self.text.len() >= self.max
+    }
+
+    /// Starts a section here (a blank line separates it from the previous text).
+    pub fn section(&mut self, label: impl Into<String>) {
+        if self.full() {
+            return;
+        }
+        if !self.text.is_empty() && !self.text.ends_with("\n\n") {
+            self.text.push_str(if self.text.ends_with('\n') {
+                "\n"
+            } else {
+                "\n\n"
+            });
+        }
+        let offset = self.text.len() as u64;
+        // An empty section is replaced by the next one at the same place.
+        if self.sections.last().is_some_and(|s| s.offset == offset) {
+            self.sections.pop();
+        }
+        self.sections.push(Section {
+            offset,
+            label: label.into(),
+        });
+    }
+
+    /// Appends text, cut to the budget on a char boundary.
+    pub fn push(&mut self, s: &str) {
+        let room = self.max.saturating_sub(self.text.len());
+        if s.len() <= room {
+            self.text.push_str(s);
+        } else {
+            let mut cut = room;
+            while !s.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            self.text.push_str(&s[..cut]);
+        }
+    }
+
+    pub fn finish(mut self) -> (String, Vec<Section>) {
+        let len = self.text.trim_end().len();
+        self.text.truncate(len);
+        let end = self.text.len() as u64;
+        self.sections.retain(|s| s.offset < end);
+        (self.text, self.sections)
+    }
 }
 
 /// Why a file yields no text.
@@ -118,7 +336,7 @@ pub struct Extracted {
 pub enum ExtractError {
     #[error(
         "content looks binary (NUL bytes or invalid UTF-8) and is not a supported document type \
-         (text, Markdown, code, HTML, PDF, DOCX, JSON, CSV); not indexed"
+         ({SUPPORTED}); not indexed"
     )]
     Binary,
     #[error(
@@ -126,22 +344,33 @@ pub enum ExtractError {
          ({RAW_SIZE_FACTOR} x the text budget); not indexed - raise the text budget to index it"
     )]
     TooLarge { size: usize, limit: usize },
-    #[error(
-        "no text extractor for '.{0}' files (supported: text, Markdown, source code, HTML, PDF, \
-         DOCX, JSON, CSV); not indexed"
-    )]
+    #[error("no text extractor for '.{0}' files (supported: {SUPPORTED}); not indexed")]
     Unsupported(String),
     #[error("text extraction failed: {0}")]
     Failed(String),
 }
 
+/// What the error messages list as supported.
+const SUPPORTED: &str = "text, Markdown, source code, HTML, PDF, DOCX, JSON, CSV, \
+                         images (PNG, JPEG, TIFF, WebP: OCR and EXIF)";
+
 /// Extracts the text of the file called `name` (a file name or a path; only
-/// its extension matters) whose content is `bytes`.
+/// its extension matters) whose content is `bytes`, without OCR results.
 ///
 /// The text is cut to at most `max_text_bytes` on a char boundary. Files
 /// larger than `RAW_SIZE_FACTOR * max_text_bytes` are refused with
 /// [`ExtractError::TooLarge`].
 pub fn extract(name: &str, bytes: &[u8], max_text_bytes: usize) -> Result<Extracted, ExtractError> {
+    extract_with(name, bytes, max_text_bytes, &NoOcr)
+}
+
+/// [`extract`], with the text OCR already recognised for this content filled in its place.
+pub fn extract_with(
+    name: &str,
+    bytes: &[u8],
+    max_text_bytes: usize,
+    ocr: &dyn OcrLookup,
+) -> Result<Extracted, ExtractError> {
     let ext = extension(name);
     let by_name = match ext.as_deref() {
         Some(e) => classify_extension(e),
@@ -168,25 +397,35 @@ pub fn extract(name: &str, bytes: &[u8], max_text_bytes: usize) -> Result<Extrac
         });
     }
 
-    let text = match kind {
-        DocKind::Html => extract_html(bytes)?,
-        DocKind::Pdf => extract_pdf(bytes)?,
-        DocKind::Docx => extract_docx(bytes, max_text_bytes)?,
+    let mut out = match kind {
+        DocKind::Html => Extracted::plain(kind, html::extract_html(bytes)?),
+        DocKind::Pdf => pdf::extract_pdf(bytes, max_text_bytes, ocr)?,
+        DocKind::Docx => Extracted::plain(kind, office::extract_docx(bytes, max_text_bytes)?),
+        DocKind::Image => image::extract_image(bytes, max_text_bytes, ocr)?,
         DocKind::Text | DocKind::Markdown | DocKind::Code | DocKind::Json | DocKind::Csv => {
             return Ok(Extracted {
                 text: verbatim_text(bytes, max_text_bytes)?.to_owned(),
                 kind,
                 offsets_are_file_bytes: true,
+                ..Extracted::default()
             });
         }
     };
-    let mut text = text;
-    truncate_on_char_boundary(&mut text, max_text_bytes);
-    Ok(Extracted {
-        text,
-        kind,
-        offsets_are_file_bytes: false,
-    })
+    out.kind = kind;
+    truncate_on_char_boundary(&mut out.text, max_text_bytes);
+    let end = out.text.len() as u64;
+    out.sections.retain(|s| s.offset < end);
+    Ok(out)
+}
+
+impl Extracted {
+    fn plain(kind: DocKind, text: String) -> Self {
+        Extracted {
+            text,
+            kind,
+            ..Extracted::default()
+        }
+    }
 }
 
 /// The kind a file name alone implies, if its extension is known.
@@ -248,16 +487,15 @@ fn classify_extension(ext: &str) -> Class {
         | "make" | "dockerfile" | "v" | "sv" | "vhd" | "vhdl" | "asm" | "s" | "f90" | "f"
         | "pas" | "ada" | "adb" | "diff" | "patch" | "awk" | "sed" | "tcl" | "purs" | "elm"
         | "sol" | "cu" | "glsl" | "wgsl" | "hlsl" | "lock" => DocKind::Code,
-        "png" | "jpg" | "jpeg" | "gif" | "bmp" | "webp" | "tif" | "tiff" | "ico" | "heic"
-        | "heif" | "avif" | "psd" | "raw" | "cr2" | "nef" | "dng" | "mp3" | "wav" | "flac"
-        | "ogg" | "oga" | "opus" | "m4a" | "aac" | "wma" | "mid" | "midi" | "mp4" | "m4v"
-        | "mkv" | "webm" | "avi" | "mov" | "wmv" | "flv" | "zip" | "tar" | "gz" | "tgz" | "bz2"
-        | "xz" | "zst" | "7z" | "rar" | "jar" | "war" | "apk" | "iso" | "dmg" | "img" | "exe"
-        | "dll" | "so" | "dylib" | "o" | "a" | "lib" | "class" | "pyc" | "wasm" | "bin"
-        | "sqlite" | "sqlite3" | "db" | "doc" | "dot" | "xls" | "xlsx" | "ppt" | "pptx" | "odt"
-        | "ods" | "odp" | "rtf" | "epub" | "mobi" | "ttf" | "otf" | "woff" | "woff2" | "eot" => {
-            return Class::Unsupported
-        }
+        "png" | "jpg" | "jpeg" | "jpe" | "webp" | "tif" | "tiff" => DocKind::Image,
+        "gif" | "bmp" | "ico" | "heic" | "heif" | "avif" | "psd" | "raw" | "cr2" | "nef"
+        | "dng" | "mp3" | "wav" | "flac" | "ogg" | "oga" | "opus" | "m4a" | "aac" | "wma"
+        | "mid" | "midi" | "mp4" | "m4v" | "mkv" | "webm" | "avi" | "mov" | "wmv" | "flv"
+        | "zip" | "tar" | "gz" | "tgz" | "bz2" | "xz" | "zst" | "7z" | "rar" | "jar" | "war"
+        | "apk" | "iso" | "dmg" | "img" | "exe" | "dll" | "so" | "dylib" | "o" | "a" | "lib"
+        | "class" | "pyc" | "wasm" | "bin" | "sqlite" | "sqlite3" | "db" | "doc" | "dot"
+        | "xls" | "xlsx" | "ppt" | "pptx" | "odt" | "ods" | "odp" | "rtf" | "epub" | "mobi"
+        | "ttf" | "otf" | "woff" | "woff2" | "eot" => return Class::Unsupported,
         _ => return Class::Unknown,
     };
     Class::Kind(kind)
@@ -290,6 +528,9 @@ fn is_code_file_name(name: &str) -> bool {
 fn sniff(bytes: &[u8]) -> Option<DocKind> {
     if bytes.starts_with(b"%PDF-") {
         return Some(DocKind::Pdf);
+    }
+    if image::is_image(bytes) {
+        return Some(DocKind::Image);
     }
     if bytes.starts_with(b"PK\x03\x04") {
         let is_docx = zip::ZipArchive::new(Cursor::new(bytes))
@@ -332,24 +573,6 @@ fn verbatim_text(bytes: &[u8], max: usize) -> Result<&str, ExtractError> {
     }
 }
 
-fn extract_html(bytes: &[u8]) -> Result<String, ExtractError> {
-    // The trivial decorator adds no markup ("# ", "*", "[link]"): only text.
-    let body = html2text::config::with_decorator(html2text::render::TrivialDecorator::new())
-        .string_from_read(bytes, HTML_WIDTH)
-        .map_err(|e| ExtractError::Failed(format!("could not parse HTML: {e}")))?;
-    let body = tidy_lines(&body);
-    Ok(match html_title(bytes) {
-        Some(title) if !body.starts_with(&title) => {
-            if body.is_empty() {
-                title
-            } else {
-                format!("{title}\n\n{body}")
-            }
-        }
-        _ => body,
-    })
-}
-
 /// Trims trailing spaces from each line, collapses runs of blank lines to
 /// one and trims the whole.
 fn tidy_lines(s: &str) -> String {
@@ -368,197 +591,6 @@ fn tidy_lines(s: &str) -> String {
         out.push_str(line);
     }
     out
-}
-
-/// The text of the first `<title>` element (HTML drops the head when
-/// rendering, but the title is what a person searches for).
-fn html_title(bytes: &[u8]) -> Option<String> {
-    let html = String::from_utf8_lossy(&bytes[..bytes.len().min(256 * 1024)]);
-    let lower = html.to_ascii_lowercase();
-    let mut from = 0;
-    let open = loop {
-        let at = from + lower[from..].find("<title")?;
-        let next = lower.as_bytes().get(at + 6).copied();
-        if matches!(next, Some(b'>') | Some(b' ' | b'\t' | b'\n' | b'\r' | b'/')) {
-            break at;
-        }
-        from = at + 6;
-    };
-    let content_start = open + lower[open..].find('>')? + 1;
-    let content_end = content_start + lower[content_start..].find("</title")?;
-    let title = decode_entities(&html[content_start..content_end]);
-    let title = title.split_whitespace().collect::<Vec<_>>().join(" ");
-    (!title.is_empty()).then_some(title)
-}
-
-/// Decodes the character references commonly found in titles: the XML five,
-/// `&nbsp;` and numeric ones. Others are left as written.
-fn decode_entities(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(amp) = rest.find('&') {
-        out.push_str(&rest[..amp]);
-        rest = &rest[amp..];
-        // Bytes, not str: the 12-byte window may end inside a multi-byte character.
-        let semi = rest.as_bytes()[..rest.len().min(12)]
-            .iter()
-            .position(|&b| b == b';');
-        let decoded = semi.and_then(|semi| {
-            let name = &rest[1..semi];
-            let c = match name {
-                "amp" => Some('&'),
-                "lt" => Some('<'),
-                "gt" => Some('>'),
-                "quot" => Some('"'),
-                "apos" => Some('\''),
-                "nbsp" => Some('\u{a0}'),
-                _ => {
-                    let num = name.strip_prefix('#')?;
-                    let code = match num.strip_prefix(['x', 'X']) {
-                        Some(hex) => u32::from_str_radix(hex, 16).ok()?,
-                        None => num.parse().ok()?,
-                    };
-                    char::from_u32(code)
-                }
-            }?;
-            Some((c, semi + 1))
-        });
-        match decoded {
-            Some((c, len)) => {
-                out.push(c);
-                rest = &rest[len..];
-            }
-            None => {
-                out.push('&');
-                rest = &rest[1..];
-            }
-        }
-    }
-    out.push_str(rest);
-    out
-}
-
-/// How long the PDF parser may work on one file. The stable fuzz driver found damaged PDFs on
-/// which lopdf loops without end; past this the file is reported as failed and the parser's
-/// thread is abandoned (it costs a core until the process exits, never the indexer's progress).
-const PDF_TIME_LIMIT: std::time::Duration = std::time::Duration::from_secs(20);
-
-fn extract_pdf(bytes: &[u8]) -> Result<String, ExtractError> {
-    // PDF parsers meet hostile and broken files and can panic or loop: a panic here must cost
-    // one file, never the indexer; a loop, one file and one thread.
-    let (tx, rx) = std::sync::mpsc::channel();
-    let owned = bytes.to_vec();
-    let spawned = std::thread::Builder::new()
-        .name("peros-pdf".into())
-        .stack_size(16 << 20)
-        .spawn(move || {
-            let r = std::panic::catch_unwind(|| pdf_extract::extract_text_from_mem(&owned));
-            let _ = tx.send(r);
-        });
-    if let Err(e) = spawned {
-        return Err(ExtractError::Failed(format!(
-            "could not start the PDF parser: {e}"
-        )));
-    }
-    let result = match rx.recv_timeout(PDF_TIME_LIMIT) {
-        Ok(r) => r,
-        Err(_) => {
-            return Err(ExtractError::Failed(format!(
-                "the PDF parser did not finish within {} s on this file (damaged or \
-                 unsupported PDF); skipped",
-                PDF_TIME_LIMIT.as_secs()
-            )))
-        }
-    };
-    match result {
-        Ok(Ok(text)) => Ok(tidy_lines(&text)),
-        Ok(Err(e)) => Err(ExtractError::Failed(format!(
-            "could not read PDF (damaged, encrypted or unsupported): {e}"
-        ))),
-        Err(panic) => {
-            let msg = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".to_string());
-            Err(ExtractError::Failed(format!(
-                "PDF parser crashed on this file (damaged or unsupported PDF): {msg}"
-            )))
-        }
-    }
-}
-
-fn extract_docx(bytes: &[u8], max_text_bytes: usize) -> Result<String, ExtractError> {
-    use quick_xml::events::Event;
-
-    let mut archive = zip::ZipArchive::new(Cursor::new(bytes))
-        .map_err(|e| ExtractError::Failed(format!("not a valid DOCX (zip) file: {e}")))?;
-    let part = archive.by_name("word/document.xml").map_err(|e| {
-        ExtractError::Failed(format!("DOCX has no readable word/document.xml: {e}"))
-    })?;
-    // Bound the decompressed markup read (zip bombs): past it, stop as if
-    // the text budget were reached.
-    let xml_budget = (max_text_bytes as u64)
-        .saturating_mul(RAW_SIZE_FACTOR as u64)
-        .max(DOCX_XML_MIN_BUDGET);
-    let mut reader = quick_xml::Reader::from_reader(BufReader::new(part.take(xml_budget)));
-
-    let mut out = String::new();
-    let mut buf = Vec::new();
-    let mut in_text = false; // inside <w:t>
-    let mut in_tab_stops = 0usize; // inside <w:tabs> (tab stop definitions, not tabs)
-    let malformed = |e: &dyn std::fmt::Display| {
-        ExtractError::Failed(format!("DOCX word/document.xml is malformed: {e}"))
-    };
-    while out.len() < max_text_bytes {
-        let event = match reader.read_event_into(&mut buf) {
-            Ok(event) => event,
-            // A budget cut in the middle of the markup: keep what we have.
-            Err(_) if reader.buffer_position() >= xml_budget => break,
-            Err(e) => return Err(malformed(&e)),
-        };
-        match event {
-            Event::Start(e) => match e.local_name().as_ref() {
-                "t" => in_text = true,
-                "tabs" => in_tab_stops += 1,
-                "tab" if in_tab_stops == 0 => out.push('\t'),
-                "br" | "cr" => out.push('\n'),
-                _ => {}
-            },
-            Event::Empty(e) => match e.local_name().as_ref() {
-                "tab" if in_tab_stops == 0 => out.push('\t'),
-                "br" | "cr" | "p" => out.push('\n'),
-                "noBreakHyphen" => out.push('-'),
-                _ => {}
-            },
-            Event::End(e) => match e.local_name().as_ref() {
-                "t" => in_text = false,
-                "tabs" => in_tab_stops = in_tab_stops.saturating_sub(1),
-                "p" => out.push('\n'),
-                _ => {}
-            },
-            Event::Text(t) if in_text => out.push_str(&t.xml10_content()),
-            Event::CData(t) if in_text => out.push_str(&t.xml10_content()),
-            Event::GeneralRef(r) if in_text => match r.resolve_char_ref() {
-                Ok(Some(c)) => out.push(c),
-                Ok(None) => match quick_xml::escape::resolve_predefined_entity(&r) {
-                    Some(s) => out.push_str(s),
-                    None => {
-                        out.push('&');
-                        out.push_str(&r);
-                        out.push(';');
-                    }
-                },
-                Err(e) => return Err(malformed(&e)),
-            },
-            Event::Eof => break,
-            _ => {}
-        }
-        buf.clear();
-    }
-    let len = out.trim_end().len();
-    out.truncate(len);
-    Ok(out)
 }
 
 #[cfg(test)]
