@@ -30,6 +30,8 @@ use crate::home::{Home, LlmConfig};
 pub struct Citation {
     pub path: String,
     pub offset: u64,
+    /// Page, slide, sheet, message… for formats that have them ("page 2").
+    pub location: Option<String>,
     pub passage: String,
 }
 
@@ -43,6 +45,8 @@ pub struct Quote {
     /// PDF/DOCX/HTML), and its length in bytes.
     pub offset: u64,
     pub len: u64,
+    /// The page, slide, sheet… holding the sentence, if the format has them.
+    pub location: Option<String>,
     pub text: String,
     pub score: f32,
 }
@@ -90,6 +94,7 @@ pub fn answer(
         .map(|h| Citation {
             path: h.path.clone(),
             offset: h.offset,
+            location: h.location.clone(),
             passage: h.passage.clone(),
         })
         .collect();
@@ -149,9 +154,13 @@ pub fn answer(
     let mut text = String::from("From your files:\n");
     for q in &quotes {
         let one_line: String = q.text.split_whitespace().collect::<Vec<_>>().join(" ");
+        let at = match &q.location {
+            Some(l) => format!("{l}, @{}", q.offset),
+            None => format!("@{}", q.offset),
+        };
         text.push_str(&format!(
-            "\"{one_line}\" [{}: {} @{}]\n",
-            q.citation, q.path, q.offset
+            "\"{one_line}\" [{}: {} {at}]\n",
+            q.citation, q.path
         ));
     }
     Ok(Answer {
@@ -182,6 +191,7 @@ fn best_sentences(
                 path: c.path.clone(),
                 offset: c.offset + off as u64,
                 len: s.len() as u64,
+                location: c.location.clone(),
                 text: s.to_string(),
                 score: 0.0,
             });
@@ -299,8 +309,13 @@ fn ask_llm(
     let mut context = String::new();
     for (i, c) in citations.iter().enumerate() {
         let passage: String = c.passage.chars().take(1500).collect();
+        let at = c
+            .location
+            .as_deref()
+            .map(|l| format!(" ({l})"))
+            .unwrap_or_default();
         context.push_str(&format!(
-            "[{}] from {}:\n\"\"\"\n{}\n\"\"\"\n\n",
+            "[{}] from {}{at}:\n\"\"\"\n{}\n\"\"\"\n\n",
             i + 1,
             c.path,
             passage

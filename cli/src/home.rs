@@ -65,6 +65,12 @@ pub struct IndexConfig {
     pub embed_api_key: Option<String>,
     /// Seconds before a call to `embed_endpoint` times out (default 60).
     pub embed_timeout_secs: Option<u64>,
+    /// OCR of pictures and of PDF pages without text (default true; needs Tesseract).
+    pub ocr: Option<bool>,
+    /// Tesseract languages joined by '+' (default "eng"; each needs `tesseract-ocr-<lang>`).
+    pub ocr_languages: Option<String>,
+    /// Seconds OCR may spend on one picture or page (default 120).
+    pub ocr_time_limit_secs: Option<u64>,
 }
 
 /// An OpenAI-compatible chat endpoint for `peros ask` (and the agent).
@@ -258,6 +264,31 @@ impl Home {
                 );
             }
             opts.chunk_tokens = t;
+        }
+        if let Some(on) = config.index.ocr {
+            opts.ocr.enabled = on;
+        }
+        if let Some(langs) = config.index.ocr_languages {
+            let ok = !langs.is_empty()
+                && langs.split('+').all(|l| {
+                    !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                });
+            if !ok {
+                anyhow::bail!(
+                    "[index] ocr_languages = {langs:?} in {}: write Tesseract language codes joined by '+', e.g. \"eng\" or \"eng+deu\"",
+                    self.config_file.display()
+                );
+            }
+            opts.ocr.languages = langs;
+        }
+        if let Some(t) = config.index.ocr_time_limit_secs {
+            if !(1..=3600).contains(&t) {
+                anyhow::bail!(
+                    "[index] ocr_time_limit_secs = {t} in {}: use 1 to 3600 seconds (default 120)",
+                    self.config_file.display()
+                );
+            }
+            opts.ocr.time_limit = std::time::Duration::from_secs(t);
         }
         if let Some(endpoint) = config.index.embed_endpoint.filter(|e| !e.trim().is_empty()) {
             let Some(model) = config.index.embed_model.filter(|m| !m.trim().is_empty()) else {

@@ -278,6 +278,28 @@ fn bound_malloc() {
 }
 
 /// "12.3 chunks/s, 2,950 tokens/s, about 4 min left; 120 embedded, 30 reused" for status lines.
+fn ocr_progress(o: &peros_indexer::ocr::OcrStatus) -> String {
+    if !o.enabled {
+        return "off ([index] ocr = false)".into();
+    }
+    let queue = if o.queued_files == 0 {
+        "nothing queued".to_string()
+    } else {
+        format!(
+            "{} files ({} pictures or pages) queued",
+            o.queued_files, o.queued_parts
+        )
+    };
+    let mut line = format!(
+        "{queue}; {} read, {} failed, {} from the cache since start; languages {}",
+        o.done, o.failed, o.cached, o.languages
+    );
+    if let Some(u) = &o.unavailable {
+        line.push_str(&format!("; unavailable: {u}"));
+    }
+    line
+}
+
 fn embedding_progress(st: &peros_indexer::IndexStatus) -> String {
     let rate = if st.chunks_per_sec > 0.0 {
         let eta = match st.eta_secs {
@@ -492,7 +514,10 @@ fn run(cli: Cli, ctx: &Ctx, out: &mut dyn Write, err: &mut dyn Write) -> Result<
                     writeln!(err, "no matches for {query:?}")?;
                 }
                 for h in &outcome.hits {
-                    writeln!(out, "{:.3}  {}  @{}", h.score, h.path, h.offset)?;
+                    match &h.location {
+                        Some(l) => writeln!(out, "{:.3}  {}  {l} @{}", h.score, h.path, h.offset)?,
+                        None => writeln!(out, "{:.3}  {}  @{}", h.score, h.path, h.offset)?,
+                    }
                     if !h.snippet.is_empty() {
                         writeln!(out, "       {}", h.snippet.replace('\n', " "))?;
                     }
@@ -512,7 +537,10 @@ fn run(cli: Cli, ctx: &Ctx, out: &mut dyn Write, err: &mut dyn Write) -> Result<
                 writeln!(out, "{}", answer.answer)?;
                 writeln!(out)?;
                 for (i, c) in answer.citations.iter().enumerate() {
-                    writeln!(out, "[{}] {} @{}", i + 1, c.path, c.offset)?;
+                    match &c.location {
+                        Some(l) => writeln!(out, "[{}] {} {l} @{}", i + 1, c.path, c.offset)?,
+                        None => writeln!(out, "[{}] {} @{}", i + 1, c.path, c.offset)?,
+                    }
                 }
                 if let Some(n) = &answer.note {
                     writeln!(err, "note: {n}")?;
@@ -539,6 +567,19 @@ fn run(cli: Cli, ctx: &Ctx, out: &mut dyn Write, err: &mut dyn Write) -> Result<
             json,
         } => {
             let (ix, missing) = ctx.indexer(&home, wait, quiet || json)?;
+            if wait && ctx.daemon.is_none() {
+                // Without a daemon, `--wait` also reads scans (OCR), then indexes their text.
+                let bar = counter_bar(quiet || json, "ocr");
+                let unavailable = ix.ocr_catch_up(&|done, total| {
+                    bar.set_length(total);
+                    bar.set_position(done);
+                })?;
+                bar.finish_and_clear();
+                if let Some(u) = unavailable {
+                    writeln!(err, "note: OCR skipped: {u}")?;
+                }
+                ix.catch_up(true, &|_, _, _| {})?;
+            }
             if wait
                 && ctx.daemon.is_some()
                 && !ix.wait_idle(true, std::time::Duration::from_secs(timeout))?
@@ -563,8 +604,12 @@ fn run(cli: Cli, ctx: &Ctx, out: &mut dyn Write, err: &mut dyn Write) -> Result<
                 )?;
                 writeln!(out, "embedder: {} (model id {})", st.embedder, st.model)?;
                 writeln!(out, "embedding: {}", embedding_progress(&st))?;
+                writeln!(out, "ocr:      {}", ocr_progress(&st.ocr))?;
                 for (p, e) in &st.errors {
                     writeln!(out, "not indexed: {p}: {e}")?;
+                }
+                for (p, w) in &st.warnings {
+                    writeln!(out, "in part:  {p}: {w}")?;
                 }
                 if let Some(n) = &st.notice {
                     writeln!(err, "note: {n}")?;
@@ -869,8 +914,12 @@ fn run(cli: Cli, ctx: &Ctx, out: &mut dyn Write, err: &mut dyn Write) -> Result<
                             st.files, st.chunks, st.vectors, st.pending_text, st.pending_vectors, st.embedder
                         )?;
                         writeln!(out, "          embedding: {}", embedding_progress(st))?;
+                        writeln!(out, "          ocr: {}", ocr_progress(&st.ocr))?;
                         for (p, e) in st.errors.iter().take(10) {
                             writeln!(out, "          not indexed: {p}: {e}")?;
+                        }
+                        for (p, w) in st.warnings.iter().take(10) {
+                            writeln!(out, "          in part: {p}: {w}")?;
                         }
                     }
                     Err(e) => writeln!(out, "index:    unavailable: {e}")?,

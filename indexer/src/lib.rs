@@ -24,6 +24,7 @@ pub mod embed;
 pub mod embedstore;
 pub mod extract;
 pub mod filevec;
+pub mod ocr;
 pub mod passages;
 mod pipeline;
 pub mod query;
@@ -123,6 +124,10 @@ pub struct IndexStatus {
     pub graph_load_ms: Option<u64>,
     /// Something the user should know about the index (e.g. the model changed).
     pub notice: Option<String>,
+    /// The OCR queue.
+    pub ocr: ocr::OcrStatus,
+    /// Files indexed only in part, and why (page limit, time limit, OCR limit); first 100.
+    pub warnings: Vec<(String, String)>,
     pub errors: Vec<(String, String)>,
 }
 
@@ -142,6 +147,8 @@ pub struct Options {
     /// Seal new embeddings into the object store and pull others' at open (remote stores:
     /// a fresh node then has semantic search without embedding anything).
     pub share_embeddings: bool,
+    /// `[index] ocr_languages`, `ocr_time_limit_secs`, `ocr`.
+    pub ocr: ocr::OcrOptions,
 }
 
 impl Options {
@@ -156,6 +163,7 @@ impl Options {
             // Chosen on the tuning half of perfs/search/questions.tsv (docs/RELEVANCE.md).
             semantic_weight: 0.9,
             share_embeddings: false,
+            ocr: ocr::OcrOptions::default(),
         }
     }
 
@@ -197,6 +205,9 @@ pub(crate) enum EmbedderState {
 pub(crate) struct Counters {
     pub embedded: AtomicU64,
     pub reused: AtomicU64,
+    pub ocr_done: AtomicU64,
+    pub ocr_failed: AtomicU64,
+    pub ocr_cached: AtomicU64,
 }
 
 pub struct Indexer {
@@ -214,6 +225,9 @@ pub struct Indexer {
     pub(crate) query_embedder: Mutex<EmbedderState>,
     pub(crate) tokens: Box<dyn passages::TokenCounter>,
     pub(crate) keys: embedstore::KeyHasher,
+    pub(crate) ocr_keys: ocr::OcrKeys,
+    /// Why OCR cannot run on this machine (set when a tool is missing).
+    pub(crate) ocr_unavailable: Mutex<Option<String>>,
     pub(crate) model_id: String,
     pub(crate) opts: Options,
     /// In-memory view of the text queue (persisted in PENDING by the worker).
@@ -285,6 +299,7 @@ impl Indexer {
                 .collect()
         };
         let keys = embedstore::KeyHasher::new(store.keyring());
+        let ocr_keys = ocr::OcrKeys::new(store.keyring());
         let me = Arc::new(Self {
             store,
             db,
@@ -298,6 +313,8 @@ impl Indexer {
             query_embedder: Mutex::new(EmbedderState::NotLoaded),
             tokens,
             keys,
+            ocr_keys,
+            ocr_unavailable: Mutex::new(None),
             model_id,
             opts,
             queue: Mutex::new(pending),
@@ -408,7 +425,22 @@ impl Indexer {
         let queued = self.queue.lock().len() as u64;
         let (graph_origin, graph_open_ms) = self.graph_origin.lock().clone();
         let notice = self.notice.lock().clone();
+        let mut warnings = Vec::new();
+        for item in txn.open_table(FILE_EXTRA)?.iter()? {
+            let (ino, v) = item?;
+            let x: FileExtra = postcard::from_bytes(v.value())?;
+            if let (Some(w), Some(st)) = (x.warning, files.get(ino.value())?) {
+                let st: FileState = postcard::from_bytes(st.value())?;
+                warnings.push((st.path, w));
+                if warnings.len() >= 100 {
+                    break;
+                }
+            }
+        }
+        let ocr = self.ocr_status()?;
         Ok(IndexStatus {
+            ocr,
+            warnings,
             files: files.len()?,
             chunks: txn.open_table(CHUNKS)?.len()?,
             vectors: txn.open_table(VECTORS)?.len()?,
@@ -488,6 +520,9 @@ fn open_state(dir: &Path) -> Result<Database> {
     txn.open_table(UNPUSHED)?;
     txn.open_table(SEGMENTS)?;
     txn.open_table(COUNTERS)?;
+    txn.open_table(FILE_EXTRA)?;
+    txn.open_table(OCR_QUEUE)?;
+    txn.open_table(OCR_CACHE)?;
     txn.open_table(META)?
         .insert("format", FORMAT.to_le_bytes().as_slice())?;
     txn.commit()?;

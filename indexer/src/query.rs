@@ -9,8 +9,22 @@
 //! now: `Nh`, `Nd`, `Nw`, `Ny` ("N hours/days/weeks/years ago"), so `modified:>7d` is "in the
 //! last 7 days" and `modified:<1y` "more than a year ago"; sizes take the suffixes k, M, G
 //! (powers of 1024).
+//!
+//! Document metadata (see `extract::DocMeta`) has filters of its own:
+//!
+//! ```text
+//! taken:2023  taken:2023-07  taken:>=2022-06-01  taken:>30d     EXIF date taken (a period)
+//! date:2024-03                                                  e-mail Date, PDF creation date
+//! near:45.76,4.84  near:45.76,4.84,5km  near:Lyon  place:Lyon   GPS position (default 25 km),
+//!                                                               or the gazetteer's place name
+//! from:alice@  to:bob  author:Curie  title:report  subject:invoice  camera:canon
+//! kind:image  kind:email  kind:pdf                              what the extractor read
+//! ```
+//! A value with spaces is quoted: `near:"Le Mans"`, `from:"Alice Martin"`.
 
 use serde::Serialize;
+
+use crate::extract::{distance_km, DocMeta};
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub enum Cmp {
@@ -30,6 +44,46 @@ pub enum Filter {
     /// Seconds since the epoch.
     Modified(Cmp, i64),
     Size(Cmp, u64),
+    /// EXIF date taken within `[from, until)` (seconds since the epoch).
+    Taken(i64, i64),
+    /// The document's own date (e-mail Date, PDF CreationDate) within `[from, until)`.
+    Dated(i64, i64),
+    /// GPS position within `km` of a point.
+    Near {
+        lat: f64,
+        lon: f64,
+        km: f64,
+    },
+    /// A metadata field contains this text (case-insensitive).
+    Field(MetaField, String),
+    /// The extractor's kind ("image", "pdf", "email", …).
+    Kind(String),
+}
+
+/// The metadata fields `from:`, `to:`, … look in.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub enum MetaField {
+    From,
+    To,
+    Author,
+    Title,
+    Subject,
+    Camera,
+    Place,
+}
+
+impl MetaField {
+    fn value(self, m: &DocMeta) -> Option<&str> {
+        match self {
+            MetaField::From => m.from.as_deref(),
+            MetaField::To => m.to.as_deref(),
+            MetaField::Author => m.author.as_deref(),
+            MetaField::Title => m.title.as_deref(),
+            MetaField::Subject => m.subject.as_deref(),
+            MetaField::Camera => m.camera.as_deref(),
+            MetaField::Place => m.place.as_deref(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -53,6 +107,10 @@ pub struct FileFacts<'a> {
     pub mtime: i64,
     pub size: u64,
     pub tags: &'a [String],
+    /// The extractor's kind ("image", "pdf", …).
+    pub kind: &'a str,
+    /// The document's metadata (None: not loaded, or none).
+    pub meta: Option<&'a DocMeta>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -85,7 +143,32 @@ impl Filter {
             }
             Filter::Modified(c, t) => cmp_num(c, f.mtime, *t),
             Filter::Size(c, s) => cmp_num(c, f.size, *s),
+            Filter::Taken(from, until) => f
+                .meta
+                .and_then(|m| m.taken)
+                .is_some_and(|t| *from <= t && t < *until),
+            Filter::Dated(from, until) => f
+                .meta
+                .and_then(|m| m.date)
+                .is_some_and(|t| *from <= t && t < *until),
+            Filter::Near { lat, lon, km } => f
+                .meta
+                .and_then(|m| m.gps)
+                .is_some_and(|p| distance_km(p, (*lat, *lon)) <= *km),
+            Filter::Field(field, v) => f
+                .meta
+                .and_then(|m| field.value(m))
+                .is_some_and(|x| x.to_lowercase().contains(&v.to_lowercase())),
+            Filter::Kind(k) => f.kind.eq_ignore_ascii_case(k),
         }
+    }
+
+    /// Whether matching needs the document's metadata.
+    fn needs_meta(&self) -> bool {
+        matches!(
+            self,
+            Filter::Taken(..) | Filter::Dated(..) | Filter::Near { .. } | Filter::Field(..)
+        )
     }
 }
 
@@ -100,9 +183,24 @@ impl Expr {
     }
 }
 
+impl Expr {
+    fn needs_meta(&self) -> bool {
+        match self {
+            Expr::Filter(x) => x.needs_meta(),
+            Expr::And(v) | Expr::Or(v) => v.iter().any(Expr::needs_meta),
+            Expr::Not(e) => e.needs_meta(),
+        }
+    }
+}
+
 impl Query {
     pub fn matches(&self, f: &FileFacts) -> bool {
         self.filter.as_ref().is_none_or(|e| e.matches(f))
+    }
+
+    /// Whether [`FileFacts::meta`] must be loaded to match this query.
+    pub fn needs_meta(&self) -> bool {
+        self.filter.as_ref().is_some_and(Expr::needs_meta)
     }
 
     /// The free-text words, lowercased (for snippets).
@@ -228,7 +326,27 @@ fn filter_of(key: &str, value: &str, q: &str) -> Result<Option<Filter>, QueryErr
         reason,
     };
     let key = key.to_ascii_lowercase();
-    if value.is_empty() && matches!(key.as_str(), "ext" | "tag" | "path" | "modified" | "size") {
+    if value.is_empty()
+        && matches!(
+            key.as_str(),
+            "ext"
+                | "tag"
+                | "path"
+                | "modified"
+                | "size"
+                | "taken"
+                | "date"
+                | "near"
+                | "place"
+                | "from"
+                | "to"
+                | "author"
+                | "title"
+                | "subject"
+                | "camera"
+                | "kind"
+        )
+    {
         return Err(err(format!(
             "`{key}:` needs a value, e.g. {key}:{}",
             example(&key)
@@ -265,8 +383,110 @@ fn filter_of(key: &str, value: &str, q: &str) -> Result<Option<Filter>, QueryErr
             })?;
             Filter::Size(c, n)
         }
+        "taken" | "date" => {
+            let (from, until) = parse_period(value).ok_or_else(|| {
+                err(format!(
+                    "`{value}` is not a date or period: write {key}:2023, {key}:2023-07, \
+                     {key}:>=2023-07-14 or {key}:<30d"
+                ))
+            })?;
+            if key == "taken" {
+                Filter::Taken(from, until)
+            } else {
+                Filter::Dated(from, until)
+            }
+        }
+        "near" => match parse_point(value) {
+            Some((lat, lon, km)) => Filter::Near { lat, lon, km },
+            None if value.chars().any(|c| c.is_alphabetic()) && !value.contains(',') => {
+                Filter::Field(MetaField::Place, value.to_string())
+            }
+            None => {
+                return Err(err(format!(
+                    "`{value}` is not a position: write near:45.76,4.84 (latitude, longitude), \
+                     near:45.76,4.84,5km, or a place name such as near:Lyon"
+                )))
+            }
+        },
+        "place" => Filter::Field(MetaField::Place, value.to_string()),
+        "from" => Filter::Field(MetaField::From, value.to_string()),
+        "to" => Filter::Field(MetaField::To, value.to_string()),
+        "author" => Filter::Field(MetaField::Author, value.to_string()),
+        "title" => Filter::Field(MetaField::Title, value.to_string()),
+        "subject" => Filter::Field(MetaField::Subject, value.to_string()),
+        "camera" => Filter::Field(MetaField::Camera, value.to_string()),
+        "kind" => Filter::Kind(value.to_ascii_lowercase()),
         _ => return Ok(None),
     }))
+}
+
+/// Default radius of `near:`, in km.
+const NEAR_KM: f64 = 25.0;
+
+/// `LAT,LON` or `LAT,LON,RADIUS` (km; a `km` or `m` suffix allowed).
+fn parse_point(v: &str) -> Option<(f64, f64, f64)> {
+    let parts: Vec<&str> = v.split(',').map(str::trim).collect();
+    if !(2..=3).contains(&parts.len()) {
+        return None;
+    }
+    let lat: f64 = parts[0].parse().ok()?;
+    let lon: f64 = parts[1].parse().ok()?;
+    let km = match parts.get(2) {
+        None => NEAR_KM,
+        Some(r) => {
+            let r = r.to_ascii_lowercase();
+            if let Some(km) = r.strip_suffix("km") {
+                km.trim().parse().ok()?
+            } else if let Some(m) = r.strip_suffix('m') {
+                m.trim().parse::<f64>().ok()? / 1000.0
+            } else {
+                r.parse().ok()?
+            }
+        }
+    };
+    let ok = (-90.0..=90.0).contains(&lat)
+        && (-180.0..=180.0).contains(&lon)
+        && km.is_finite()
+        && km >= 0.0;
+    ok.then_some((lat, lon, km))
+}
+
+/// A period as `[from, until)`: `2023`, `2023-07`, `2023-07-14` (the whole year, month or
+/// day), with `>`, `>=`, `<`, `<=` for open ends, or an age (`>30d`: the last 30 days).
+fn parse_period(v: &str) -> Option<(i64, i64)> {
+    let (c, rest) = split_cmp(v);
+    if let Some(t) = parse_ago(rest) {
+        return Some(match c {
+            Cmp::Gt | Cmp::Ge => (t, i64::MAX),
+            Cmp::Lt | Cmp::Le => (i64::MIN, t),
+            Cmp::Eq => (t - 86400, t + 86400),
+        });
+    }
+    let parts: Vec<&str> = rest.split('-').collect();
+    let nums: Vec<i64> = parts
+        .iter()
+        .map(|p| p.parse().ok())
+        .collect::<Option<Vec<_>>>()?;
+    let (y, m, d) = match nums.as_slice() {
+        [y] => (*y, None, None),
+        [y, m] => (*y, Some(*m), None),
+        [y, m, d] => (*y, Some(*m), Some(*d)),
+        _ => return None,
+    };
+    let start = crate::extract::civil_to_epoch(y, m.unwrap_or(1), d.unwrap_or(1), 0, 0, 0)?;
+    let end = match (m, d) {
+        (None, _) => crate::extract::civil_to_epoch(y + 1, 1, 1, 0, 0, 0)?,
+        (Some(12), None) => crate::extract::civil_to_epoch(y + 1, 1, 1, 0, 0, 0)?,
+        (Some(m), None) => crate::extract::civil_to_epoch(y, m + 1, 1, 0, 0, 0)?,
+        (Some(_), Some(_)) => start + 86400,
+    };
+    Some(match c {
+        Cmp::Eq => (start, end),
+        Cmp::Ge => (start, i64::MAX),
+        Cmp::Gt => (end, i64::MAX),
+        Cmp::Lt => (i64::MIN, start),
+        Cmp::Le => (i64::MIN, end),
+    })
 }
 
 fn example(key: &str) -> &'static str {
@@ -275,6 +495,11 @@ fn example(key: &str) -> &'static str {
         "tag" => "work",
         "path" => "projects/",
         "modified" => ">2024-01-01",
+        "taken" | "date" => "2023",
+        "near" => "45.76,4.84",
+        "place" => "Lyon",
+        "from" | "to" => "alice@example.org",
+        "kind" => "image",
         _ => ">1M",
     }
 }
@@ -308,8 +533,18 @@ fn tokenize(q: &str) -> Result<Vec<Tok>, QueryError> {
             if c.is_whitespace() || c == '(' || c == ')' {
                 break;
             }
-            word.push(c);
             chars.next();
+            // `key:"a value with spaces"`
+            if c == '"' && word.ends_with(':') {
+                for c in chars.by_ref() {
+                    if c == '"' {
+                        break;
+                    }
+                    word.push(c);
+                }
+                break;
+            }
+            word.push(c);
         }
         let (negated, body) = match word.strip_prefix('-') {
             Some(rest) if rest.contains(':') => (true, rest.to_string()),
@@ -492,6 +727,8 @@ mod tests {
             mtime,
             size,
             tags,
+            kind: "",
+            meta: None,
         }
     }
 
@@ -571,5 +808,62 @@ mod tests {
         assert_eq!(parse_size("1.5G"), Some(3 << 29));
         assert_eq!(parse_date("1970-01-02"), Some(86400));
         assert_eq!(parse_date("2024-01-01"), Some(1704067200));
+    }
+
+    #[test]
+    fn metadata_filters_parse_and_match() {
+        let meta = DocMeta {
+            from: Some("Alice Martin <alice@example.org>".into()),
+            taken: crate::extract::civil_to_epoch(2023, 7, 14, 10, 0, 0),
+            gps: Some((45.764, 4.8357)),
+            place: Some("Lyon, Auvergne-Rhone-Alpes, FR".into()),
+            ..DocMeta::default()
+        };
+        let tags: Vec<String> = Vec::new();
+        let facts = FileFacts {
+            path: "/photos/a.jpg",
+            ext: "jpg",
+            mtime: 0,
+            size: 1,
+            tags: &tags,
+            kind: "image",
+            meta: Some(&meta),
+        };
+        let yes = |q: &str| {
+            let q = parse(q).unwrap();
+            assert!(q.needs_meta() || q.filter.is_some());
+            q.matches(&facts)
+        };
+        for q in [
+            "taken:2023",
+            "taken:2023-07",
+            "taken:2023-07-14",
+            "taken:>=2023-07-01",
+            "taken:<2024",
+            "near:45.75,4.85",
+            "near:45.75,4.85,2km",
+            "near:Lyon",
+            "place:lyon",
+            "from:alice@",
+            "from:\"alice martin\"",
+            "kind:image",
+        ] {
+            assert!(yes(q), "{q} should match");
+        }
+        for q in [
+            "taken:2022",
+            "taken:2023-08",
+            "taken:>2023-07-14",
+            "near:48.85,2.35",
+            "near:45.75,4.85,100m",
+            "from:bob",
+            "kind:pdf",
+            "date:2023",
+        ] {
+            assert!(!yes(q), "{q} should not match");
+        }
+        for bad in ["taken:soon", "near:91,0", "near:1,2,3,4", "taken:"] {
+            assert!(parse(bad).is_err(), "{bad} should be refused");
+        }
     }
 }

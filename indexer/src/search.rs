@@ -79,6 +79,9 @@ pub struct Hit {
     /// Byte offset of the best passage (in the file for text types, in the extracted text
     /// for PDF/DOCX/HTML).
     pub offset: u64,
+    /// Where the best passage is, for formats with pages, slides, sheets or messages
+    /// ("page 3", "slide 2", "sheet Budget", "message 4: Re: invoice").
+    pub location: Option<String>,
     pub snippet: String,
     /// The best passage in full (for `ask`).
     #[serde(skip)]
@@ -120,13 +123,21 @@ const COMMON_PASSAGES: u64 = 200_000;
 type Best = HashMap<Ino, (f32, u64)>;
 
 impl Indexer {
-    fn facts_ok(&self, q: &Query, st: &FileState) -> bool {
+    fn facts_ok(&self, q: &Query, ino: Ino, st: &FileState) -> bool {
+        // Metadata lives in its own table: read only for queries that filter on it.
+        let extra = if q.needs_meta() {
+            self.file_extra(ino).ok()
+        } else {
+            None
+        };
         q.matches(&query::FileFacts {
             path: &st.path,
             ext: &st.ext,
             mtime: st.mtime,
             size: st.size,
             tags: &st.tags,
+            kind: &st.kind,
+            meta: extra.as_ref().map(|x| &x.meta),
         })
     }
 
@@ -143,7 +154,7 @@ impl Indexer {
         for item in files.iter()? {
             let (k, v) = item?;
             let st: FileState = postcard::from_bytes(v.value())?;
-            if self.facts_ok(q, &st) {
+            if self.facts_ok(q, k.value(), &st) {
                 out.insert(k.value(), st.chunk_ids);
             }
         }
@@ -486,7 +497,7 @@ impl Indexer {
             let Some(st) = self.file_state(c.ino)? else {
                 continue;
             };
-            if !self.facts_ok(&q, &st) {
+            if !self.facts_ok(&q, c.ino, &st) {
                 continue;
             }
             let rec = self.chunk_recs(&[c.chunk])?.pop();
@@ -507,11 +518,18 @@ impl Indexer {
                 ino: c.ino,
                 score: c.score,
                 offset,
+                location: self.location_of(c.ino, offset),
                 snippet: chunk::snippet(&passage, &terms, 200),
                 passage,
             });
         }
         Ok(outcome)
+    }
+
+    /// The section (page, slide, sheet…) holding text byte `offset` of a file.
+    pub fn location_of(&self, ino: Ino, offset: u64) -> Option<String> {
+        let extra = self.file_extra(ino).ok()?;
+        crate::extract::section_at(&extra.sections, offset).map(str::to_string)
     }
 
     fn filter_only(&self, q: &Query, limit: usize) -> Result<SearchOutcome> {
@@ -521,7 +539,7 @@ impl Indexer {
         for item in files.iter()? {
             let (k, v) = item?;
             let st: FileState = postcard::from_bytes(v.value())?;
-            if q.filter.is_some() && self.facts_ok(q, &st) {
+            if q.filter.is_some() && self.facts_ok(q, k.value(), &st) {
                 let first = st.chunk_ids.first().copied();
                 hits.push((k.value(), st, first));
             }
@@ -554,6 +572,7 @@ impl Indexer {
                 ino,
                 score: 1.0,
                 offset: 0,
+                location: None,
                 snippet: chunk::snippet(&passage, &[], 200),
                 passage,
             });

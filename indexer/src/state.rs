@@ -11,7 +11,10 @@
 //! - `pending`: inodes whose text indexing is in progress (redone after a crash).
 //! - `unpushed` / `segments`: embeddings not yet in the object store, and segments already
 //!   pushed or pulled (see `embedstore`).
-//! - `meta`: format, model id, counters.
+//! - `file_extra`: ino → [`FileExtra`] (metadata fields, sections, warnings, OCR still to do).
+//! - `ocr_queue`: inodes with parts waiting for OCR; `ocr_cache`: keyed hash of (content, part,
+//!   languages) → [`OcrResult`] (a part is OCR'd once, whatever file or version holds it).
+//! - `meta`: format, model id, extractor version, counters.
 
 use std::path::Path;
 
@@ -30,6 +33,9 @@ pub(crate) const EMBED_QUEUE: TableDefinition<(u64, u64), ()> =
 pub(crate) const UNPUSHED: TableDefinition<&[u8], ()> = TableDefinition::new("unpushed");
 pub(crate) const SEGMENTS: TableDefinition<&str, ()> = TableDefinition::new("segments");
 pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+pub(crate) const FILE_EXTRA: TableDefinition<u64, &[u8]> = TableDefinition::new("file_extra");
+pub(crate) const OCR_QUEUE: TableDefinition<u64, ()> = TableDefinition::new("ocr_queue");
+pub(crate) const OCR_CACHE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("ocr_cache");
 pub(crate) const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
 
 /// Graph log operations.
@@ -39,6 +45,35 @@ pub(crate) const OP_REMOVE: u8 = 2;
 /// The layout of `state.redb`. Indexes of an older format are rebuilt from the store (text is
 /// fast; vectors come back from the embedding store or are recomputed).
 pub(crate) const FORMAT: u64 = 2;
+
+/// What the extractors can read. When it grows, files whose kind gained something (formats that
+/// were unsupported, PDFs that now have pages and metadata) are extracted again at open; the
+/// index is not rebuilt (passages whose text did not change keep their vectors).
+pub(crate) const EXTRACT_VERSION: u64 = 2;
+
+/// Kinds (as recorded in [`FileState::kind`]) extracted again when [`EXTRACT_VERSION`] grows
+/// from 1, besides every file that had an error (unsupported then).
+pub(crate) const REEXTRACT_KINDS_V2: &[&str] = &["pdf", "docx"];
+
+/// What extraction found besides passages, for filters, citations and OCR.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+pub struct FileExtra {
+    pub meta: crate::extract::DocMeta,
+    pub sections: Vec<crate::extract::Section>,
+    /// Indexed, but not all of it: why.
+    pub warning: Option<String>,
+    /// Parts OCR has not read yet (the file is in `ocr_queue` while this is not empty).
+    pub ocr_pending: Vec<crate::extract::OcrPart>,
+}
+
+/// What OCR made of one part.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+pub struct OcrResult {
+    pub text: String,
+    /// Why there is no text (time limit, damaged picture): not tried again for this content.
+    pub error: Option<String>,
+    pub millis: u64,
+}
 
 /// A keyed hash of a passage's normalised text (see `embedstore::key_of`).
 pub type EmbedKey = [u8; 32];

@@ -30,7 +30,7 @@ enum Update {
     Removed,
     /// Same content, new path or tags: same chunks.
     Renamed(FileState),
-    Content(FileState, Vec<NewPassage>),
+    Content(FileState, Vec<NewPassage>, FileExtra),
 }
 
 impl Indexer {
@@ -71,6 +71,7 @@ impl Indexer {
 
     /// Queues every file whose recorded state differs from the store.
     pub fn reconcile(&self) -> Result<usize> {
+        self.mark_for_new_extractors()?;
         let inodes = self.store.all_inodes()?;
         let txn = self.db.begin_read()?;
         let files = txn.open_table(FILES)?;
@@ -113,6 +114,50 @@ impl Indexer {
         Ok(n)
     }
 
+    /// After an upgrade of the extractors ([`EXTRACT_VERSION`]): files they may now read
+    /// better (unsupported or failed before; PDF and DOCX, which gained pages and metadata) get
+    /// an impossible mtime in their recorded state, so that they are extracted again now and,
+    /// after a crash, at the next open. Their unchanged passages keep their vectors.
+    fn mark_for_new_extractors(&self) -> Result<()> {
+        let recorded = {
+            let txn = self.db.begin_read()?;
+            let meta = txn.open_table(META)?;
+            let v = meta.get("extract_version")?;
+            v.and_then(|v| v.value().try_into().ok().map(u64::from_le_bytes))
+                .unwrap_or(1)
+        };
+        if recorded >= EXTRACT_VERSION {
+            return Ok(());
+        }
+        let txn = self.db.begin_write()?;
+        let mut marked = 0usize;
+        {
+            let mut files = txn.open_table(FILES)?;
+            let mut again = Vec::new();
+            for item in files.iter()? {
+                let (k, v) = item?;
+                let st: FileState = postcard::from_bytes(v.value())?;
+                if st.error.is_some() || REEXTRACT_KINDS_V2.contains(&st.kind.as_str()) {
+                    again.push((k.value(), st));
+                }
+            }
+            for (ino, mut st) in again {
+                st.mtime = i64::MIN;
+                files.insert(ino, postcard::to_allocvec(&st)?.as_slice())?;
+                marked += 1;
+            }
+            txn.open_table(META)?
+                .insert("extract_version", EXTRACT_VERSION.to_le_bytes().as_slice())?;
+        }
+        txn.commit()?;
+        if marked > 0 {
+            tracing::info!(
+                "the extractors read more formats now: {marked} files are indexed again"
+            );
+        }
+        Ok(())
+    }
+
     /// Starts the background workers (text, then embeddings).
     pub fn start_workers(self: &Arc<Self>) {
         // A long-lived process: searches are worth the graph (one-shot commands scan exactly).
@@ -133,6 +178,16 @@ impl Indexer {
                 me.vector_worker()
             })
             .expect("spawn vector worker");
+        if self.opts.ocr.enabled {
+            let me = self.clone();
+            std::thread::Builder::new()
+                .name("peros-index-ocr".into())
+                .spawn(move || {
+                    background_priority();
+                    me.ocr_worker()
+                })
+                .expect("spawn OCR worker");
+        }
     }
 
     /// Stops the workers, saves the vector graph and pushes new embeddings (best effort).
@@ -219,7 +274,9 @@ impl Indexer {
                     && o.mtime_nanos == node.mtime.nanos
                     && o.size == node.size
             });
-            if let (true, Some(o)) = (same_content, &old) {
+            // A file with parts waiting for OCR is queued again when OCR has read them.
+            let ocr_pending = same_content && self.has_pending_ocr(ino)?;
+            if let (true, false, Some(o)) = (same_content, ocr_pending, &old) {
                 if o.path == path && o.tags == tags {
                     continue;
                 }
@@ -241,17 +298,17 @@ impl Indexer {
                 chunk_ids: Vec::new(),
                 error: None,
             };
-            let passages = match self.extract_file(ino, &node, &st.path) {
-                Ok((kind, passages)) => {
+            let (passages, extra) = match self.extract_file(ino, &node, &st.path) {
+                Ok((kind, passages, extra)) => {
                     st.kind = kind;
-                    passages
+                    (passages, extra)
                 }
                 Err(reason) => {
                     st.error = Some(reason);
-                    Vec::new()
+                    (Vec::new(), FileExtra::default())
                 }
             };
-            updates.push((ino, Update::Content(st, passages)));
+            updates.push((ino, Update::Content(st, passages, extra)));
         }
         if updates.is_empty() {
             self.clear_pending(inos)?;
@@ -270,6 +327,8 @@ impl Indexer {
             let mut log = txn.open_table(GRAPH_LOG)?;
             let mut equeue = txn.open_table(EMBED_QUEUE)?;
             let mut counters = txn.open_table(COUNTERS)?;
+            let mut extras = txn.open_table(FILE_EXTRA)?;
+            let mut ocr_queue = txn.open_table(OCR_QUEUE)?;
             let mut next = counters.get("next_chunk")?.map(|v| v.value()).unwrap_or(1);
             let mut seq = counters.get("graph_seq")?.map(|v| v.value()).unwrap_or(0);
             for (ino, update) in updates {
@@ -278,9 +337,25 @@ impl Indexer {
                     None => None,
                 };
                 let (mut st, fresh) = match update {
-                    Update::Removed => (None, Some(Vec::new())),
+                    Update::Removed => {
+                        extras.remove(ino)?;
+                        ocr_queue.remove(ino)?;
+                        (None, Some(Vec::new()))
+                    }
                     Update::Renamed(st) => (Some(st), None),
-                    Update::Content(st, p) => (Some(st), Some(p)),
+                    Update::Content(st, p, extra) => {
+                        if extra.ocr_pending.is_empty() || !self.opts.ocr.enabled {
+                            ocr_queue.remove(ino)?;
+                        } else {
+                            ocr_queue.insert(ino, ())?;
+                        }
+                        if extra == FileExtra::default() {
+                            extras.remove(ino)?;
+                        } else {
+                            extras.insert(ino, postcard::to_allocvec(&extra)?.as_slice())?;
+                        }
+                        (Some(st), Some(p))
+                    }
                 };
                 let Some(fresh) = fresh else {
                     let st = st.take().expect("renamed has a state");
@@ -418,7 +493,7 @@ impl Indexer {
         ino: Ino,
         node: &Inode,
         path: &str,
-    ) -> std::result::Result<(String, Vec<NewPassage>), String> {
+    ) -> std::result::Result<(String, Vec<NewPassage>, FileExtra), String> {
         let raw_cap = self.opts.max_text_bytes.saturating_mul(64) as u64;
         if node.size > raw_cap {
             return Err(format!(
@@ -431,8 +506,12 @@ impl Indexer {
             .read_from(ino, node, 0, node.size as usize)
             .map_err(|e| format!("cannot read: {e}"))?;
         let name = path.rsplit('/').next().unwrap_or(path);
-        let ex =
-            extract::extract(name, &bytes, self.opts.max_text_bytes).map_err(|e| e.to_string())?;
+        let ocr = crate::ocr::CachedOcr {
+            ix: self,
+            content: blake3::hash(&bytes),
+        };
+        let ex = extract::extract_with(name, &bytes, self.opts.max_text_bytes, &ocr)
+            .map_err(|e| e.to_string())?;
         // The model adds [CLS] and [SEP].
         let budget = self.opts.chunk_tokens.saturating_sub(2).max(16);
         let cut = passages::cut(&ex.text, budget, self.tokens.as_ref());
@@ -449,7 +528,13 @@ impl Indexer {
                 }
             })
             .collect();
-        Ok((ex.kind.as_str().to_string(), out))
+        let extra = FileExtra {
+            meta: ex.meta,
+            sections: ex.sections,
+            warning: ex.warning,
+            ocr_pending: ex.ocr,
+        };
+        Ok((ex.kind.as_str().to_string(), out, extra))
     }
 
     /// Processes everything queued in this thread (commands run without a daemon).
@@ -496,6 +581,27 @@ impl Indexer {
         Ok(outcome)
     }
 
+    fn has_pending_ocr(&self, ino: Ino) -> Result<bool> {
+        let txn = self.db.begin_read()?;
+        let v = txn.open_table(FILE_EXTRA)?.get(ino)?;
+        Ok(match v {
+            Some(v) => !postcard::from_bytes::<FileExtra>(v.value())?
+                .ocr_pending
+                .is_empty(),
+            None => false,
+        })
+    }
+
+    /// What extraction found besides passages (metadata, sections, OCR still to do).
+    pub fn file_extra(&self, ino: Ino) -> Result<FileExtra> {
+        let txn = self.db.begin_read()?;
+        let v = txn.open_table(FILE_EXTRA)?.get(ino)?;
+        Ok(match v {
+            Some(v) => postcard::from_bytes(v.value())?,
+            None => FileExtra::default(),
+        })
+    }
+
     /// Chunks waiting for a vector.
     pub fn pending_vectors(&self) -> Result<u64> {
         Ok(self.db.begin_read()?.open_table(EMBED_QUEUE)?.len()?)
@@ -509,7 +615,10 @@ impl Indexer {
             let queued = self.queue.lock().len();
             let busy = *self.busy.lock();
             let vectors_done = !vectors || self.pending_vectors()? == 0 || self.embedder_failed();
-            if queued == 0 && busy == 0 && pending_text == 0 && vectors_done {
+            let ocr_done = !self.opts.ocr.enabled
+                || self.ocr_unavailable.lock().is_some()
+                || self.db.begin_read()?.open_table(OCR_QUEUE)?.len()? == 0;
+            if queued == 0 && busy == 0 && pending_text == 0 && vectors_done && ocr_done {
                 return Ok(true);
             }
             if Instant::now() > deadline {
