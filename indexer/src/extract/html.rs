@@ -7,11 +7,7 @@ use super::{tidy_lines, ExtractError};
 const HTML_WIDTH: usize = 10_000;
 
 pub(super) fn extract_html(bytes: &[u8]) -> Result<String, ExtractError> {
-    // The trivial decorator adds no markup ("# ", "*", "[link]"): only text.
-    let body = html2text::config::with_decorator(html2text::render::TrivialDecorator::new())
-        .string_from_read(bytes, HTML_WIDTH)
-        .map_err(|e| ExtractError::Failed(format!("could not parse HTML: {e}")))?;
-    let body = tidy_lines(&body);
+    let body = html_body(bytes)?;
     Ok(match html_title(bytes) {
         Some(title) if !body.starts_with(&title) => {
             if body.is_empty() {
@@ -24,9 +20,18 @@ pub(super) fn extract_html(bytes: &[u8]) -> Result<String, ExtractError> {
     })
 }
 
+/// The rendered text of a page's body (no title), lines tidied.
+pub(super) fn html_body(bytes: &[u8]) -> Result<String, ExtractError> {
+    // The trivial decorator adds no markup ("# ", "*", "[link]"): only text.
+    let body = html2text::config::with_decorator(html2text::render::TrivialDecorator::new())
+        .string_from_read(bytes, HTML_WIDTH)
+        .map_err(|e| ExtractError::Failed(format!("could not parse HTML: {e}")))?;
+    Ok(tidy_lines(&body))
+}
+
 /// The text of the first `<title>` element (HTML drops the head when
 /// rendering, but the title is what a person searches for).
-fn html_title(bytes: &[u8]) -> Option<String> {
+pub(super) fn html_title(bytes: &[u8]) -> Option<String> {
     let html = String::from_utf8_lossy(&bytes[..bytes.len().min(256 * 1024)]);
     let lower = html.to_ascii_lowercase();
     let mut from = 0;
@@ -47,7 +52,7 @@ fn html_title(bytes: &[u8]) -> Option<String> {
 
 /// Decodes the character references commonly found in titles: the XML five,
 /// `&nbsp;` and numeric ones. Others are left as written.
-fn decode_entities(s: &str) -> String {
+pub(super) fn decode_entities(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     while let Some(amp) = rest.find('&') {

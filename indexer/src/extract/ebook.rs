@@ -1,0 +1,109 @@
+//! EPUB: `META-INF/container.xml` names the package (OPF); its spine gives the reading order
+//! of XHTML items, each rendered like HTML (`html2text`) as a section `chapter N` (N = its
+//! place in the spine, 1-based), or `chapter N: Title` when the item has a non-empty
+//! `<title>`. `dc:title` and `dc:creator` are the metadata. Parts are read through the bounds
+//! of [`super::zipxml`]; at most [`super::zipxml::MAX_PARTS_READ`] of them.
+
+use super::html::{html_body, html_title};
+use super::zipxml::{attr, dir_of, failed, resolve_target, walk, Node, Zip};
+use super::{DocKind, DocMeta, ExtractError, Extracted, TextBuilder};
+
+pub(super) fn extract_epub(bytes: &[u8], max_text_bytes: usize) -> Result<Extracted, ExtractError> {
+    let mut zip = Zip::open(bytes, "EPUB", max_text_bytes)?;
+    let container = zip.require("META-INF/container.xml")?;
+    let mut opf_path = None;
+    walk(&container, "EPUB META-INF/container.xml", |n| {
+        if let Node::Start(e) = n {
+            if e.local_name().as_ref() == "rootfile" {
+                opf_path = attr(e, "full-path");
+            }
+        }
+        opf_path.is_none()
+    })?;
+    let opf_path = opf_path
+        .map(|p| resolve_target("", &p))
+        .ok_or_else(|| failed("EPUB META-INF/container.xml names no rootfile (package)"))?;
+    let opf = zip.require(&opf_path)?;
+    let what = format!("EPUB {opf_path}");
+
+    let mut meta = DocMeta::default();
+    let mut manifest: Vec<(String, String, String)> = Vec::new(); // id, href, media type
+    let mut spine: Vec<String> = Vec::new();
+    let mut field: Option<&'static str> = None;
+    let (mut title, mut creator) = (String::new(), String::new());
+    walk(&opf, &what, |n| {
+        match n {
+            Node::Start(e) => {
+                field = None;
+                match e.local_name().as_ref() {
+                    "title" if title.is_empty() => field = Some("title"),
+                    "creator" if creator.is_empty() => field = Some("creator"),
+                    "item" => {
+                        if let (Some(id), Some(href)) = (attr(e, "id"), attr(e, "href")) {
+                            let ty = attr(e, "media-type").unwrap_or_default();
+                            manifest.push((id, href, ty));
+                        }
+                    }
+                    "itemref" => spine.extend(attr(e, "idref")),
+                    _ => {}
+                }
+            }
+            Node::End(_) => field = None,
+            Node::Text(t) => match field {
+                Some("title") => title.push_str(t),
+                Some("creator") => creator.push_str(t),
+                _ => {}
+            },
+        }
+        true
+    })?;
+    drop(opf);
+    meta.title = Some(title.trim().to_string()).filter(|t| !t.is_empty());
+    meta.author = Some(creator.trim().to_string()).filter(|t| !t.is_empty());
+    if spine.is_empty() {
+        return Err(failed(format!(
+            "{what} has an empty spine (no reading order)"
+        )));
+    }
+
+    let base = dir_of(&opf_path).to_string();
+    let mut tb = TextBuilder::new(max_text_bytes);
+    let mut warning = None;
+    for (i, idref) in spine.iter().enumerate() {
+        if tb.full() {
+            break;
+        }
+        let Some((_, href, ty)) = manifest.iter().find(|(id, _, _)| id == idref) else {
+            continue;
+        };
+        if !(ty.contains("html") || ty.is_empty()) {
+            continue;
+        }
+        let path = resolve_target(&base, href);
+        let Some(part) = zip.read(&path)? else {
+            if zip.exhausted() {
+                warning = Some(format!("EPUB: only the first {i} chapters read"));
+                break;
+            }
+            continue;
+        };
+        let html = part.text.as_bytes();
+        let body = html_body(html).map_err(|e| failed(format!("EPUB {path}: {e}")))?;
+        let label = match html_title(html) {
+            Some(t) => format!("chapter {}: {t}", i + 1),
+            None => format!("chapter {}", i + 1),
+        };
+        tb.section(label);
+        tb.push(&body);
+        tb.newline();
+    }
+    let (text, sections) = tb.finish();
+    Ok(Extracted {
+        text,
+        kind: DocKind::Epub,
+        sections,
+        meta,
+        warning,
+        ..Extracted::default()
+    })
+}
