@@ -235,6 +235,8 @@ pub struct Indexer {
     pub(crate) wake: Condvar,
     /// Set while a worker holds items it has taken from a queue.
     pub(crate) busy: Mutex<usize>,
+    /// Set while the text worker indexes a batch (OCR waits for text, not for embeddings).
+    pub(crate) text_working: AtomicBool,
     pub(crate) idle: Condvar,
     pub(crate) stop: AtomicBool,
     /// Bumped after every change to what a search can return (text commit, new vectors):
@@ -320,6 +322,7 @@ impl Indexer {
             queue: Mutex::new(pending),
             wake: Condvar::new(),
             busy: Mutex::new(0),
+            text_working: AtomicBool::new(false),
             idle: Condvar::new(),
             stop: AtomicBool::new(false),
             generation: AtomicU64::new(1),

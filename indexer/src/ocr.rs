@@ -2,7 +2,7 @@
 //!
 //! Tesseract reads (its CLI, `tesseract stdin stdout`: the maintained bindings need
 //! libtesseract's headers at build time and gain nothing for a process per page), poppler's
-//! `pdftoppm` renders a PDF page (scaled to fit 3,500 px, about A4 at 300 dpi). Both get the
+//! `pdftocairo` renders a PDF page (scaled to fit 3,500 px, about A4 at 300 dpi). Both get the
 //! content on stdin and answer on stdout: no plaintext touches a temporary file. Each runs at
 //! nice 19 with one thread, a per-part time limit ([`OcrOptions::time_limit`]) and a memory
 //! limit, so a hostile picture costs bounded time and memory and is reported, never fatal.
@@ -12,8 +12,8 @@
 //! index (remote tenants) each result is also sealed into the object store under
 //! [`OCR_PREFIX`] and pulled by a fresh node, like embeddings.
 //!
-//! The OCR worker is the last in line: it runs only while the text queue is empty, one part at
-//! a time, and when a file's parts are all read it queues the file for text indexing again,
+//! The OCR worker is the last in line: it runs only while the text queue is empty (alongside
+//! the embedder, both at the lowest priority), one part at a time, and when a file's parts are all read it queues the file for text indexing again,
 //! where extraction finds the recognised text in the cache ([`CachedOcr`]).
 //!
 //! This module must not run on a FUSE callback or hold a lock while a tool runs.
@@ -230,13 +230,15 @@ pub fn recognise(bytes: &[u8], part: OcrPart, opts: &OcrOptions) -> Result<Strin
         OcrPart::PdfPage(n) => {
             let page = n.to_string();
             let scale = PAGE_PIXELS.to_string();
+            // pdftocairo, not pdftoppm: only it writes a single page to stdout.
             picture = run_tool(
-                "pdftoppm",
+                "pdftocairo",
                 &[
                     "-f",
                     &page,
                     "-l",
                     &page,
+                    "-singlefile",
                     "-scale-to",
                     &scale,
                     "-gray",
@@ -248,7 +250,7 @@ pub fn recognise(bytes: &[u8], part: OcrPart, opts: &OcrOptions) -> Result<Strin
                 deadline,
             )?;
             if picture.is_empty() {
-                return Err(format!("pdftoppm rendered nothing for page {n}"));
+                return Err(format!("pdftocairo rendered nothing for page {n}"));
             }
             &picture
         }
@@ -534,7 +536,9 @@ impl Indexer {
             tracing::warn!("{e}: OCR results of other nodes are not used");
         }
         while !self.stop.load(Ordering::SeqCst) {
-            let text_busy = !self.queue.lock().is_empty() || *self.busy.lock() > 0;
+            // Text first; embeddings run alongside (both at the lowest priority).
+            let text_busy =
+                !self.queue.lock().is_empty() || self.text_working.load(Ordering::SeqCst);
             let next = if text_busy || self.ocr_unavailable.lock().is_some() {
                 None
             } else {

@@ -222,6 +222,7 @@ impl Indexer {
                 }
                 if !take.is_empty() {
                     *self.busy.lock() += 1;
+                    self.text_working.store(true, Ordering::SeqCst);
                 }
                 take
             };
@@ -234,6 +235,7 @@ impl Indexer {
                 self.queue.lock().extend(batch);
                 std::thread::sleep(Duration::from_secs(1));
             }
+            self.text_working.store(false, Ordering::SeqCst);
             *self.busy.lock() -= 1;
             self.idle.notify_all();
             self.wake.notify_all();
@@ -514,7 +516,23 @@ impl Indexer {
             .map_err(|e| e.to_string())?;
         // The model adds [CLS] and [SEP].
         let budget = self.opts.chunk_tokens.saturating_sub(2).max(16);
-        let cut = passages::cut(&ex.text, budget, self.tokens.as_ref());
+        // A passage never spans two pages, slides or sheets: its citation names one.
+        let mut bounds: Vec<usize> = ex.sections.iter().map(|s| s.offset as usize).collect();
+        bounds.retain(|&b| b > 0 && b < ex.text.len() && ex.text.is_char_boundary(b));
+        bounds.insert(0, 0);
+        bounds.push(ex.text.len());
+        bounds.dedup();
+        let cut: Vec<passages::Passage> = bounds
+            .windows(2)
+            .flat_map(|w| {
+                passages::cut(&ex.text[w[0]..w[1]], budget, self.tokens.as_ref())
+                    .into_iter()
+                    .map(move |mut p| {
+                        p.offset += w[0];
+                        p
+                    })
+            })
+            .collect();
         let out = cut
             .into_iter()
             .map(|p| {
