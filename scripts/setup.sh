@@ -42,7 +42,7 @@ LLM15_MODEL_SHA256=cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb
 
 # autoconf automake gcc make build pjdfstest; perl has `prove`, which runs it.
 # tesseract-ocr(-eng): OCR of scans and photos of documents (indexer/src/ocr.rs; PDF pages are
-# rendered by poppler-utils' pdftoppm). imagemagick, libimage-exiftool-perl and the LibreOffice
+# rendered by poppler-utils' pdftocairo). imagemagick, libimage-exiftool-perl and the LibreOffice
 # packages make the real samples of tests/tests/formats.rs and perfs/ocr (scans, EXIF photos,
 # office files and e-books written by LibreOffice in headless mode).
 # man-db … net-tools: tests/tests/topics.rs clusters these tools' man pages (real text of
