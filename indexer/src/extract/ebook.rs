@@ -103,7 +103,7 @@ pub(super) fn extract_epub(bytes: &[u8], max_text_bytes: usize) -> Result<Extrac
         kind: DocKind::Epub,
         sections,
         meta,
-        warning,
+        warning: zip.warning(warning),
         ..Extracted::default()
     })
 }

@@ -49,7 +49,7 @@ pub(super) fn extract_docx(bytes: &[u8], max_text_bytes: usize) -> Result<Extrac
     })?;
     drop(part);
     let meta = core_properties(&mut zip)?;
-    Ok(built(DocKind::Docx, tb, meta))
+    Ok(built(&zip, DocKind::Docx, tb, meta, None))
 }
 
 /// Title, author and creation date from `docProps/core.xml`, when there is one.
@@ -174,9 +174,7 @@ pub(super) fn extract_xlsx(bytes: &[u8], max_text_bytes: usize) -> Result<Extrac
         xlsx_sheet(&part, &format!("XLSX {path}"), &shared, &mut tb)?;
     }
     let meta = core_properties(&mut zip)?;
-    let mut out = built(DocKind::Xlsx, tb, meta);
-    out.warning = warning;
-    Ok(out)
+    Ok(built(&zip, DocKind::Xlsx, tb, meta, warning))
 }
 
 /// The shared strings table: the text of each `<si>` (rich-text runs joined, phonetic
@@ -362,9 +360,7 @@ pub(super) fn extract_pptx(bytes: &[u8], max_text_bytes: usize) -> Result<Extrac
         }
     }
     let meta = core_properties(&mut zip)?;
-    let mut out = built(DocKind::Pptx, tb, meta);
-    out.warning = warning;
-    Ok(out)
+    Ok(built(&zip, DocKind::Pptx, tb, meta, warning))
 }
 
 /// The `a:t` runs of a DrawingML part, paragraphs as lines. In notes, fields (the slide
@@ -445,7 +441,7 @@ pub(super) fn extract_odf(
         Some(part) => odf_meta(&part, &format!("{fmt} meta.xml"))?,
         None => DocMeta::default(),
     };
-    Ok(built(kind, tb, meta))
+    Ok(built(&zip, kind, tb, meta, None))
 }
 
 /// Where the ODF walker is inside a table.
@@ -639,13 +635,20 @@ fn non_empty(s: String) -> Option<String> {
     (!t.is_empty()).then(|| t.to_string())
 }
 
-fn built(kind: DocKind, tb: TextBuilder, meta: DocMeta) -> Extracted {
+fn built(
+    zip: &Zip,
+    kind: DocKind,
+    tb: TextBuilder,
+    meta: DocMeta,
+    warning: Option<String>,
+) -> Extracted {
     let (text, sections) = tb.finish();
     Extracted {
         text,
         kind,
         sections,
         meta,
+        warning: zip.warning(warning),
         ..Extracted::default()
     }
 }

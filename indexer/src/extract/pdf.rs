@@ -248,6 +248,59 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    /// A PDF of `pages` pages that all draw the same one-line text.
+    fn many_pages(pages: usize) -> Vec<u8> {
+        let mut objs: Vec<String> = vec![
+            "<< /Type /Catalog /Pages 2 0 R >>".into(),
+            String::new(), // the page tree, below
+            "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>".into(),
+        ];
+        let content = "BT /F1 12 Tf 72 720 Td (Chapter of the endless ledger) Tj ET";
+        objs.push(format!("<< /Length {} >>\nstream\n{content}\nendstream", content.len() + 1));
+        let first_page = objs.len() + 1;
+        let kids: Vec<String> = (0..pages).map(|i| format!("{} 0 R", first_page + i)).collect();
+        objs[1] = format!("<< /Type /Pages /Kids [{}] /Count {pages} >>", kids.join(" "));
+        for _ in 0..pages {
+            objs.push(
+                "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R \
+                 /Resources << /Font << /F1 3 0 R >> >> >>"
+                    .into(),
+            );
+        }
+        let mut pdf = b"%PDF-1.4\n".to_vec();
+        let mut offsets = Vec::new();
+        for (i, o) in objs.iter().enumerate() {
+            offsets.push(pdf.len());
+            pdf.extend_from_slice(format!("{} 0 obj\n{o}\nendobj\n", i + 1).as_bytes());
+        }
+        let xref = pdf.len();
+        pdf.extend_from_slice(format!("xref\n0 {}\n0000000000 65535 f \n", objs.len() + 1).as_bytes());
+        for o in offsets {
+            pdf.extend_from_slice(format!("{o:010} 00000 n \n").as_bytes());
+        }
+        pdf.extend_from_slice(
+            format!("trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n", objs.len() + 1)
+                .as_bytes(),
+        );
+        pdf
+    }
+
+    #[test]
+    fn a_ten_thousand_page_pdf_costs_bounded_time_and_says_what_it_left_out() {
+        let pdf = many_pages(10_000);
+        let t = Instant::now();
+        let x = extract_pdf(&pdf, 2 << 20, &super::super::NoOcr).expect("indexed in part");
+        let took = t.elapsed();
+        assert!(took < PDF_TIME_LIMIT + Duration::from_secs(5), "{took:?}");
+        let w = x.warning.expect("a warning says what was left out");
+        assert!(w.contains("of 10000 pages"), "{w}");
+        assert!(x.text.contains("endless ledger"));
+        assert_eq!(x.sections[0].label, "page 1");
+        assert!(x.sections.len() <= MAX_PDF_PAGES as usize);
+    }
+
     #[test]
     fn pdf_dates() {
         assert_eq!(super::pdf_date("D:20230415"), Some(1_681_516_800));

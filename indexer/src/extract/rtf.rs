@@ -290,9 +290,14 @@ impl Parser {
                 *i = i.saturating_add(n).min(b.len());
             }
             b"info" => self.top_mut().dest = Dest::Info,
-            b"title" if dest == Dest::Info => self.top_mut().dest = Dest::Title,
-            b"author" if dest == Dest::Info => self.top_mut().dest = Dest::Author,
-            b"subject" if dest == Dest::Info => self.top_mut().dest = Dest::Subject,
+            // The first of each (LibreOffice writes \author twice).
+            b"title" if dest == Dest::Info => self.top_mut().dest = first(&self.title, Dest::Title),
+            b"author" if dest == Dest::Info => {
+                self.top_mut().dest = first(&self.author, Dest::Author)
+            }
+            b"subject" if dest == Dest::Info => {
+                self.top_mut().dest = first(&self.subject, Dest::Subject)
+            }
             b"creatim" if dest == Dest::Info => self.top_mut().dest = Dest::Created,
             b"yr" | b"mo" | b"dy" | b"hr" | b"min" if dest == Dest::Created => {
                 let k = match word {
@@ -317,7 +322,17 @@ impl Parser {
     }
 }
 
-/// Destinations whose content is not document text.
+/// `dest` for a metadata field not read yet, else skipped.
+fn first(field: &str, dest: Dest) -> Dest {
+    if field.trim().is_empty() {
+        dest
+    } else {
+        Dest::Skip
+    }
+}
+
+/// Destinations whose content is not document text (`listtext` and `pntext` are the list
+/// numbers and bullets that a reader would compute itself).
 fn is_destination(word: &[u8]) -> bool {
     matches!(
         word,
@@ -356,6 +371,8 @@ fn is_destination(word: &[u8]) -> bool {
             | b"manager"
             | b"category"
             | b"bkmkstart"
+            | b"listtext"
+            | b"pntext"
             | b"bkmkend"
     )
 }
@@ -370,7 +387,7 @@ mod tests {
     #[test]
     fn extract_rtf_text_escapes_and_meta() {
         let rtf = br#"{\rtf1\ansi\ansicpg1252\deff0{\fonttbl{\f0\fswiss Helvetica;}}{\colortbl;\red255\green0\blue0;}
-{\stylesheet{\s0 Normal;}}{\info{\title The Heron Report}{\author Ada Lovelace}{\creatim\yr2024\mo3\dy1\hr10\min5}{\operator someone}}
+{\stylesheet{\s0 Normal;}}{\info{\title The Heron Report}{\author Ada Lovelace}{\author Ada Lovelace}{\creatim\yr2024\mo3\dy1\hr10\min5}{\operator someone}}
 {\header {\pard header words\par}}
 {\*\generator Riched20 10.0;}\pard\plain\f0 Caf\'e9 cr\'e8me \u8364?uro and \uc2\u9731 xxsnow\par
 Line\line two\tab tabbed \{braces\} \\ back\par

@@ -198,6 +198,11 @@ fn extract_odt_zip_bomb_stops_at_the_bound() {
     assert!(took.as_secs() < 10, "{took:?}");
     assert_eq!(x.text.len(), MAX);
     assert!(x.text.starts_with("bomb aaaa"));
+    let w = x.warning.as_deref().unwrap_or_default();
+    assert!(
+        w.contains("ODT: content.xml decompresses past the 64 MiB bound"),
+        "{w}"
+    );
     // A bomb of markup: parsed only up to the bound, then stops without an error.
     let bomb = build_bomb(
         &[("mimetype", ODT_MIME.as_bytes())],
@@ -331,6 +336,11 @@ fn extract_xlsx_damage_and_bombs() {
     assert!(start.elapsed().as_secs() < 10, "{:?}", start.elapsed());
     assert_eq!(x.text.len(), MAX);
     assert_eq!(labels(&x), ["sheet Raw & data"]);
+    let w = x.warning.as_deref().unwrap_or_default();
+    assert!(
+        w.contains("XLSX: xl/sharedStrings.xml decompresses past"),
+        "{w}"
+    );
 }
 
 const PRESENTATION: &str = r#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
@@ -732,5 +742,26 @@ fn extract_new_kinds_by_extension_and_names() {
             extract(&format!("old.{ext}"), b"x", MAX),
             Err(ExtractError::Unsupported(ext.into()))
         );
+    }
+}
+
+/// Prints what the extractor makes of the real samples of `scripts/make-format-samples.sh`
+/// in `$PEROS_FORMAT_SAMPLES` and checks each phrase's section (tests/tests/formats.rs does
+/// the same end to end); without the variable there is nothing to do.
+#[test]
+fn extract_real_samples_when_given() {
+    let Some(dir) = std::env::var_os("PEROS_FORMAT_SAMPLES") else {
+        return;
+    };
+    let dir = std::path::PathBuf::from(dir);
+    let tsv = std::fs::read_to_string(dir.join("phrases.tsv")).unwrap();
+    for line in tsv.lines() {
+        let f: Vec<&str> = line.split('\t').collect();
+        let (file, phrase, location) = (f[0], f[1], f.get(2).copied().unwrap_or(""));
+        let bytes = std::fs::read(dir.join(file)).unwrap();
+        let x = ok(file, &bytes);
+        println!("--- {file}: {:?} {:?}\n{}\n", x.sections, x.meta, x.text);
+        let want = (!location.is_empty()).then_some(location);
+        assert_eq!(section_of(&x, phrase), want, "{file}: {phrase}");
     }
 }

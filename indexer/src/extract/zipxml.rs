@@ -38,6 +38,8 @@ pub(super) struct Zip<'a> {
     pub fmt: &'static str,
     bound: u64,
     reads: usize,
+    /// Parts cut by the bound.
+    cut: Vec<String>,
 }
 
 impl<'a> Zip<'a> {
@@ -55,6 +57,7 @@ impl<'a> Zip<'a> {
             fmt,
             bound: part_bound(max_text),
             reads: 0,
+            cut: Vec::new(),
         })
     }
 
@@ -96,11 +99,30 @@ impl<'a> Zip<'a> {
             .read_to_end(&mut raw)
             .map_err(|e| failed(format!("{fmt} {name}: cannot be decompressed: {e}")))?;
         let cut = raw.len() as u64 >= self.bound;
+        if cut {
+            self.cut.push(name.to_string());
+        }
         let text = match String::from_utf8(raw) {
             Ok(s) => s,
             Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
         };
         Ok(Some(Part { text, cut }))
+    }
+
+    /// Why the file was read only in part: parts that decompress past the bound (a zip
+    /// bomb, or a huge document), then `other` (a limit of the format).
+    pub fn warning(&self, other: Option<String>) -> Option<String> {
+        let mut w: Vec<String> = Vec::new();
+        if !self.cut.is_empty() {
+            w.push(format!(
+                "{}: {} decompresses past the {} MiB bound for one part (a zip bomb?); read in part",
+                self.fmt,
+                self.cut.join(", "),
+                self.bound >> 20
+            ));
+        }
+        w.extend(other);
+        (!w.is_empty()).then(|| w.join("; "))
     }
 
     /// [`Zip::read`], failing when the part is missing.
