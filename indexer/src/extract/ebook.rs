@@ -4,6 +4,8 @@
 //! `<title>`. `dc:title` and `dc:creator` are the metadata. Parts are read through the bounds
 //! of [`super::zipxml`]; at most [`super::zipxml::MAX_PARTS_READ`] of them.
 
+use std::collections::HashMap;
+
 use super::html::{html_body, html_title};
 use super::zipxml::{attr, dir_of, failed, resolve_target, walk, Node, Zip};
 use super::{DocKind, DocMeta, ExtractError, Extracted, TextBuilder};
@@ -27,7 +29,8 @@ pub(super) fn extract_epub(bytes: &[u8], max_text_bytes: usize) -> Result<Extrac
     let what = format!("EPUB {opf_path}");
 
     let mut meta = DocMeta::default();
-    let mut manifest: Vec<(String, String, String)> = Vec::new(); // id, href, media type
+    // id → (href, media type)
+    let mut manifest: HashMap<String, (String, String)> = HashMap::new();
     let mut spine: Vec<String> = Vec::new();
     let mut field: Option<&'static str> = None;
     let (mut title, mut creator) = (String::new(), String::new());
@@ -41,7 +44,7 @@ pub(super) fn extract_epub(bytes: &[u8], max_text_bytes: usize) -> Result<Extrac
                     "item" => {
                         if let (Some(id), Some(href)) = (attr(e, "id"), attr(e, "href")) {
                             let ty = attr(e, "media-type").unwrap_or_default();
-                            manifest.push((id, href, ty));
+                            manifest.entry(id).or_insert((href, ty));
                         }
                     }
                     "itemref" => spine.extend(attr(e, "idref")),
@@ -73,7 +76,7 @@ pub(super) fn extract_epub(bytes: &[u8], max_text_bytes: usize) -> Result<Extrac
         if tb.full() {
             break;
         }
-        let Some((_, href, ty)) = manifest.iter().find(|(id, _, _)| id == idref) else {
+        let Some((href, ty)) = manifest.get(idref) else {
             continue;
         };
         if !(ty.contains("html") || ty.is_empty()) {

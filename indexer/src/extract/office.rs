@@ -17,6 +17,9 @@ use super::{parse_iso_date, DocKind, DocMeta, ExtractError, Extracted, TextBuild
 const MAX_REPEAT: usize = 100;
 /// Empty cells before a value in a spreadsheet row are kept as tabs up to this many.
 const MAX_GAP: usize = 64;
+/// Shared strings kept from an XLSX (later ones read as empty cells): a table of millions of
+/// tiny `<si/>` would otherwise cost far more memory than its markup.
+const MAX_SHARED_STRINGS: usize = 1 << 20;
 
 // ---- OOXML -----------------------------------------------------------------
 
@@ -110,17 +113,17 @@ fn listed_parts(
         true
     })?;
     let rels_name = rels_path(main);
-    let rels = match zip.read(&rels_name)? {
-        Some(p) => relationships(&p, &format!("{fmt} {rels_name}"))?,
-        None => Vec::new(),
+    let rels: std::collections::HashMap<String, String> = match zip.read(&rels_name)? {
+        Some(p) => relationships(&p, &format!("{fmt} {rels_name}"))?
+            .into_iter()
+            .map(|(id, _, target)| (id, target))
+            .collect(),
+        None => Default::default(),
     };
     let dir = dir_of(main);
     Ok(listed
         .into_iter()
-        .filter_map(|(name, id)| {
-            let (_, _, target) = rels.iter().find(|(rid, _, _)| *rid == id)?;
-            Some((name, resolve_target(dir, target)))
-        })
+        .filter_map(|(name, id)| Some((name, resolve_target(dir, rels.get(&id)?))))
         .collect())
 }
 
@@ -192,7 +195,12 @@ fn shared_strings(part: &Part) -> Result<Vec<String>, ExtractError> {
                 _ => {}
             },
             Node::End(name) => match name {
-                "si" => strings.push(std::mem::take(&mut cur)),
+                "si" => {
+                    strings.push(std::mem::take(&mut cur));
+                    if strings.len() >= MAX_SHARED_STRINGS {
+                        return false;
+                    }
+                }
                 "t" => in_t = false,
                 "rPh" => in_phonetic = in_phonetic.saturating_sub(1),
                 _ => {}

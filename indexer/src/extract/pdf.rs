@@ -258,10 +258,18 @@ mod tests {
             "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>".into(),
         ];
         let content = "BT /F1 12 Tf 72 720 Td (Chapter of the endless ledger) Tj ET";
-        objs.push(format!("<< /Length {} >>\nstream\n{content}\nendstream", content.len() + 1));
+        objs.push(format!(
+            "<< /Length {} >>\nstream\n{content}\nendstream",
+            content.len() + 1
+        ));
         let first_page = objs.len() + 1;
-        let kids: Vec<String> = (0..pages).map(|i| format!("{} 0 R", first_page + i)).collect();
-        objs[1] = format!("<< /Type /Pages /Kids [{}] /Count {pages} >>", kids.join(" "));
+        let kids: Vec<String> = (0..pages)
+            .map(|i| format!("{} 0 R", first_page + i))
+            .collect();
+        objs[1] = format!(
+            "<< /Type /Pages /Kids [{}] /Count {pages} >>",
+            kids.join(" ")
+        );
         for _ in 0..pages {
             objs.push(
                 "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R \
@@ -276,13 +284,18 @@ mod tests {
             pdf.extend_from_slice(format!("{} 0 obj\n{o}\nendobj\n", i + 1).as_bytes());
         }
         let xref = pdf.len();
-        pdf.extend_from_slice(format!("xref\n0 {}\n0000000000 65535 f \n", objs.len() + 1).as_bytes());
+        pdf.extend_from_slice(
+            format!("xref\n0 {}\n0000000000 65535 f \n", objs.len() + 1).as_bytes(),
+        );
         for o in offsets {
             pdf.extend_from_slice(format!("{o:010} 00000 n \n").as_bytes());
         }
         pdf.extend_from_slice(
-            format!("trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n", objs.len() + 1)
-                .as_bytes(),
+            format!(
+                "trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n",
+                objs.len() + 1
+            )
+            .as_bytes(),
         );
         pdf
     }

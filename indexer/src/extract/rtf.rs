@@ -309,12 +309,9 @@ impl Parser {
                 };
                 self.created[k] = param.unwrap_or(0);
             }
-            _ if dest == Dest::Info => {
-                // Other \info fields (\operator, \revtim, …): not kept.
-                if is_destination(word) || word.len() > 1 {
-                    self.top_mut().dest = Dest::Skip;
-                }
-            }
+            // Other \info fields (\operator, \revtim, …): their text is dropped with the
+            // rest of \info that is not a field kept.
+            _ if dest == Dest::Info => {}
             _ if is_destination(word) => self.top_mut().dest = Dest::Skip,
             _ => {}
         }
