@@ -4,7 +4,7 @@
 //! `peros search --json`: each sample's known phrases find that file first, and the hit's
 //! `location` names the page, sheet, slide, chapter, attachment or message that holds it.
 //! Hostile files of each family (a zip bomb XLSX, a truncated ODT, an RTF of 1,000,000 nested
-//! braces) sit beside them: the mount keeps working, everything else is found, and the index
+//! braces, an e-mail of 100,000 nested multiparts) sit beside them: the mount keeps working, everything else is found, and the index
 //! says what happened to them.
 //!
 //! LibreOffice is required (Debian: libreoffice-writer-nogui, libreoffice-calc-nogui,
@@ -164,6 +164,13 @@ fn office_ebook_rtf_and_mail_samples_are_found_at_their_location() {
     rtf.extend(std::iter::repeat_n(b'}', 1_000_000));
     rtf.push(b'}');
     write_file(&hostile.join("braces.rtf"), &rtf);
+    let mut eml = String::from("From: deep@example.org\nSubject: nested\n");
+    for i in 0..100_000 {
+        eml.push_str(&format!(
+            "Content-Type: multipart/mixed; boundary=\"b{i}\"\n\n--b{i}\n"
+        ));
+    }
+    write_file(&hostile.join("deep.eml"), eml.as_bytes());
 
     let m = Mounted::new(&env, &[]);
     fs::create_dir_all(m.p("docs")).unwrap();
@@ -172,7 +179,7 @@ fn office_ebook_rtf_and_mail_samples_are_found_at_their_location() {
         fs::copy(samples.join(f), m.p(&format!("docs/{f}")))
             .unwrap_or_else(|e| panic!("copy {f} into the mount: {e}"));
     }
-    for f in ["bomb.xlsx", "truncated.odt", "braces.rtf"] {
+    for f in ["bomb.xlsx", "truncated.odt", "braces.rtf", "deep.eml"] {
         fs::copy(hostile.join(f), m.p(&format!("hostile/{f}")))
             .unwrap_or_else(|e| panic!("copy {f} into the mount: {e}"));
     }
@@ -217,10 +224,19 @@ fn office_ebook_rtf_and_mail_samples_are_found_at_their_location() {
         reason.contains("ODT") && reason.contains("zip"),
         "the truncated ODT's error should name the format and the damage: {reason:?}"
     );
+    let reason = errors
+        .iter()
+        .find(|(p, _)| p == "/hostile/deep.eml")
+        .map(|(_, r)| r.clone())
+        .unwrap_or_else(|| panic!("the deeply nested e-mail is not an index error: {errors:?}"));
+    assert!(
+        reason.contains("EML") && reason.contains("multipart"),
+        "the nested e-mail's error should say why: {reason:?}"
+    );
     assert_eq!(
         errors.len(),
-        1,
-        "only the truncated ODT is an error: {errors:?}"
+        2,
+        "only the truncated ODT and the nested e-mail are errors: {errors:?}"
     );
     let bomb = warnings
         .iter()
