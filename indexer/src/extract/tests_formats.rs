@@ -765,3 +765,89 @@ fn extract_real_samples_when_given() {
         assert_eq!(section_of(&x, phrase), want, "{file}: {phrase}");
     }
 }
+
+/// Damaged copies of every format (cut short, bytes overwritten): an error or some text,
+/// never a panic.
+#[test]
+fn extract_damaged_documents_never_panic() {
+    let odt = build_odf(
+        ODT_MIME,
+        "<office:text><text:p>hello <text:s/>world</text:p></office:text>",
+    );
+    let xlsx = build_xlsx(
+        SHEET1,
+        "<row><c t=\"inlineStr\"><is><t>x</t></is></c></row>",
+    );
+    let epub = build_epub(
+        OPF,
+        &[(
+            "OEBPS/text/one.xhtml",
+            "<html><body><p>one</p></body></html>",
+        )],
+    );
+    let rtf = br"{\rtf1{\info{\title T}}\u8364?x\'e9{\*\d y}\par z}".to_vec();
+    let docs: Vec<(&str, Vec<u8>)> = vec![
+        ("a.odt", odt),
+        ("a.xlsx", xlsx),
+        ("a.epub", epub),
+        ("a.rtf", rtf),
+        ("a.eml", EML.as_bytes().to_vec()),
+        (
+            "a.mbox",
+            (1..=3).map(mbox_message).collect::<String>().into_bytes(),
+        ),
+    ];
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for (name, doc) in &docs {
+        for cut in (0..doc.len()).step_by((doc.len() / 97).max(1)) {
+            let _ = extract(name, &doc[..cut], MAX);
+        }
+        for _ in 0..300 {
+            let mut d = doc.clone();
+            for _ in 0..1 + next() % 4 {
+                let at = (next() as usize) % d.len();
+                d[at] = next() as u8;
+            }
+            let _ = extract(name, &d, MAX);
+        }
+    }
+}
+
+#[test]
+fn extract_epub_reads_a_bounded_number_of_parts() {
+    let n = zipxml::MAX_PARTS_READ + 500;
+    let mut opf = String::from("<package><metadata/><manifest>");
+    for i in 0..n {
+        opf.push_str(&format!(
+            "<item id=\"c{i}\" href=\"c{i}.xhtml\" media-type=\"application/xhtml+xml\"/>"
+        ));
+    }
+    opf.push_str("</manifest><spine>");
+    for i in 0..n {
+        opf.push_str(&format!("<itemref idref=\"c{i}\"/>"));
+    }
+    opf.push_str("</spine></package>");
+    let chapters: Vec<(String, String)> = (0..n)
+        .map(|i| {
+            (
+                format!("OEBPS/c{i}.xhtml"),
+                format!("<html><body><p>part{i}</p></body></html>"),
+            )
+        })
+        .collect();
+    let refs: Vec<(&str, &str)> = chapters
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    let x = ok("many.epub", &build_epub(&opf, &refs));
+    // container.xml and the OPF count as reads too.
+    assert_eq!(x.sections.len(), zipxml::MAX_PARTS_READ - 2);
+    let w = x.warning.as_deref().unwrap_or_default();
+    assert!(w.contains("EPUB: only the first"), "{w}");
+}
