@@ -10,6 +10,12 @@ use super::html::{html_body, html_title};
 use super::zipxml::{attr, dir_of, failed, resolve_target, walk, Node, Zip};
 use super::{DocKind, DocMeta, ExtractError, Extracted, TextBuilder};
 
+/// A chapter is rendered from at most this many bytes of markup per byte of text budget
+/// left…
+const MARKUP_PER_TEXT: usize = 8;
+/// …and at least this many.
+const MIN_CHAPTER_MARKUP: usize = 1 << 20;
+
 pub(super) fn extract_epub(bytes: &[u8], max_text_bytes: usize) -> Result<Extracted, ExtractError> {
     let mut zip = Zip::open(bytes, "EPUB", max_text_bytes)?;
     let container = zip.require("META-INF/container.xml")?;
@@ -90,7 +96,16 @@ pub(super) fn extract_epub(bytes: &[u8], max_text_bytes: usize) -> Result<Extrac
             }
             continue;
         };
-        let html = part.text.as_bytes();
+        // The HTML renderer builds a tree of the whole chapter: give it no more markup than
+        // the text budget left can use (markup runs a few times larger than its text).
+        let room = (max_text_bytes.saturating_sub(tb.text.len()))
+            .saturating_mul(MARKUP_PER_TEXT)
+            .max(MIN_CHAPTER_MARKUP);
+        let mut end = part.text.len().min(room);
+        while !part.text.is_char_boundary(end) {
+            end -= 1;
+        }
+        let html = part.text[..end].as_bytes();
         let body = html_body(html).map_err(|e| failed(format!("EPUB {path}: {e}")))?;
         let label = match html_title(html) {
             Some(t) => format!("chapter {}: {t}", i + 1),
