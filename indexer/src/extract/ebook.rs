@@ -105,7 +105,7 @@ pub(super) fn extract_epub(bytes: &[u8], max_text_bytes: usize) -> Result<Extrac
         while !part.text.is_char_boundary(end) {
             end -= 1;
         }
-        let html = part.text[..end].as_bytes();
+        let html = &part.text.as_bytes()[..end];
         let body = html_body(html).map_err(|e| failed(format!("EPUB {path}: {e}")))?;
         let label = match html_title(html) {
             Some(t) => format!("chapter {}: {t}", i + 1),
