@@ -347,7 +347,7 @@ impl TextBuilder {
         }
         self.sections.push(Section {
             offset,
-            label: label.into(),
+            label: clean_label(label.into()),
         });
     }
 
@@ -380,6 +380,33 @@ impl TextBuilder {
         self.sections.retain(|s| s.offset < end);
         (self.text, self.sections)
     }
+}
+
+/// The longest a section label may be (a sheet name or subject in a hostile file can be
+/// megabytes); longer ones are cut on a char boundary.
+pub const MAX_LABEL_BYTES: usize = 200;
+
+/// A label on one line (control characters become spaces, runs of spaces one), at most
+/// [`MAX_LABEL_BYTES`] long.
+fn clean_label(label: String) -> String {
+    if label.len() <= MAX_LABEL_BYTES && !label.chars().any(char::is_control) {
+        return label;
+    }
+    let mut out = String::new();
+    for word in label
+        .split(|c: char| c.is_control() || c == ' ')
+        .filter(|w| !w.is_empty())
+    {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(word);
+        if out.len() > MAX_LABEL_BYTES {
+            break;
+        }
+    }
+    truncate_on_char_boundary(&mut out, MAX_LABEL_BYTES);
+    out
 }
 
 /// Why a file yields no text.

@@ -851,3 +851,16 @@ fn extract_epub_reads_a_bounded_number_of_parts() {
     let w = x.warning.as_deref().unwrap_or_default();
     assert!(w.contains("EPUB: only the first"), "{w}");
 }
+
+#[test]
+fn extract_section_labels_are_one_short_line() {
+    let mut tb = TextBuilder::new(1000);
+    tb.section(format!("sheet {}", "é".repeat(500)));
+    tb.push("a");
+    tb.section("message 2: Re:\r\n\tnext  line");
+    tb.push("b");
+    let (_, sections) = tb.finish();
+    assert!(sections[0].label.len() <= MAX_LABEL_BYTES);
+    assert!(sections[0].label.starts_with("sheet éé"));
+    assert_eq!(sections[1].label, "message 2: Re: next line");
+}
