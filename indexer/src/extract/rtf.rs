@@ -3,7 +3,9 @@
 //! groups, control words, a few destinations.
 //!
 //! What it does: `\par`, `\line`, `\sect`, `\page`, `\row` → newline; `\tab`, `\cell` → tab;
-//! `\'hh` is a Windows-1252 byte; `\uN` is a Unicode character (negative N + 65536), after
+//! `\'hh` and 8-bit characters are bytes of the `\ansicpgN` code page (Windows-1252 by
+//! default; the double-byte pages 932, 936, 949 and 950 pair them; `\fcharset` of single
+//! fonts is not followed); `\uN` is a Unicode character (negative N + 65536), after
 //! which the `\ucN` (default 1) fallback characters are skipped; `\~` a space, `\_` a hyphen,
 //! `\emdash`, `\bullet`, the quote words… as their characters; `\binN` skips N raw bytes.
 //! `{\info{\title …}{\author …}{\subject …}{\creatim\yrY\moM\dyD\hrH\minM}}` → metadata.
@@ -70,6 +72,8 @@ pub(super) fn extract_rtf(bytes: &[u8], max_text_bytes: usize) -> Result<Extract
         }],
         overflow: 0,
         skip_fallback: 0,
+        cp: encoding_rs::WINDOWS_1252,
+        raw: Vec::new(),
         title: String::new(),
         author: String::new(),
         subject: String::new(),
@@ -77,6 +81,7 @@ pub(super) fn extract_rtf(bytes: &[u8], max_text_bytes: usize) -> Result<Extract
         pending: String::new(),
     };
     p.run(bytes);
+    p.flush_raw();
     p.flush();
     let (y, mo, d, h, mi) = (
         p.created[0],
@@ -111,6 +116,10 @@ struct Parser {
     overflow: usize,
     /// Fallback characters still to skip after a `\uN`.
     skip_fallback: usize,
+    /// The code page of `\'hh` bytes and 8-bit characters (`\ansicpgN`; Windows-1252 by
+    /// default), and such bytes not decoded yet (a double-byte code page pairs them).
+    cp: &'static encoding_rs::Encoding,
+    raw: Vec<u8>,
     title: String,
     author: String,
     subject: String,
@@ -139,6 +148,29 @@ impl Parser {
     }
 
     /// A character of the current destination (fallback characters after `\uN` skipped).
+    /// An 8-bit byte of the document's code page.
+    fn byte(&mut self, b: u8) {
+        if self.skip_fallback > 0 {
+            self.skip_fallback -= 1;
+        } else if self.cp == encoding_rs::WINDOWS_1252 {
+            self.emit_always(cp1252(b));
+        } else {
+            self.raw.push(b);
+        }
+    }
+
+    /// Decodes the bytes gathered by [`Parser::byte`].
+    fn flush_raw(&mut self) {
+        if self.raw.is_empty() {
+            return;
+        }
+        let raw = std::mem::take(&mut self.raw);
+        let (text, _) = self.cp.decode_without_bom_handling(&raw);
+        for c in text.chars() {
+            self.emit_always(c);
+        }
+    }
+
     fn emit(&mut self, c: char) {
         if self.skip_fallback > 0 {
             self.skip_fallback -= 1;
@@ -176,6 +208,7 @@ impl Parser {
             }
             match b[i] {
                 b'{' => {
+                    self.flush_raw();
                     self.skip_fallback = 0;
                     if self.stack.len() < MAX_DEPTH {
                         let g = self.top();
@@ -186,6 +219,7 @@ impl Parser {
                     i += 1;
                 }
                 b'}' => {
+                    self.flush_raw();
                     self.skip_fallback = 0;
                     if self.overflow > 0 {
                         self.overflow -= 1;
@@ -194,10 +228,21 @@ impl Parser {
                     }
                     i += 1;
                 }
-                b'\\' => i = self.control(b, i + 1),
+                b'\\' => {
+                    // Consecutive \'hh bytes may make one character.
+                    if b.get(i + 1) != Some(&b'\'') {
+                        self.flush_raw();
+                    }
+                    i = self.control(b, i + 1)
+                }
                 b'\r' | b'\n' => i += 1,
+                c if c >= 0x80 => {
+                    self.byte(c);
+                    i += 1;
+                }
                 c => {
-                    self.emit(cp1252(c));
+                    self.flush_raw();
+                    self.emit(c as char);
                     i += 1;
                 }
             }
@@ -220,7 +265,7 @@ impl Parser {
                         b.get(i).copied().and_then(hex),
                         b.get(i + 1).copied().and_then(hex),
                     ) {
-                        self.emit(cp1252((h * 16 + l) as u8));
+                        self.byte((h * 16 + l) as u8);
                         return i + 2;
                     }
                 }
@@ -281,6 +326,11 @@ impl Parser {
                 }
                 return;
             }
+            b"ansicpg" => {
+                if let Some(cp) = param.and_then(codepage) {
+                    self.cp = cp;
+                }
+            }
             b"uc" => {
                 self.top_mut().uc = param.unwrap_or(1).clamp(0, 16) as usize;
             }
@@ -317,6 +367,30 @@ impl Parser {
         }
         self.skip_fallback = 0;
     }
+}
+
+/// The encoding of a Windows code page number.
+fn codepage(n: i64) -> Option<&'static encoding_rs::Encoding> {
+    use encoding_rs::*;
+    Some(match n {
+        874 => WINDOWS_874,
+        932 => SHIFT_JIS,
+        936 => GBK,
+        949 => EUC_KR,
+        950 => BIG5,
+        1250 => WINDOWS_1250,
+        1251 => WINDOWS_1251,
+        1252 => WINDOWS_1252,
+        1253 => WINDOWS_1253,
+        1254 => WINDOWS_1254,
+        1255 => WINDOWS_1255,
+        1256 => WINDOWS_1256,
+        1257 => WINDOWS_1257,
+        1258 => WINDOWS_1258,
+        10000 => MACINTOSH,
+        65001 => UTF_8,
+        _ => return None,
+    })
 }
 
 /// `dest` for a metadata field not read yet, else skipped.
@@ -419,6 +493,28 @@ Line\line two\tab tabbed \{braces\} \\ back\par
             "{}",
             x.text
         );
+    }
+
+    #[test]
+    fn extract_rtf_code_pages() {
+        // Cyrillic (1251), and Shift-JIS whose characters are two \'hh bytes.
+        let x = extract(
+            "c.rtf",
+            br"{\rtf1\ansi\ansicpg1251 \'cf\'f0\'e8\'e2\'e5\'f2 world}",
+            MAX,
+        )
+        .unwrap();
+        assert_eq!(x.text, "Привет world");
+        let x = extract(
+            "j.rtf",
+            br"{\rtf1\ansi\ansicpg932 \'93\'fa\'96\'7b ok}",
+            MAX,
+        )
+        .unwrap();
+        assert_eq!(x.text, "日本 ok");
+        // A \u character's fallback bytes are skipped, not decoded.
+        let x = extract("u.rtf", br"{\rtf1\ansicpg932\uc2 \u26085\'93\'fa!}", MAX).unwrap();
+        assert_eq!(x.text, "日!");
     }
 
     #[test]
