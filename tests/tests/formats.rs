@@ -210,6 +210,49 @@ fn office_ebook_rtf_and_mail_samples_are_found_at_their_location() {
         wrong.join("\n")
     );
 
+    // The metadata as filters: kind, author (document properties), from and subject (mail).
+    let filtered = |q: &str| -> std::collections::BTreeSet<String> {
+        let v = env.json(["search", "--json", "--limit", "50", "--", q]);
+        v["hits"]
+            .as_array()
+            .unwrap_or_else(|| panic!("search {q:?}: no hits array in {v}"))
+            .iter()
+            .map(|h| h["path"].as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+    let docs = |names: &[&str]| -> std::collections::BTreeSet<String> {
+        names.iter().map(|n| format!("/docs/{n}")).collect()
+    };
+    for (q, want) in [
+        ("kind:mbox", docs(&["sample.mbox"])),
+        ("kind:email", docs(&["sample.eml"])),
+        (
+            "kind:xlsx",
+            [
+                "/docs/sample.xlsx".to_string(),
+                "/hostile/bomb.xlsx".to_string(),
+            ]
+            .into(),
+        ),
+        ("from:pelican@example.org", docs(&["sample.mbox"])),
+        ("subject:drone", docs(&["sample.eml"])),
+        (
+            "author:\"Sample Author\"",
+            docs(&[
+                "sample.odt",
+                "sample.docx",
+                "sample.rtf",
+                "sample.epub",
+                "sample.ods",
+                "sample.xlsx",
+                "sample.odp",
+                "sample.pptx",
+            ]),
+        ),
+    ] {
+        assert_eq!(filtered(q), want, "search {q:?}");
+    }
+
     // The hostile files: the truncated ODT is an error that names the format and the damage;
     // the bomb is indexed in part with a warning, its other sheet found; the braces are read.
     let errors = listed(&st, "errors");
