@@ -532,6 +532,10 @@ impl Indexer {
 
     /// The OCR worker: one part at a time, only while the text queue is empty.
     pub(crate) fn ocr_worker(&self) {
+        if let Err(e) = check_tesseract(&self.opts.ocr.languages) {
+            tracing::warn!("OCR is off: {e}");
+            *self.ocr_unavailable.lock() = Some(e);
+        }
         if let Err(e) = self.pull_ocr_results() {
             tracing::warn!("{e}: OCR results of other nodes are not used");
         }
@@ -567,6 +571,10 @@ impl Indexer {
     pub fn ocr_catch_up(&self, progress: &dyn Fn(u64, u64)) -> Result<Option<String>> {
         if !self.opts.ocr.enabled {
             return Ok(None);
+        }
+        if let Err(e) = check_tesseract(&self.opts.ocr.languages) {
+            *self.ocr_unavailable.lock() = Some(e.clone());
+            return Ok(Some(e));
         }
         let _ = self.pull_ocr_results();
         let total = self.db.begin_read()?.open_table(OCR_QUEUE)?.len()?;
@@ -609,6 +617,13 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.contains("not installed"), "{e}");
+    }
+
+    #[test]
+    fn languages_without_data_are_named() {
+        check_tesseract("eng").expect("setup installs tesseract-ocr-eng");
+        let e = check_tesseract("eng+qqz").unwrap_err();
+        assert!(e.contains("install tesseract-ocr-qqz"), "{e}");
     }
 
     #[test]

@@ -368,6 +368,45 @@ fn png_header_only(w: u32, h: u32) -> Vec<u8> {
     png
 }
 
+/// A PDF of `pages` pages that all draw the same line of text.
+fn many_page_pdf(pages: usize) -> Vec<u8> {
+    let content = "BT /F1 12 Tf 72 720 Td (Chapter of the endless ledger) Tj ET";
+    let mut objs: Vec<String> = vec![
+        "<< /Type /Catalog /Pages 2 0 R >>".into(),
+        String::new(),
+        "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>".into(),
+        format!("<< /Length {} >>\nstream\n{content}\nendstream", content.len() + 1),
+    ];
+    let kids: Vec<String> = (0..pages).map(|i| format!("{} 0 R", 5 + i)).collect();
+    objs[1] = format!("<< /Type /Pages /Kids [{}] /Count {pages} >>", kids.join(" "));
+    for _ in 0..pages {
+        objs.push(
+            "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R \
+             /Resources << /Font << /F1 3 0 R >> >> >>"
+                .into(),
+        );
+    }
+    let mut pdf = b"%PDF-1.4\n".to_vec();
+    let mut offsets = Vec::new();
+    for (i, o) in objs.iter().enumerate() {
+        offsets.push(pdf.len());
+        pdf.extend_from_slice(format!("{} 0 obj\n{o}\nendobj\n", i + 1).as_bytes());
+    }
+    let xref = pdf.len();
+    pdf.extend_from_slice(format!("xref\n0 {}\n0000000000 65535 f \n", objs.len() + 1).as_bytes());
+    for o in offsets {
+        pdf.extend_from_slice(format!("{o:010} 00000 n \n").as_bytes());
+    }
+    pdf.extend_from_slice(
+        format!(
+            "trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n",
+            objs.len() + 1
+        )
+        .as_bytes(),
+    );
+    pdf
+}
+
 #[test]
 fn hostile_pictures_are_reported_and_the_mount_survives() {
     need("tesseract", "tesseract-ocr");
@@ -385,6 +424,8 @@ fn hostile_pictures_are_reported_and_the_mount_survives() {
         b"the mount still indexes ordinary files",
     )
     .unwrap();
+    // A 10,000-page PDF: read up to the page limit, with the reason.
+    fs::write(m.p("bad/ledger.pdf"), many_page_pdf(10_000)).unwrap();
     let t = std::time::Instant::now();
     let v = wait_all(&env);
     assert!(
@@ -422,6 +463,12 @@ fn hostile_pictures_are_reported_and_the_mount_survives() {
         "{errors:?}"
     );
     assert!(
+        reason(&warnings, "/bad/ledger.pdf").contains("of 10000 pages"),
+        "{warnings:?}"
+    );
+    let h = hits(&env, "endless ledger", "text");
+    assert_eq!(paths(&h), ["/bad/ledger.pdf"], "its first pages are searchable");
+    assert!(
         reason(&errors, "/bad/not-a-photo.jpg").contains("not a PNG, JPEG"),
         "{errors:?}"
     );
@@ -432,4 +479,25 @@ fn hostile_pictures_are_reported_and_the_mount_survives() {
     // The mount is still there and writable.
     fs::write(m.p("bad/after.txt"), b"still alive").unwrap();
     assert_eq!(fs::read(m.p("bad/after.txt")).unwrap(), b"still alive");
+}
+
+#[test]
+fn ocr_languages_are_checked() {
+    need("tesseract", "tesseract-ocr");
+    let env = Env::init();
+    append_config(&env, "[index]\nocr_languages = \"eng deu\"\n");
+    let out = env.fails(["index", "--json"]);
+    assert!(
+        stderr(&out).contains("ocr_languages") && stderr(&out).contains("eng+deu"),
+        "a malformed list says how to write it: {}",
+        stderr(&out)
+    );
+    let env = Env::init();
+    append_config(&env, "[index]\nocr_languages = \"eng+qqz\"\n");
+    let m = Mounted::new(&env, &[]);
+    render_scan(LETTER, 1700, 900, &format!("png:{}", m.p("letter.png").display()));
+    let v = env.json(["index", "--wait", "--timeout", "120", "--json"]);
+    let why = v["ocr"]["unavailable"].as_str().unwrap_or_default();
+    assert!(why.contains("tesseract-ocr-qqz"), "names the missing package: {v}");
+    assert_eq!(v["ocr"]["queued_files"], 1, "the scan waits for OCR: {v}");
 }
