@@ -6,7 +6,8 @@
 //!    read through PerOS's OCR path (`peros_indexer::ocr::recognise`: Tesseract at nice 19,
 //!    one thread per process, as the OCR worker runs it) one at a time and two at a time (the
 //!    2 cores), and by plain `tesseract FILE stdout` (its default threads, normal priority) as
-//!    the baseline. Figures: pages per minute and character accuracy (1 − Levenshtein distance
+//!    the baseline, and with `OMP_THREAD_LIMIT=1` (what PerOS sets: Tesseract's OpenMP threads
+//!    spin against each other on a small, busy machine). Figures: pages per minute and character accuracy (1 − Levenshtein distance
 //!    / source length, on whitespace-normalised text).
 //! 2. `--extract DIR`: every file of DIR extracted `--repeat` times by `extract::extract`:
 //!    files/s and MB/s per kind, with plain-text files of the same run as the baseline.
@@ -126,10 +127,13 @@ fn ocr_table(dir: &Path, out: &mut String) -> Result<()> {
         let bytes = std::fs::read(p)?;
         recognise(&bytes, OcrPart::Image, &opts).map_err(|e| anyhow::anyhow!(e))
     };
-    let plain = |p: &Path| -> Result<String> {
-        let o = std::process::Command::new("tesseract")
-            .arg(p)
-            .arg("stdout")
+    let cli = |p: &Path, one_thread: bool| -> Result<String> {
+        let mut cmd = std::process::Command::new("tesseract");
+        cmd.arg(p).arg("stdout");
+        if one_thread {
+            cmd.env("OMP_THREAD_LIMIT", "1");
+        }
+        let o = cmd
             .output()
             .context("running tesseract (install tesseract-ocr)")?;
         if !o.status.success() {
@@ -137,10 +141,13 @@ fn ocr_table(dir: &Path, out: &mut String) -> Result<()> {
         }
         Ok(String::from_utf8_lossy(&o.stdout).into_owned())
     };
+    let plain = |p: &Path| cli(p, false);
+    let plain_one = |p: &Path| cli(p, true);
     // Warm the page cache and Tesseract's model files once, so that no run pays it.
     plain(&pages[0].0)?;
     let runs = [
         timed_run("tesseract CLI, default threads (baseline)", &pages, 1, &plain)?,
+        timed_run("tesseract CLI, OMP_THREAD_LIMIT=1", &pages, 1, &plain_one)?,
         timed_run("PerOS OCR path, 1 page at a time (the worker)", &pages, 1, &peros)?,
         timed_run("PerOS OCR path, 2 pages at a time (2 cores)", &pages, 2, &peros)?,
     ];
