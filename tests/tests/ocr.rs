@@ -481,11 +481,19 @@ fn hostile_pictures_are_reported_and_the_mount_survives() {
     assert_eq!(fs::read(m.p("bad/after.txt")).unwrap(), b"still alive");
 }
 
+/// Adds `line` to the `[index]` table of the home's config.toml.
+fn set_index_key(env: &Env, line: &str) {
+    let path = env.home.join("config.toml");
+    let cur = fs::read_to_string(&path).unwrap();
+    assert!(cur.contains("\n[index]\n"), "config.toml has an [index] table: {cur}");
+    fs::write(&path, cur.replacen("\n[index]\n", &format!("\n[index]\n{line}\n"), 1)).unwrap();
+}
+
 #[test]
 fn ocr_languages_are_checked() {
     need("tesseract", "tesseract-ocr");
     let env = Env::init();
-    append_config(&env, "[index]\nocr_languages = \"eng deu\"\n");
+    set_index_key(&env, "ocr_languages = \"eng deu\"");
     let out = env.fails(["index", "--json"]);
     assert!(
         stderr(&out).contains("ocr_languages") && stderr(&out).contains("eng+deu"),
@@ -493,7 +501,7 @@ fn ocr_languages_are_checked() {
         stderr(&out)
     );
     let env = Env::init();
-    append_config(&env, "[index]\nocr_languages = \"eng+qqz\"\n");
+    set_index_key(&env, "ocr_languages = \"eng+qqz\"");
     let m = Mounted::new(&env, &[]);
     render_scan(LETTER, 1700, 900, &format!("png:{}", m.p("letter.png").display()));
     let v = env.json(["index", "--wait", "--timeout", "120", "--json"]);
