@@ -375,10 +375,16 @@ fn many_page_pdf(pages: usize) -> Vec<u8> {
         "<< /Type /Catalog /Pages 2 0 R >>".into(),
         String::new(),
         "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>".into(),
-        format!("<< /Length {} >>\nstream\n{content}\nendstream", content.len() + 1),
+        format!(
+            "<< /Length {} >>\nstream\n{content}\nendstream",
+            content.len() + 1
+        ),
     ];
     let kids: Vec<String> = (0..pages).map(|i| format!("{} 0 R", 5 + i)).collect();
-    objs[1] = format!("<< /Type /Pages /Kids [{}] /Count {pages} >>", kids.join(" "));
+    objs[1] = format!(
+        "<< /Type /Pages /Kids [{}] /Count {pages} >>",
+        kids.join(" ")
+    );
     for _ in 0..pages {
         objs.push(
             "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R \
@@ -467,7 +473,11 @@ fn hostile_pictures_are_reported_and_the_mount_survives() {
         "{warnings:?}"
     );
     let h = hits(&env, "endless ledger", "text");
-    assert_eq!(paths(&h), ["/bad/ledger.pdf"], "its first pages are searchable");
+    assert_eq!(
+        paths(&h),
+        ["/bad/ledger.pdf"],
+        "its first pages are searchable"
+    );
     assert!(
         reason(&errors, "/bad/not-a-photo.jpg").contains("not a PNG, JPEG"),
         "{errors:?}"
@@ -485,8 +495,15 @@ fn hostile_pictures_are_reported_and_the_mount_survives() {
 fn set_index_key(env: &Env, line: &str) {
     let path = env.home.join("config.toml");
     let cur = fs::read_to_string(&path).unwrap();
-    assert!(cur.contains("\n[index]\n"), "config.toml has an [index] table: {cur}");
-    fs::write(&path, cur.replacen("\n[index]\n", &format!("\n[index]\n{line}\n"), 1)).unwrap();
+    assert!(
+        cur.contains("\n[index]\n"),
+        "config.toml has an [index] table: {cur}"
+    );
+    fs::write(
+        &path,
+        cur.replacen("\n[index]\n", &format!("\n[index]\n{line}\n"), 1),
+    )
+    .unwrap();
 }
 
 #[test]
@@ -503,9 +520,17 @@ fn ocr_languages_are_checked() {
     let env = Env::init();
     set_index_key(&env, "ocr_languages = \"eng+qqz\"");
     let m = Mounted::new(&env, &[]);
-    render_scan(LETTER, 1700, 900, &format!("png:{}", m.p("letter.png").display()));
+    render_scan(
+        LETTER,
+        1700,
+        900,
+        &format!("png:{}", m.p("letter.png").display()),
+    );
     let v = env.json(["index", "--wait", "--timeout", "120", "--json"]);
     let why = v["ocr"]["unavailable"].as_str().unwrap_or_default();
-    assert!(why.contains("tesseract-ocr-qqz"), "names the missing package: {v}");
+    assert!(
+        why.contains("tesseract-ocr-qqz"),
+        "names the missing package: {v}"
+    );
     assert_eq!(v["ocr"]["queued_files"], 1, "the scan waits for OCR: {v}");
 }

@@ -75,7 +75,10 @@ fn pages_of(dir: &Path) -> Result<Vec<(PathBuf, String)>> {
     }
     out.sort();
     if out.is_empty() {
-        bail!("no NNN.png pages in {}: run perfs/ocr/run.sh", dir.display());
+        bail!(
+            "no NNN.png pages in {}: run perfs/ocr/run.sh",
+            dir.display()
+        );
     }
     Ok(out)
 }
@@ -89,9 +92,8 @@ fn timed_run(
 ) -> Result<Run> {
     let start = Instant::now();
     let results: Vec<Result<f64>> = std::thread::scope(|s| {
-        let chunks: Vec<&[(PathBuf, String)]> = pages
-            .chunks(pages.len().div_ceil(parallel))
-            .collect();
+        let chunks: Vec<&[(PathBuf, String)]> =
+            pages.chunks(pages.len().div_ceil(parallel)).collect();
         let handles: Vec<_> = chunks
             .into_iter()
             .map(|part| {
@@ -146,10 +148,25 @@ fn ocr_table(dir: &Path, out: &mut String) -> Result<()> {
     // Warm the page cache and Tesseract's model files once, so that no run pays it.
     plain(&pages[0].0)?;
     let runs = [
-        timed_run("tesseract CLI, default threads (baseline)", &pages, 1, &plain)?,
+        timed_run(
+            "tesseract CLI, default threads (baseline)",
+            &pages,
+            1,
+            &plain,
+        )?,
         timed_run("tesseract CLI, OMP_THREAD_LIMIT=1", &pages, 1, &plain_one)?,
-        timed_run("PerOS OCR path, 1 page at a time (the worker)", &pages, 1, &peros)?,
-        timed_run("PerOS OCR path, 2 pages at a time (2 cores)", &pages, 2, &peros)?,
+        timed_run(
+            "PerOS OCR path, 1 page at a time (the worker)",
+            &pages,
+            1,
+            &peros,
+        )?,
+        timed_run(
+            "PerOS OCR path, 2 pages at a time (2 cores)",
+            &pages,
+            2,
+            &peros,
+        )?,
     ];
     let base = runs[0].per_minute();
     out.push_str(&format!(
