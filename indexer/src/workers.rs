@@ -30,7 +30,7 @@ enum Update {
     Removed,
     /// Same content, new path or tags: same chunks.
     Renamed(FileState),
-    Content(FileState, Vec<NewPassage>, FileExtra),
+    Content(FileState, Vec<NewPassage>, Box<FileExtra>),
 }
 
 impl Indexer {
@@ -310,7 +310,7 @@ impl Indexer {
                     (Vec::new(), FileExtra::default())
                 }
             };
-            updates.push((ino, Update::Content(st, passages, extra)));
+            updates.push((ino, Update::Content(st, passages, Box::new(extra))));
         }
         if updates.is_empty() {
             self.clear_pending(inos)?;
@@ -351,7 +351,7 @@ impl Indexer {
                         } else {
                             ocr_queue.insert(ino, ())?;
                         }
-                        if extra == FileExtra::default() {
+                        if *extra == FileExtra::default() {
                             extras.remove(ino)?;
                         } else {
                             extras.insert(ino, postcard::to_allocvec(&extra)?.as_slice())?;
