@@ -71,6 +71,8 @@ pub struct IndexConfig {
     pub ocr_languages: Option<String>,
     /// Seconds OCR may spend on one picture or page (default 120).
     pub ocr_time_limit_secs: Option<u64>,
+    /// OCR workers, each one page at a time (default: half the cores, at least 1).
+    pub ocr_workers: Option<usize>,
 }
 
 /// An OpenAI-compatible chat endpoint for `peros ask` (and the agent).
@@ -289,6 +291,15 @@ impl Home {
                 );
             }
             opts.ocr.time_limit = std::time::Duration::from_secs(t);
+        }
+        if let Some(n) = config.index.ocr_workers {
+            if !(1..=64).contains(&n) {
+                anyhow::bail!(
+                    "[index] ocr_workers = {n} in {}: use 1 to 64 (default: half the cores)",
+                    self.config_file.display()
+                );
+            }
+            opts.ocr.workers = n;
         }
         if let Some(endpoint) = config.index.embed_endpoint.filter(|e| !e.trim().is_empty()) {
             let Some(model) = config.index.embed_model.filter(|m| !m.trim().is_empty()) else {

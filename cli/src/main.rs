@@ -285,9 +285,12 @@ fn ocr_progress(o: &peros_indexer::ocr::OcrStatus) -> String {
     let queue = if o.queued_files == 0 {
         "nothing queued".to_string()
     } else {
+        let plural =
+            |n: u64, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
         format!(
-            "{} files ({} pictures or pages) queued",
-            o.queued_files, o.queued_parts
+            "{} ({}) queued",
+            plural(o.queued_files, "file", "files"),
+            plural(o.queued_parts, "picture or page", "pictures or pages")
         )
     };
     let mut line = format!(

@@ -228,6 +228,8 @@ pub struct Indexer {
     pub(crate) ocr_keys: ocr::OcrKeys,
     /// Why OCR cannot run on this machine (set when a tool is missing).
     pub(crate) ocr_unavailable: Mutex<Option<String>>,
+    /// Files an OCR worker is reading now.
+    pub(crate) ocr_claimed: Mutex<std::collections::HashSet<Ino>>,
     pub(crate) model_id: String,
     pub(crate) opts: Options,
     /// In-memory view of the text queue (persisted in PENDING by the worker).
@@ -317,6 +319,7 @@ impl Indexer {
             keys,
             ocr_keys,
             ocr_unavailable: Mutex::new(None),
+            ocr_claimed: Mutex::new(Default::default()),
             model_id,
             opts,
             queue: Mutex::new(pending),
@@ -340,6 +343,11 @@ impl Indexer {
         *me.graph_origin.lock() = (origin.to_string(), t.elapsed().as_millis() as u64);
         if let Err(e) = me.pull_embeddings() {
             tracing::warn!("{e}: continuing with the local embedding store");
+        }
+        if me.opts.ocr.enabled {
+            if let Err(e) = me.pull_ocr_results() {
+                tracing::warn!("{e}: OCR results of other nodes are not used yet");
+            }
         }
         me.reconcile()?;
         Ok(me)

@@ -12,8 +12,9 @@
 //! index (remote tenants) each result is also sealed into the object store under
 //! [`OCR_PREFIX`] and pulled by a fresh node, like embeddings.
 //!
-//! The OCR worker is the last in line: it runs only while the text queue is empty (alongside
-//! the embedder, both at the lowest priority), one part at a time, and when a file's parts are all read it queues the file for text indexing again,
+//! The OCR workers are the last in line: they run only while the text queue is empty (alongside
+//! the embedder, all at the lowest priority), each one part at a time (half the cores by
+//! default, `[index] ocr_workers`), and when a file's parts are all read it queues the file for text indexing again,
 //! where extraction finds the recognised text in the cache ([`CachedOcr`]).
 //!
 //! This module must not run on a FUSE callback or hold a lock while a tool runs.
@@ -53,6 +54,8 @@ pub struct OcrOptions {
     /// Per part (a picture, a page).
     pub time_limit: Duration,
     pub enabled: bool,
+    /// OCR workers (each reads one part at a time with one thread).
+    pub workers: usize,
 }
 
 impl Default for OcrOptions {
@@ -61,8 +64,18 @@ impl Default for OcrOptions {
             languages: "eng".into(),
             time_limit: Duration::from_secs(120),
             enabled: true,
+            workers: default_workers(),
         }
     }
+}
+
+/// Half the cores, at least one: OCR shares the machine with the embedder (both at the
+/// lowest priority) and with the user's own work; on 2 cores that is one worker.
+fn default_workers() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get() / 2)
+        .unwrap_or(1)
+        .max(1)
 }
 
 /// The OCR queue, for `peros status`.
@@ -447,11 +460,18 @@ impl Indexer {
     }
 
     /// The next file waiting for OCR.
+    /// Claims the next file waiting for OCR that no other OCR worker holds.
     fn next_ocr_file(&self) -> Result<Option<Ino>> {
         let txn = self.db.begin_read()?;
         let q = txn.open_table(OCR_QUEUE)?;
-        let first = q.first()?.map(|(k, _)| k.value());
-        Ok(first)
+        let mut claimed = self.ocr_claimed.lock();
+        for item in q.iter()? {
+            let ino = item?.0.value();
+            if claimed.insert(ino) {
+                return Ok(Some(ino));
+            }
+        }
+        Ok(None)
     }
 
     fn drop_from_ocr_queue(&self, ino: Ino) -> Result<()> {
@@ -557,7 +577,9 @@ impl Indexer {
                 continue;
             };
             *self.busy.lock() += 1;
-            if let Err(e) = self.ocr_file(ino) {
+            let outcome = self.ocr_file(ino);
+            self.ocr_claimed.lock().remove(&ino);
+            if let Err(e) = outcome {
                 tracing::error!("OCR of inode {ino}: {e}");
                 std::thread::sleep(Duration::from_secs(1));
             }
@@ -580,7 +602,9 @@ impl Indexer {
         let total = self.db.begin_read()?.open_table(OCR_QUEUE)?.len()?;
         let mut done = 0;
         while let Some(ino) = self.next_ocr_file()? {
-            if !self.ocr_file(ino)? {
+            let outcome = self.ocr_file(ino);
+            self.ocr_claimed.lock().remove(&ino);
+            if !outcome? {
                 return Ok(self.ocr_unavailable.lock().clone());
             }
             done += 1;

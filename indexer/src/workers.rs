@@ -179,14 +179,16 @@ impl Indexer {
             })
             .expect("spawn vector worker");
         if self.opts.ocr.enabled {
-            let me = self.clone();
-            std::thread::Builder::new()
-                .name("peros-index-ocr".into())
-                .spawn(move || {
-                    background_priority();
-                    me.ocr_worker()
-                })
-                .expect("spawn OCR worker");
+            for _ in 0..self.opts.ocr.workers.max(1) {
+                let me = self.clone();
+                std::thread::Builder::new()
+                    .name("peros-index-ocr".into())
+                    .spawn(move || {
+                        background_priority();
+                        me.ocr_worker()
+                    })
+                    .expect("spawn OCR worker");
+            }
         }
     }
 

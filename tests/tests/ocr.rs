@@ -171,6 +171,8 @@ fn scans_are_read_in_the_background_and_cited_by_page() {
     need("tesseract", "tesseract-ocr");
     need("pdftocairo", "poppler-utils");
     let env = Env::init();
+    // Two workers read the letter and the scanned page side by side, each its own file.
+    set_index_key(&env, "ocr_workers = 2");
     let m = Mounted::new(&env, &[]);
     let scans = env.path("scans");
     fs::create_dir_all(&scans).unwrap();
@@ -533,4 +535,60 @@ fn ocr_languages_are_checked() {
         "names the missing package: {v}"
     );
     assert_eq!(v["ocr"]["queued_files"], 1, "the scan waits for OCR: {v}");
+}
+
+#[test]
+fn ocr_results_travel_with_the_tenant() {
+    need("tesseract", "tesseract-ocr");
+    let Some(w) = peros_tests::seaweed::shared() else {
+        panic!("{}", peros_tests::seaweed::skip_message());
+    };
+    let t = S3Target {
+        url: format!(
+            "s3://{}/{}",
+            peros_tests::seaweed::BUCKET,
+            peros_tests::seaweed::unique_prefix("ocr")
+        ),
+        env: w.aws_env(),
+    };
+    let mut a = Env::new();
+    a.passphrase = Some("scans travel".into());
+    a.s3 = Some(t.clone());
+    a.ok(["init", "--store", &t.url]);
+    let src = a.path("scans");
+    fs::create_dir_all(&src).unwrap();
+    render_scan(
+        LETTER,
+        1700,
+        900,
+        &format!("png:{}", src.join("letter.png").display()),
+    );
+    a.ok([
+        std::ffi::OsStr::new("import"),
+        src.as_os_str(),
+        std::ffi::OsStr::new("/scans"),
+    ]);
+    let v = a.json(["index", "--wait", "--timeout", "300", "--json"]);
+    assert_eq!(v["ocr"]["done"], 1, "node A read the scan: {v}");
+    // The result went to the bucket, sealed (no plaintext: the phrase is not in it).
+    let bucket = w.remote(t.url.splitn(4, '/').nth(3).unwrap());
+    let listed = bucket.list("index/ocr/").unwrap();
+    assert_eq!(listed.len(), 1, "one sealed OCR result: {listed:?}");
+    let (sealed, _) = bucket
+        .get(&listed[0].0)
+        .unwrap()
+        .expect("the listed result");
+    assert!(
+        !contains(&sealed, b"lighthouse") && !contains(&sealed, b"Whitcombe"),
+        "the OCR result is sealed, not plaintext"
+    );
+
+    let mut b = Env::new();
+    b.s3 = Some(t.clone());
+    b.passphrase = a.passphrase.clone();
+    b.ok(["init", "--from", &t.url]);
+    let v = b.json(["index", "--wait", "--timeout", "300", "--json"]);
+    assert_eq!(v["ocr"]["done"], 0, "node B ran no OCR: {v}");
+    let h = hits(&b, "lighthouse keeper invoice Whitcombe", "text");
+    assert_eq!(paths(&h).first(), Some(&"/scans/letter.png"), "{h:?}");
 }

@@ -211,6 +211,10 @@ fn extract_table(dir: &Path, repeat: usize, out: &mut String) -> Result<()> {
         if kind.is_empty() {
             continue;
         }
+        // Large documents (a `large/` folder) are reported apart from one-page samples.
+        if e.components().any(|c| c.as_os_str() == "large") {
+            kind.push_str(" (large)");
+        }
         let entry = by_kind.entry(kind).or_default();
         entry.0 += repeat;
         entry.1 += bytes.len() as u64 * repeat as u64;
