@@ -630,6 +630,11 @@ impl Indexer {
     /// Waits until both queues are empty (with a running worker). `false` on timeout.
     pub fn wait_idle(&self, vectors: bool, timeout: Duration) -> Result<bool> {
         let deadline = Instant::now() + timeout;
+        // Writes and explicit mtimes the mount still buffers (group commit) reach the indexer
+        // only when committed: commit them first, or `--wait` could return before it sees them.
+        if let Err(e) = self.store.commit_buffered() {
+            tracing::warn!("committing buffered writes before waiting: {e}");
+        }
         loop {
             let pending_text = self.db.begin_read()?.open_table(PENDING)?.len()?;
             let queued = self.queue.lock().len();
