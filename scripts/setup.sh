@@ -44,13 +44,14 @@ LLM15_MODEL_SHA256=cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb
 # tesseract-ocr(-eng): OCR of scans and photos of documents (indexer/src/ocr.rs; PDF pages are
 # rendered by poppler-utils' pdftocairo). imagemagick, libimage-exiftool-perl and the LibreOffice
 # packages make the real samples of tests/tests/formats.rs and perfs/ocr (scans, EXIF photos,
-# office files and e-books written by LibreOffice in headless mode).
+# office files and e-books written by LibreOffice in headless mode); fonts-dejavu-core: the fonts
+# they draw scans with (apt runs with --no-install-recommends, so none come by themselves).
 # man-db … net-tools: tests/tests/topics.rs clusters these tools' man pages (real text of
 # clearly different subjects).
 APT_PACKAGES=(fuse3 fio gocryptfs bindfs python3 python3-venv rsync attr acl pkg-config cmake poppler-utils
     unzip ca-certificates curl autoconf automake gcc make perl
     man-db groff-base procps iproute2 wget zstd lz4 xz-utils bzip2 zip net-tools
-    tesseract-ocr tesseract-ocr-eng imagemagick libimage-exiftool-perl
+    tesseract-ocr tesseract-ocr-eng imagemagick libimage-exiftool-perl fonts-dejavu-core
     libreoffice-writer-nogui libreoffice-calc-nogui libreoffice-impress-nogui)
 if [[ "${PEROS_SETUP_LLM:-0}" == 1 ]]; then
     APT_PACKAGES+=(g++)

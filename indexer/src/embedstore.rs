@@ -12,7 +12,8 @@
 //! `index/embeddings/` in the object store, incrementally: each push seals only what was
 //! not pushed yet. A fresh node (`peros init --from s3://…`) pulls the segments at open, so
 //! its indexer finds every passage's vector without running the model. Segments of another
-//! model are skipped. Unreferenced vectors are kept (they are small, and versions and undo
+//! model are skipped. OCR results travel the same way ([`Indexer::put_sealed`],
+//! [`Indexer::pull_sealed`]; see `ocr`). Unreferenced vectors are kept (they are small, and versions and undo
 //! bring texts back); merging small segments is left to a later compaction.
 
 use bytes::Bytes;
@@ -117,16 +118,7 @@ impl Indexer {
             return Ok(0);
         }
         let plain = encode_segment(&self.model_id, &entries);
-        let keyring = self.store.keyring();
-        let name = keyring.object_name(&plain);
-        let sealed = keyring
-            .seal(&plain)
-            .map_err(|e| crate::IndexError::Index(e.to_string()))?;
-        let key = format!("{SEGMENT_PREFIX}{}", name.to_hex());
-        self.store
-            .backend()
-            .put(&key, Bytes::from(sealed))
-            .map_err(|e| crate::IndexError::Index(format!("pushing embeddings: {e}")))?;
+        let key = self.put_sealed(SEGMENT_PREFIX, &plain, "embeddings")?;
         let txn = self.db.begin_write()?;
         {
             let mut unpushed = txn.open_table(UNPUSHED)?;
@@ -180,16 +172,71 @@ impl Indexer {
         if !self.opts.share_embeddings {
             return Ok(0);
         }
+        self.pull_sealed(
+            SEGMENT_PREFIX,
+            "embedding segment",
+            |txn, key, plain| match decode_segment(plain) {
+                Some((model, entries)) if model == self.model_id => {
+                    let mut t = txn.open_table(EMBEDDINGS)?;
+                    let mut imported = 0;
+                    for (k, v) in &entries {
+                        if t.get(k.as_slice())?.is_none() {
+                            t.insert(k.as_slice(), *v)?;
+                            imported += 1;
+                        }
+                    }
+                    Ok(imported)
+                }
+                Some((model, _)) => {
+                    tracing::info!("embedding segment {key} is of model {model}: skipped");
+                    Ok(0)
+                }
+                None => {
+                    tracing::warn!("embedding segment {key} is malformed: skipped");
+                    Ok(0)
+                }
+            },
+        )
+    }
+
+    /// Seals `plain` to the tenant into the object store under `prefix`, named by the keyed
+    /// MAC of its plaintext like chunks; returns the object's key. What travels with the
+    /// tenant besides files (embedding segments, OCR results) goes through here.
+    pub(crate) fn put_sealed(&self, prefix: &str, plain: &[u8], what: &str) -> Result<String> {
+        let keyring = self.store.keyring();
+        let name = keyring.object_name(plain);
+        let sealed = keyring
+            .seal(plain)
+            .map_err(|e| crate::IndexError::Index(e.to_string()))?;
+        let key = format!("{prefix}{}", name.to_hex());
+        self.store
+            .backend()
+            .put(&key, Bytes::from(sealed))
+            .map_err(|e| crate::IndexError::Index(format!("pushing {what}: {e}")))?;
+        Ok(key)
+    }
+
+    /// Opens every object under `prefix` that this index has not imported yet and hands its
+    /// plaintext to `import` (in the transaction that records it as seen); returns the sum of
+    /// what `import` counted. An object that cannot be read is tried again next time; one
+    /// that does not open with this tenant's key is skipped with a warning.
+    pub(crate) fn pull_sealed(
+        &self,
+        prefix: &str,
+        what: &str,
+        mut import: impl FnMut(&redb::WriteTransaction, &str, &[u8]) -> Result<usize>,
+    ) -> Result<usize> {
         let listed = self
             .store
             .backend()
-            .list(SEGMENT_PREFIX)
-            .map_err(|e| crate::IndexError::Index(format!("listing embeddings: {e}")))?;
+            .list(prefix)
+            .map_err(|e| crate::IndexError::Index(format!("listing {what}s: {e}")))?;
         let seen: std::collections::HashSet<String> = {
             let txn = self.db.begin_read()?;
             let t = txn.open_table(SEGMENTS)?;
-            t.iter()?
+            t.range(prefix..)?
                 .filter_map(|i| i.ok().map(|(k, _)| k.value().to_string()))
+                .take_while(|k| k.starts_with(prefix))
                 .collect()
         };
         let mut imported = 0;
@@ -197,43 +244,26 @@ impl Indexer {
             if seen.contains(&key) {
                 continue;
             }
-            let Some(name) = key
-                .strip_prefix(SEGMENT_PREFIX)
-                .and_then(ObjectName::from_hex)
-            else {
-                tracing::warn!("ignoring {key}: not an embedding segment name");
+            let Some(name) = key.strip_prefix(prefix).and_then(ObjectName::from_hex) else {
+                tracing::warn!("ignoring {key}: not a {what} name");
                 continue;
             };
             let sealed = match self.store.backend().get(&key) {
                 Ok(b) => b,
                 Err(e) => {
-                    tracing::warn!("embedding segment {key}: {e}; it will be tried again");
+                    tracing::warn!("{what} {key}: {e}; it will be tried again");
                     continue;
                 }
             };
             let plain = match self.store.keyring().open(&sealed, &name) {
                 Ok(p) => p,
                 Err(e) => {
-                    tracing::warn!("embedding segment {key} does not open with this key: {e}");
+                    tracing::warn!("{what} {key} does not open with this key: {e}");
                     continue;
                 }
             };
             let txn = self.db.begin_write()?;
-            match decode_segment(&plain) {
-                Some((model, entries)) if model == self.model_id => {
-                    let mut t = txn.open_table(EMBEDDINGS)?;
-                    for (k, v) in &entries {
-                        if t.get(k.as_slice())?.is_none() {
-                            t.insert(k.as_slice(), *v)?;
-                            imported += 1;
-                        }
-                    }
-                }
-                Some((model, _)) => {
-                    tracing::info!("embedding segment {key} is of model {model}: skipped");
-                }
-                None => tracing::warn!("embedding segment {key} is malformed: skipped"),
-            }
+            imported += import(&txn, &key, &plain)?;
             txn.open_table(SEGMENTS)?.insert(key.as_str(), ())?;
             txn.commit()?;
         }

@@ -24,8 +24,6 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use peros_crypto::ObjectName;
 use peros_store::{Ino, Kind};
 use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
 use serde::Serialize;
@@ -119,18 +117,31 @@ impl OcrKeys {
     }
 }
 
-/// Extraction's view of the cache for one content.
+/// Extraction's view of the cache for one content. The content is hashed only when an
+/// extractor asks (pictures, PDF pages without text), not for every file indexed.
 pub(crate) struct CachedOcr<'a> {
-    pub ix: &'a Indexer,
-    pub content: blake3::Hash,
+    ix: &'a Indexer,
+    bytes: &'a [u8],
+    content: std::cell::OnceCell<blake3::Hash>,
+}
+
+impl<'a> CachedOcr<'a> {
+    pub fn new(ix: &'a Indexer, bytes: &'a [u8]) -> Self {
+        Self {
+            ix,
+            bytes,
+            content: std::cell::OnceCell::new(),
+        }
+    }
 }
 
 impl OcrLookup for CachedOcr<'_> {
     fn recognised(&self, part: OcrPart) -> Option<String> {
+        let content = self.content.get_or_init(|| blake3::hash(self.bytes));
         let key = self
             .ix
             .ocr_keys
-            .key_of(&self.content, part, &self.ix.opts.ocr.languages);
+            .key_of(content, part, &self.ix.opts.ocr.languages);
         self.ix.cached_ocr(&key).ok().flatten().map(|r| r.text)
     }
 }
@@ -362,17 +373,7 @@ impl Indexer {
     }
 
     fn push_ocr_result(&self, key: &[u8; 32], r: &OcrResult) -> Result<()> {
-        let plain = encode_result(key, r);
-        let keyring = self.store.keyring();
-        let name = keyring.object_name(&plain);
-        let sealed = keyring
-            .seal(&plain)
-            .map_err(|e| crate::IndexError::Index(e.to_string()))?;
-        let object = format!("{OCR_PREFIX}{}", name.to_hex());
-        self.store
-            .backend()
-            .put(&object, Bytes::from(sealed))
-            .map_err(|e| crate::IndexError::Index(format!("pushing an OCR result: {e}")))?;
+        let object = self.put_sealed(OCR_PREFIX, &encode_result(key, r), "an OCR result")?;
         let txn = self.db.begin_write()?;
         txn.open_table(SEGMENTS)?.insert(object.as_str(), ())?;
         txn.commit()?;
@@ -384,53 +385,18 @@ impl Indexer {
         if !self.opts.share_embeddings {
             return Ok(0);
         }
-        let listed = self
-            .store
-            .backend()
-            .list(OCR_PREFIX)
-            .map_err(|e| crate::IndexError::Index(format!("listing OCR results: {e}")))?;
-        let seen: std::collections::HashSet<String> = {
-            let txn = self.db.begin_read()?;
-            let t = txn.open_table(SEGMENTS)?;
-            t.range(OCR_PREFIX..)?
-                .filter_map(|i| i.ok().map(|(k, _)| k.value().to_string()))
-                .take_while(|k| k.starts_with(OCR_PREFIX))
-                .collect()
-        };
-        let mut imported = 0;
-        for (object, _) in listed {
-            if seen.contains(&object) {
-                continue;
-            }
-            let Some(name) = object
-                .strip_prefix(OCR_PREFIX)
-                .and_then(ObjectName::from_hex)
-            else {
-                continue;
+        self.pull_sealed(OCR_PREFIX, "OCR result", |txn, object, plain| {
+            let Some((key, r)) = decode_result(plain) else {
+                tracing::warn!("OCR result {object} is malformed: skipped");
+                return Ok(0);
             };
-            let Ok(sealed) = self.store.backend().get(&object) else {
-                continue;
-            };
-            let decoded = self
-                .store
-                .keyring()
-                .open(&sealed, &name)
-                .ok()
-                .and_then(|p| decode_result(&p));
-            let txn = self.db.begin_write()?;
-            if let Some((key, r)) = decoded {
-                let mut t = txn.open_table(OCR_CACHE)?;
-                if t.get(key.as_slice())?.is_none() {
-                    t.insert(key.as_slice(), postcard::to_allocvec(&r)?.as_slice())?;
-                    imported += 1;
-                }
-            } else {
-                tracing::warn!("OCR result {object} does not open with this key or is malformed");
+            let mut t = txn.open_table(OCR_CACHE)?;
+            if t.get(key.as_slice())?.is_some() {
+                return Ok(0);
             }
-            txn.open_table(SEGMENTS)?.insert(object.as_str(), ())?;
-            txn.commit()?;
-        }
-        Ok(imported)
+            t.insert(key.as_slice(), postcard::to_allocvec(&r)?.as_slice())?;
+            Ok(1)
+        })
     }
 
     /// The OCR queue and counters.

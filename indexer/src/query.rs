@@ -263,22 +263,11 @@ fn parse_date(s: &str) -> Option<i64> {
     let y: i64 = parts.next()?.parse().ok()?;
     let m: i64 = parts.next().map(|p| p.parse().ok()).unwrap_or(Some(1))?;
     let d: i64 = parts.next().map(|p| p.parse().ok()).unwrap_or(Some(1))?;
-    // Years beyond ±9999 are typos, and would overflow the arithmetic below.
-    if parts.next().is_some()
-        || !(1..=12).contains(&m)
-        || !(1..=31).contains(&d)
-        || !(-9999..=9999).contains(&y)
-    {
+    if parts.next().is_some() {
         return None;
     }
-    // Days from civil (Howard Hinnant's algorithm).
-    let y2 = if m <= 2 { y - 1 } else { y };
-    let era = if y2 >= 0 { y2 } else { y2 - 399 } / 400;
-    let yoe = y2 - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    Some((era * 146097 + doe - 719468) * 86400)
+    // Out-of-range fields, and years beyond ±9999 (typos), give None.
+    crate::extract::civil_to_epoch(y, m, d, 0, 0, 0)
 }
 
 fn parse_size(s: &str) -> Option<u64> {

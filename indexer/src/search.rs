@@ -119,17 +119,37 @@ const EXACT_SCAN_MAX: usize = 50_000;
 /// Terms in more passages than this are not collected per file (see `term_files`).
 const COMMON_PASSAGES: u64 = 200_000;
 
+/// Files' metadata for one pass over the file states: opened in the pass's transaction, and
+/// only when the query filters on metadata.
+struct FileMeta(Option<redb::ReadOnlyTable<u64, &'static [u8]>>);
+
+impl FileMeta {
+    fn open(txn: &redb::ReadTransaction, q: &Query) -> Result<Self> {
+        Ok(FileMeta(if q.needs_meta() {
+            Some(txn.open_table(crate::state::FILE_EXTRA)?)
+        } else {
+            None
+        }))
+    }
+
+    fn of(&self, ino: Ino) -> Result<Option<crate::extract::DocMeta>> {
+        let Some(t) = &self.0 else {
+            return Ok(None);
+        };
+        Ok(match t.get(ino)? {
+            Some(v) => Some(postcard::from_bytes::<crate::state::FileExtra>(v.value())?.meta),
+            None => Some(crate::extract::DocMeta::default()),
+        })
+    }
+}
+
 /// Candidate files' per-signal bests: (score, chunk id).
 type Best = HashMap<Ino, (f32, u64)>;
 
 impl Indexer {
-    fn facts_ok(&self, q: &Query, ino: Ino, st: &FileState) -> bool {
-        // Metadata lives in its own table: read only for queries that filter on it.
-        let extra = if q.needs_meta() {
-            self.file_extra(ino).ok()
-        } else {
-            None
-        };
+    /// Whether a file passes the query's filters. `meta` is the file's metadata, needed only
+    /// when [`Query::needs_meta`] (it lives in its own table: see [`FileMeta`]).
+    fn facts_ok(q: &Query, st: &FileState, meta: Option<&crate::extract::DocMeta>) -> bool {
         q.matches(&query::FileFacts {
             path: &st.path,
             ext: &st.ext,
@@ -137,7 +157,7 @@ impl Indexer {
             size: st.size,
             tags: &st.tags,
             kind: &st.kind,
-            meta: extra.as_ref().map(|x| &x.meta),
+            meta,
         })
     }
 
@@ -150,11 +170,12 @@ impl Indexer {
         }
         let txn = self.db.begin_read()?;
         let files = txn.open_table(FILES)?;
+        let metas = FileMeta::open(&txn, q)?;
         let mut out = HashMap::new();
         for item in files.iter()? {
             let (k, v) = item?;
             let st: FileState = postcard::from_bytes(v.value())?;
-            if self.facts_ok(q, k.value(), &st) {
+            if Self::facts_ok(q, &st, metas.of(k.value())?.as_ref()) {
                 out.insert(k.value(), st.chunk_ids);
             }
         }
@@ -497,7 +518,12 @@ impl Indexer {
             let Some(st) = self.file_state(c.ino)? else {
                 continue;
             };
-            if !self.facts_ok(&q, c.ino, &st) {
+            let meta = if q.needs_meta() {
+                Some(self.file_extra(c.ino)?.meta)
+            } else {
+                None
+            };
+            if !Self::facts_ok(&q, &st, meta.as_ref()) {
                 continue;
             }
             let rec = self.chunk_recs(&[c.chunk])?.pop();
@@ -535,11 +561,12 @@ impl Indexer {
     fn filter_only(&self, q: &Query, limit: usize) -> Result<SearchOutcome> {
         let txn = self.db.begin_read()?;
         let files = txn.open_table(FILES)?;
+        let metas = FileMeta::open(&txn, q)?;
         let mut hits = Vec::new();
         for item in files.iter()? {
             let (k, v) = item?;
             let st: FileState = postcard::from_bytes(v.value())?;
-            if q.filter.is_some() && self.facts_ok(q, k.value(), &st) {
+            if q.filter.is_some() && Self::facts_ok(q, &st, metas.of(k.value())?.as_ref()) {
                 let first = st.chunk_ids.first().copied();
                 hits.push((k.value(), st, first));
             }

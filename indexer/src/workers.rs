@@ -158,38 +158,28 @@ impl Indexer {
         Ok(())
     }
 
-    /// Starts the background workers (text, then embeddings).
+    /// Starts the background workers (text, embeddings, OCR), each at the lowest priority.
     pub fn start_workers(self: &Arc<Self>) {
         // A long-lived process: searches are worth the graph (one-shot commands scan exactly).
         self.vectors.ensure_graph();
-        let me = self.clone();
-        std::thread::Builder::new()
-            .name("peros-index-text".into())
-            .spawn(move || {
-                background_priority();
-                me.text_worker()
-            })
-            .expect("spawn text worker");
-        let me = self.clone();
-        std::thread::Builder::new()
-            .name("peros-index-vectors".into())
-            .spawn(move || {
-                background_priority();
-                me.vector_worker()
-            })
-            .expect("spawn vector worker");
+        self.spawn_worker("peros-index-text", Self::text_worker);
+        self.spawn_worker("peros-index-vectors", Self::vector_worker);
         if self.opts.ocr.enabled {
             for _ in 0..self.opts.ocr.workers.max(1) {
-                let me = self.clone();
-                std::thread::Builder::new()
-                    .name("peros-index-ocr".into())
-                    .spawn(move || {
-                        background_priority();
-                        me.ocr_worker()
-                    })
-                    .expect("spawn OCR worker");
+                self.spawn_worker("peros-index-ocr", |me| me.ocr_worker());
             }
         }
+    }
+
+    fn spawn_worker(self: &Arc<Self>, name: &str, work: impl FnOnce(Arc<Self>) + Send + 'static) {
+        let me = self.clone();
+        std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || {
+                background_priority();
+                work(me)
+            })
+            .unwrap_or_else(|e| panic!("cannot start the {name} thread: {e}"));
     }
 
     /// Stops the workers, saves the vector graph and pushes new embeddings (best effort).
@@ -510,10 +500,7 @@ impl Indexer {
             .read_from(ino, node, 0, node.size as usize)
             .map_err(|e| format!("cannot read: {e}"))?;
         let name = path.rsplit('/').next().unwrap_or(path);
-        let ocr = crate::ocr::CachedOcr {
-            ix: self,
-            content: blake3::hash(&bytes),
-        };
+        let ocr = crate::ocr::CachedOcr::new(self, &bytes);
         let ex = extract::extract_with(name, &bytes, self.opts.max_text_bytes, &ocr)
             .map_err(|e| e.to_string())?;
         // The model adds [CLS] and [SEP].

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 
 use super::html::{html_body, html_title};
-use super::zipxml::{attr, dir_of, failed, resolve_target, walk, Node, Zip};
+use super::zipxml::{attr, dir_of, failed, resolve_target, walk, FirstTexts, Node, Zip};
 use super::{DocKind, DocMeta, ExtractError, Extracted, TextBuilder};
 
 /// A chapter is rendered from at most this many bytes of markup per byte of text budget
@@ -38,37 +38,27 @@ pub(super) fn extract_epub(bytes: &[u8], max_text_bytes: usize) -> Result<Extrac
     // id → (href, media type)
     let mut manifest: HashMap<String, (String, String)> = HashMap::new();
     let mut spine: Vec<String> = Vec::new();
-    let mut field: Option<&'static str> = None;
-    let (mut title, mut creator) = (String::new(), String::new());
+    let mut texts = FirstTexts::new(["title", "creator"]);
     walk(&opf, &what, |n| {
-        match n {
-            Node::Start(e) => {
-                field = None;
-                match e.local_name().as_ref() {
-                    "title" if title.is_empty() => field = Some("title"),
-                    "creator" if creator.is_empty() => field = Some("creator"),
-                    "item" => {
-                        if let (Some(id), Some(href)) = (attr(e, "id"), attr(e, "href")) {
-                            let ty = attr(e, "media-type").unwrap_or_default();
-                            manifest.entry(id).or_insert((href, ty));
-                        }
+        texts.feed(&n);
+        if let Node::Start(e) = n {
+            match e.local_name().as_ref() {
+                "item" => {
+                    if let (Some(id), Some(href)) = (attr(e, "id"), attr(e, "href")) {
+                        let ty = attr(e, "media-type").unwrap_or_default();
+                        manifest.entry(id).or_insert((href, ty));
                     }
-                    "itemref" => spine.extend(attr(e, "idref")),
-                    _ => {}
                 }
-            }
-            Node::End(_) => field = None,
-            Node::Text(t) => match field {
-                Some("title") => title.push_str(t),
-                Some("creator") => creator.push_str(t),
+                "itemref" => spine.extend(attr(e, "idref")),
                 _ => {}
-            },
+            }
         }
         true
     })?;
     drop(opf);
-    meta.title = Some(title.trim().to_string()).filter(|t| !t.is_empty());
-    meta.author = Some(creator.trim().to_string()).filter(|t| !t.is_empty());
+    let [title, creator] = texts.finish();
+    meta.title = title;
+    meta.author = creator;
     if spine.is_empty() {
         return Err(failed(format!(
             "{what} has an empty spine (no reading order)"

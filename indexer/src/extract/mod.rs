@@ -275,7 +275,7 @@ pub struct Extracted {
 
 /// Seconds since the epoch of a UTC civil time; `None` when a field is out of range.
 pub fn civil_to_epoch(y: i64, m: i64, d: i64, h: i64, mi: i64, s: i64) -> Option<i64> {
-    if !(1..=9999).contains(&y)
+    if !(-9999..=9999).contains(&y)
         || !(1..=12).contains(&m)
         || !(1..=31).contains(&d)
         || !(0..=23).contains(&h)

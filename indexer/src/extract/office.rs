@@ -8,7 +8,7 @@
 
 use super::zipxml::{
     attr, attr_prefixed, dir_of, failed, number_in, relationships, rels_path, resolve_target, walk,
-    Node, Part, Zip,
+    FirstTexts, Node, Part, Zip,
 };
 use super::{parse_iso_date, DocKind, DocMeta, ExtractError, Extracted, TextBuilder};
 
@@ -62,31 +62,15 @@ fn core_properties(zip: &mut Zip) -> Result<DocMeta, ExtractError> {
         return Ok(meta);
     };
     let what = format!("{} docProps/core.xml", zip.fmt);
-    let mut field: Option<&'static str> = None;
-    let (mut title, mut creator, mut created) = (String::new(), String::new(), String::new());
+    let mut texts = FirstTexts::new(["title", "creator", "created"]);
     walk(&part, &what, |n| {
-        match n {
-            Node::Start(e) => {
-                field = match e.local_name().as_ref() {
-                    "title" => Some("title"),
-                    "creator" => Some("creator"),
-                    "created" => Some("created"),
-                    _ => None,
-                }
-            }
-            Node::End(_) => field = None,
-            Node::Text(t) => match field {
-                Some("title") => title.push_str(t),
-                Some("creator") => creator.push_str(t),
-                Some("created") => created.push_str(t),
-                _ => {}
-            },
-        }
+        texts.feed(&n);
         true
     })?;
-    meta.title = non_empty(title);
-    meta.author = non_empty(creator);
-    meta.date = parse_iso_date(created.trim());
+    let [title, creator, created] = texts.finish();
+    meta.title = title;
+    meta.author = creator;
+    meta.date = created.and_then(|c| parse_iso_date(&c));
     Ok(meta)
 }
 
@@ -602,46 +586,21 @@ fn repeat(e: &quick_xml::events::BytesStart<'_>, name: &str) -> usize {
 }
 
 fn odf_meta(part: &Part, what: &str) -> Result<DocMeta, ExtractError> {
-    let mut field: Option<&'static str> = None;
-    let (mut title, mut initial, mut creator, mut created) =
-        (String::new(), String::new(), String::new(), String::new());
+    let mut texts = FirstTexts::new(["title", "initial-creator", "creator", "creation-date"]);
     walk(part, what, |n| {
-        match n {
-            Node::Start(e) => {
-                let qname = e.name();
-                field = match qname.as_ref() {
-                    "dc:title" => Some("title"),
-                    "meta:initial-creator" => Some("initial"),
-                    "dc:creator" => Some("creator"),
-                    "meta:creation-date" => Some("created"),
-                    _ => None,
-                }
-            }
-            Node::End(_) => field = None,
-            Node::Text(t) => match field {
-                Some("title") => title.push_str(t),
-                Some("initial") => initial.push_str(t),
-                Some("creator") => creator.push_str(t),
-                Some("created") => created.push_str(t),
-                _ => {}
-            },
-        }
+        texts.feed(&n);
         true
     })?;
+    let [title, initial, creator, created] = texts.finish();
     Ok(DocMeta {
-        title: non_empty(title),
-        author: non_empty(initial).or(non_empty(creator)),
-        date: parse_iso_date(created.trim()),
+        title,
+        author: initial.or(creator),
+        date: created.and_then(|c| parse_iso_date(&c)),
         ..DocMeta::default()
     })
 }
 
 // ---- shared -----------------------------------------------------------------
-
-fn non_empty(s: String) -> Option<String> {
-    let t = s.trim();
-    (!t.is_empty()).then(|| t.to_string())
-}
 
 fn built(
     zip: &Zip,

@@ -189,6 +189,57 @@ pub(super) fn walk(
     }
 }
 
+/// Collects, during a [`walk`], the text of the first element of each of `N` local names
+/// (document metadata: `title`, `creator`, `created`…).
+pub(super) struct FirstTexts<const N: usize> {
+    names: [&'static str; N],
+    texts: [String; N],
+    seen: [bool; N],
+    open: Option<usize>,
+}
+
+impl<const N: usize> FirstTexts<N> {
+    pub fn new(names: [&'static str; N]) -> Self {
+        Self {
+            names,
+            texts: std::array::from_fn(|_| String::new()),
+            seen: [false; N],
+            open: None,
+        }
+    }
+
+    pub fn feed(&mut self, n: &Node<'_>) {
+        match n {
+            Node::Start(e) => {
+                let name = e.local_name();
+                let name: &str = name.as_ref();
+                self.open = self
+                    .names
+                    .iter()
+                    .position(|x| *x == name)
+                    .filter(|&i| !self.seen[i]);
+                if let Some(i) = self.open {
+                    self.seen[i] = true;
+                }
+            }
+            Node::End(_) => self.open = None,
+            Node::Text(t) => {
+                if let Some(i) = self.open {
+                    self.texts[i].push_str(t);
+                }
+            }
+        }
+    }
+
+    /// Each text trimmed, `None` when absent or blank.
+    pub fn finish(self) -> [Option<String>; N] {
+        self.texts.map(|t| {
+            let t = t.trim();
+            (!t.is_empty()).then(|| t.to_string())
+        })
+    }
+}
+
 /// The value of the attribute whose local name is `name` (any prefix), unescaped.
 pub(super) fn attr(e: &BytesStart<'_>, name: &str) -> Option<String> {
     attr_where(e, name, |_| true)
