@@ -202,6 +202,32 @@ fn mean(prs: &[Pr]) -> (f64, f64, f64) {
     )
 }
 
+/// The grid's best setting by mean F1 on the tuning views, at length penalty `alpha`.
+fn best_on_tuning(tune: &[&View], alpha: f32) -> Option<(f64, Params)> {
+    let mut best: Option<(f64, Params)> = None;
+    for p in grid() {
+        let prs: Vec<Pr> = tune
+            .iter()
+            .map(|v| score(v, &members_penalised(v, &p, alpha)))
+            .collect();
+        let f1 = mean(&prs).2;
+        if best.is_none_or(|(b, _)| f1 > b + 1e-9) {
+            best = Some((f1, p));
+        }
+    }
+    best
+}
+
+/// Mean recall, precision and F1 over the held-out views with `p` at length penalty `alpha`.
+fn held_mean(views: &[View], p: &Params, alpha: f32) -> (f64, f64, f64) {
+    let held: Vec<Pr> = views
+        .iter()
+        .filter(|v| !v.tune)
+        .map(|v| score(v, &members_penalised(v, p, alpha)))
+        .collect();
+    mean(&held)
+}
+
 fn grid() -> Vec<Params> {
     let mut out = Vec::new();
     for sem_floor in [0.25, 0.3, 0.35, 0.4, 0.45, 0.5] {
@@ -270,18 +296,7 @@ fn views_part(ix: &Indexer, args: &Args, md: &mut String) -> Result<serde_json::
     let shipped = Params::default();
     // The sweep, on the tuning half only.
     let tune: Vec<&View> = views.iter().filter(|v| v.tune).collect();
-    let mut best: Option<(f64, Params)> = None;
-    for p in grid() {
-        let prs: Vec<Pr> = tune
-            .iter()
-            .map(|v| score(v, &members_with(v, &p)))
-            .collect();
-        let (_, _, f1) = mean(&prs);
-        if best.is_none_or(|(b, _)| f1 > b + 1e-9) {
-            best = Some((f1, p));
-        }
-    }
-    let (best_f1, chosen) = best.context("empty grid")?;
+    let (best_f1, chosen) = best_on_tuning(&tune, 0.0).context("empty grid")?;
     // The trade-off along the floor: the best of the grid at each floor.
     let mut by_floor: Vec<(f32, f64, Params)> = Vec::new();
     for p in grid() {
@@ -319,41 +334,15 @@ fn views_part(ix: &Indexer, args: &Args, md: &mut String) -> Result<serde_json::
     by_floor.sort_by(|a, b| a.0.total_cmp(&b.0));
     for (_, f1, p) in &by_floor {
         let f = p.sem_floor;
-        let held: Vec<Pr> = views
-            .iter()
-            .filter(|v| !v.tune)
-            .map(|v| score(v, &members_with(v, p)))
-            .collect();
-        let (r, pr, _) = mean(&held);
+        let (r, pr, _) = held_mean(&views, p, 0.0);
         let _ = writeln!(md, "| {f:.2} | {f1:.3} | {r:.3} | {pr:.3} | `{p:?}` |");
     }
     let _ = writeln!(md);
     let _ = writeln!(md, "Length penalty (experiment): similarity less alpha per doubling of size over 8 KiB; best of the grid on the tuning half at each alpha:\n\n| alpha | tune F1 | held recall | held precision | held F1 | parameters |\n|---:|---:|---:|---:|---:|---|");
     for alpha in [0.0f32, 0.005, 0.01, 0.015, 0.02, 0.03, 0.04] {
-        let mut best: Option<(f64, Params)> = None;
-        for p in grid() {
-            let prs: Vec<Pr> = tune
-                .iter()
-                .map(|v| score(v, &members_penalised(v, &p, alpha)))
-                .collect();
-            let f1 = mean(&prs).2;
-            if best.is_none_or(|(b, _)| f1 > b + 1e-9) {
-                best = Some((f1, p));
-            }
-        }
-        let (f1, p) = best.context("empty grid")?;
-        let held: Vec<Pr> = views
-            .iter()
-            .filter(|v| !v.tune)
-            .map(|v| score(v, &members_penalised(v, &p, alpha)))
-            .collect();
-        let (r, pr, hf) = mean(&held);
-        let shipped_held: Vec<Pr> = views
-            .iter()
-            .filter(|v| !v.tune)
-            .map(|v| score(v, &members_penalised(v, &shipped, alpha)))
-            .collect();
-        let (sr, sp, _) = mean(&shipped_held);
+        let (f1, p) = best_on_tuning(&tune, alpha).context("empty grid")?;
+        let (r, pr, hf) = held_mean(&views, &p, alpha);
+        let (sr, sp, _) = held_mean(&views, &shipped, alpha);
         let _ = writeln!(md, "| {alpha:.3} | {f1:.3} | {r:.3} | {pr:.3} | {hf:.3} | `{p:?}`; shipped params: {sr:.3} / {sp:.3} |");
     }
     let _ = writeln!(md);
@@ -403,12 +392,7 @@ fn views_part(ix: &Indexer, args: &Args, md: &mut String) -> Result<serde_json::
     };
     let (tr, tp) = per_half(false, md);
     let (hr, hp) = per_half(true, md);
-    let held_chosen: Vec<Pr> = views
-        .iter()
-        .filter(|v| !v.tune)
-        .map(|v| score(v, &members_with(v, &chosen)))
-        .collect();
-    let (cr, cp, _) = mean(&held_chosen);
+    let (cr, cp, _) = held_mean(&views, &chosen, 0.0);
     let _ = writeln!(
         md,
         "With the sweep's choice instead of the shipped parameters, held-out mean recall {cr:.3}, precision {cp:.3}.\n"
