@@ -42,6 +42,12 @@ pub use virt::{Listing, ListingEntry, QueryDirError, QueryDirs};
 const TTL: Duration = Duration::from_secs(1);
 /// Chunks being decrypted ahead of a sequential reader, at most.
 const MAX_READAHEAD: usize = 2;
+/// Every open asks the kernel not to send FLUSH at close(2): a close then costs no round
+/// trip (closing is the asynchronous RELEASE, which records the version and queues the commit,
+/// as FLUSH did: nothing in FLUSH ever waited for the store). Measured on 10,000 files of
+/// 4 KiB: one of the five synchronous requests per create+write+close. Kernels before 5.17
+/// ignore the flag and keep sending FLUSH, which `flush` still serves.
+const NO_FLUSH: FopenFlags = FopenFlags::FOPEN_NOFLUSH;
 const BLOCK: u64 = 4096;
 
 fn errno(e: &StoreError) -> Errno {
@@ -260,11 +266,12 @@ impl PerosFs {
         let mut seen = self.seen.lock();
         let unchanged = seen.get(&ino) == Some(&(node.mtime, node.size));
         seen.insert(ino, (node.mtime, node.size));
-        if unchanged {
+        let keep = if unchanged {
             FopenFlags::FOPEN_KEEP_CACHE
         } else {
             FopenFlags::empty()
-        }
+        };
+        keep | NO_FLUSH
     }
 
     fn release_file(&self, ino: Ino) -> Result<(), StoreError> {
@@ -1227,7 +1234,7 @@ impl Filesystem for FuseAdapter {
                     &fs.attr(ino, &node),
                     Generation(0),
                     FileHandle(fh),
-                    FopenFlags::empty(),
+                    NO_FLUSH,
                 );
             }
             Err(e) => reply.error(errno(&e)),
