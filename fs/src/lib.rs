@@ -27,10 +27,11 @@ use fuser::{
 };
 use parking_lot::Mutex;
 use peros_store::{
-    DirEntry, Ino, Inode, Kind, RenameMode, SetAttr, Store, StoreError, Time, CHUNK_SIZE, ROOT_INO,
+    DirEntry, Ino, Inode, Kind, RenameMode, SetAttr, Store, StoreError, Time, ROOT_INO,
 };
 
 pub mod access;
+mod readahead;
 pub mod virt;
 mod virt_ops;
 use virt::{is_virtual, VInodes};
@@ -40,8 +41,6 @@ pub use virt::{Listing, ListingEntry, QueryDirError, QueryDirs};
 /// while it runs (other commands go through its control socket), so a short TTL suffices to
 /// pick up those changes.
 const TTL: Duration = Duration::from_secs(1);
-/// Chunks being decrypted ahead of a sequential reader, at most.
-const MAX_READAHEAD: usize = 2;
 /// Every open asks the kernel not to send FLUSH at close(2): a close then costs no round
 /// trip (closing is the asynchronous RELEASE, which records the version and queues the commit,
 /// as FLUSH did: nothing in FLUSH ever waited for the store). Measured on 10,000 files of
@@ -109,7 +108,7 @@ pub struct PerosFs {
     /// Per inode, (mtime, size) when this mount last had it open: unchanged → keep page cache.
     seen: Mutex<HashMap<Ino, (Time, u64)>>,
     next_fh: AtomicU64,
-    readahead: Arc<std::sync::atomic::AtomicUsize>,
+    readahead: readahead::ReadAhead,
     space_from: PathBuf,
     pub counters: Arc<FsCounters>,
     query_dirs: std::sync::OnceLock<QueryDirsMount>,
@@ -286,6 +285,7 @@ impl PerosFs {
                 }
                 Some(_) => {
                     files.remove(&ino);
+                    self.readahead.forget(ino);
                     true
                 }
                 None => false,
@@ -303,33 +303,10 @@ impl PerosFs {
 
     fn read_range(&self, ino: Ino, offset: u64, size: usize) -> Result<Vec<u8>, StoreError> {
         if self.store.pending_attr(ino).is_none() {
-            self.read_ahead(ino, offset + size as u64);
+            self.readahead
+                .on_read(&self.store, ino, offset, size as u64);
         }
         self.store.read(ino, offset, size)
-    }
-
-    /// Decrypts the chunk after `end` in the background when a reader nears it, so sequential
-    /// reads do not wait for each 4 MiB chunk in turn.
-    fn read_ahead(&self, ino: Ino, end: u64) {
-        let idx = end / CHUNK_SIZE as u64;
-        let within = end % CHUNK_SIZE as u64;
-        if within < CHUNK_SIZE as u64 / 2 {
-            return;
-        }
-        let next = idx + 1;
-        if self.store.chunk_cached(ino, next) {
-            return;
-        }
-        if self.readahead.fetch_add(1, Ordering::SeqCst) >= MAX_READAHEAD {
-            self.readahead.fetch_sub(1, Ordering::SeqCst);
-            return;
-        }
-        let store = self.store.clone();
-        let counter = self.readahead.clone();
-        std::thread::spawn(move || {
-            let _ = store.prefetch_chunk(ino, next);
-            counter.fetch_sub(1, Ordering::SeqCst);
-        });
     }
 
     fn write_at(&self, ino: Ino, offset: u64, data: &[u8]) -> Result<(), StoreError> {
