@@ -2,6 +2,7 @@
 //! once. The fetching itself is the store's (`Store::prefetch_chunk`).
 
 use std::collections::{HashMap, HashSet};
+use std::ops::RangeInclusive;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -31,28 +32,12 @@ pub(crate) struct ReadAhead {
 impl ReadAhead {
     /// Notes a read of `len` bytes at `offset` of `ino` and, when it continues a sequential
     /// pass, starts fetching the chunks after it (chunks past the end have no objects, so
-    /// `chunk_cached` skips them). Random readers get nothing fetched ahead: a 4 KiB read
-    /// must not cost 12 MiB.
+    /// `chunk_cached` skips them).
     pub(crate) fn on_read(&self, store: &Arc<Store>, ino: Ino, offset: u64, len: u64) {
-        let end = offset.saturating_add(len);
-        let sequential = {
-            let mut last = self.last_end.lock();
-            if last.len() >= MAX_TRACKED && !last.contains_key(&ino) {
-                last.clear();
-            }
-            // The first read of a file does not count: `file`, `head` and thumbnailers read
-            // the start and stop. Then the chunks ahead are looked at once per MiB read, not
-            // at every (possibly 4 KiB) read.
-            last.insert(ino, end).is_some_and(|prev| {
-                offset.abs_diff(prev) <= SEQUENTIAL_SLACK && (prev >> 20 != end >> 20)
-            })
-        };
-        if !sequential {
+        let Some(ahead) = self.chunks_ahead(ino, offset, len) else {
             return;
-        }
-        let chunk = CHUNK_SIZE as u64;
-        let current = end / chunk;
-        for idx in current + 1..=current + DEPTH {
+        };
+        for idx in ahead {
             if store.chunk_cached(ino, idx) {
                 continue;
             }
@@ -75,8 +60,69 @@ impl ReadAhead {
         }
     }
 
+    /// The chunks to have decrypted after this read, if it continues a sequential pass.
+    /// Random readers get none: a 4 KiB read must not cost 12 MiB.
+    fn chunks_ahead(&self, ino: Ino, offset: u64, len: u64) -> Option<RangeInclusive<u64>> {
+        let end = offset.saturating_add(len);
+        let mut last = self.last_end.lock();
+        if last.len() >= MAX_TRACKED && !last.contains_key(&ino) {
+            last.clear();
+        }
+        // The first read of a file does not count: `file`, `head` and thumbnailers read the
+        // start and stop. Then the chunks ahead are looked at once per MiB read, not at every
+        // (possibly 4 KiB) read.
+        let prev = last.insert(ino, end)?;
+        let sequential = offset.abs_diff(prev) <= SEQUENTIAL_SLACK;
+        if !sequential || prev >> 20 == end >> 20 {
+            return None;
+        }
+        let current = end / CHUNK_SIZE as u64;
+        Some(current + 1..=current + DEPTH)
+    }
+
     /// The file was closed for the last time.
     pub(crate) fn forget(&self, ino: Ino) {
         self.last_end.lock().remove(&ino);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: u64 = 1 << 20;
+
+    #[test]
+    fn sequential_readers_get_chunks_ahead_random_ones_none() {
+        let ra = ReadAhead::default();
+        // First read of a file: nothing yet.
+        assert_eq!(ra.chunks_ahead(7, 0, MIB), None);
+        // It goes on where it stopped: the three chunks after the current one.
+        assert_eq!(ra.chunks_ahead(7, MIB, MIB), Some(1..=3));
+        assert_eq!(ra.chunks_ahead(7, 4 * MIB, MIB), Some(2..=4));
+        // Small reads within one MiB are looked at once, at the MiB boundary.
+        let ra = ReadAhead::default();
+        assert_eq!(ra.chunks_ahead(8, 0, 4096), None);
+        let mut triggered = 0;
+        for i in 1..256 {
+            if ra.chunks_ahead(8, i * 4096, 4096).is_some() {
+                triggered += 1;
+            }
+        }
+        assert_eq!(triggered, 1, "one look per MiB of 4 KiB reads");
+        // A random reader: jumps farther than the slack every time.
+        let ra = ReadAhead::default();
+        let mut at = 0u64;
+        for i in 0..100u64 {
+            at = (at + 37 * MIB + i * 4096) % (1 << 34);
+            assert_eq!(ra.chunks_ahead(9, at, 4096), None, "read {i} at {at}");
+        }
+        // Files are told apart, and forgotten at close.
+        let ra = ReadAhead::default();
+        assert_eq!(ra.chunks_ahead(1, 0, MIB), None);
+        assert_eq!(ra.chunks_ahead(2, MIB, MIB), None);
+        assert_eq!(ra.chunks_ahead(1, MIB, MIB), Some(1..=3));
+        ra.forget(1);
+        assert_eq!(ra.chunks_ahead(1, 2 * MIB, MIB), None);
     }
 }
