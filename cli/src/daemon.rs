@@ -207,27 +207,8 @@ fn clear_stale_mount(dir: &Path) {
     }
 }
 
-/// Makes glibc keep freed write buffers for reuse instead of returning them to the kernel.
-///
-/// Why: by default a freed buffer of a few MiB (a chunk being buffered, a sealed object) goes
-/// back to the kernel (munmap, or a heap trim past 2× the mmap threshold), so the next one is
-/// fresh memory, faulted in page by page. On a VM whose host reclaims free guest memory that
-/// costs more than the copy itself: with three fresh buffers per byte written (buffer, sealed
-/// object, page cache) against gocryptfs's one, `perf` put half of a sequential write's time in
-/// first-touch faults. The memory kept is bounded by what the daemon already bounds
-/// (`[store] dirty_mb` of buffers, `cache_mb` of chunks, a few objects being sealed).
-fn keep_freed_buffers() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets allocator parameters; called before the daemon's threads start.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 64 << 20);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 512 << 20);
-    }
-}
-
 /// Runs the daemon in this process until unmounted or signalled.
 pub fn run_foreground(home: &Home, dir: &Path, allow_other: bool) -> Result<()> {
-    keep_freed_buffers();
     clear_stale_mount(dir);
     let meta = std::fs::metadata(dir)
         .with_context(|| format!("mount point {} (create it with mkdir)", dir.display()))?;

@@ -28,6 +28,11 @@ pub const PACK_FILE_MAX: u64 = 256 * 1024;
 pub const PACK_TARGET: usize = 4 * 1024 * 1024;
 /// Files a committer takes from the queue for one group commit, at most.
 const BATCH_FILES: usize = 512;
+/// Buffered bytes a committer takes for one group commit, at least one file's and at most
+/// about this much more. A group commit copies partial chunks into its objects and seals
+/// them all before writing, so its memory is a few times what it takes: with 50 files
+/// written at once, one batch took all 128 MiB of buffers and the daemon's RSS passed 700 MB.
+const BATCH_BYTES: usize = 16 * 1024 * 1024;
 /// How long a committer lets the queue fill before a group commit.
 const GROUP_WINDOW: Duration = Duration::from_millis(10);
 const CHUNK: u64 = CHUNK_SIZE as u64;
@@ -58,6 +63,11 @@ struct Pending {
     version_due: bool,
     /// Chunk of the latest write (a background commit leaves it to fill up).
     last_chunk: u64,
+    /// Queued by back-pressure: the next commit takes everything, the partly written last
+    /// chunk too. Without it, writers that each hold a partial chunk (50 files written at
+    /// once, 2 FUSE threads) could keep the buffers over the limit with nothing a committer
+    /// would take, and every writer waited for ever.
+    drain: bool,
     /// An mtime set explicitly (utimens) since the last write: a commit of older writes that
     /// is in flight applies it instead of its own, so `touch -d`/`tar x` need not wait for
     /// the commit (which the mount used to force, one file at a time).
@@ -140,6 +150,7 @@ enum Take {
 fn freeze(fb: &FileBuf, take: Take, record_version: bool) -> (Arc<Frozen>, bool) {
     let mut st = lock(&fb.state);
     st.queued = false;
+    st.drain = false;
     let mut chunks = std::mem::take(&mut st.chunks);
     if take == Take::Settled {
         let last = st.last_chunk;
@@ -259,7 +270,7 @@ impl Store {
             self.commit_file(ino, Take::All, false, false)?;
             return Ok(());
         }
-        self.queue_all_buffered();
+        self.queue_all_buffered(false);
         let mut d = lock(&wb.dirty);
         while *d > wb.limit {
             let (g, timeout) = wb
@@ -268,15 +279,17 @@ impl Store {
                 .unwrap_or_else(|e| e.into_inner());
             d = g;
             if timeout.timed_out() && *d > wb.limit {
+                // Nothing settled drained the buffers in time: take the partial chunks too.
                 drop(d);
-                self.queue_all_buffered();
+                self.queue_all_buffered(true);
                 d = lock(&wb.dirty);
             }
         }
         Ok(())
     }
 
-    fn queue_all_buffered(&self) {
+    /// Queues every file holding buffered bytes; `drain`: its next commit takes them all.
+    fn queue_all_buffered(&self, drain: bool) {
         let wb = &self.writeback;
         let files: Vec<(Ino, Arc<FileBuf>)> = lock(&wb.files)
             .iter()
@@ -284,9 +297,12 @@ impl Store {
             .collect();
         for (ino, fb) in files {
             let mut st = lock(&fb.state);
-            if st.bytes > 0 && !st.queued {
-                st.queued = true;
-                wb.enqueue(ino);
+            if st.bytes > 0 {
+                st.drain |= drain;
+                if !st.queued {
+                    st.queued = true;
+                    wb.enqueue(ino);
+                }
             }
         }
     }
@@ -472,16 +488,25 @@ impl Store {
         let mut guards = Vec::new();
         let mut batch = Vec::new();
         let mut busy = Vec::new();
+        let mut taken = 0usize;
         for (ino, fb) in &files {
+            if taken >= BATCH_BYTES {
+                // Left for the next group commit: see BATCH_BYTES.
+                busy.push(*ino);
+                continue;
+            }
             let Ok(g) = fb.commit.try_lock() else {
                 busy.push(*ino);
                 continue;
             };
+            taken += lock(&fb.state).bytes;
             guards.push(g);
             let (take, version) = {
                 let st = lock(&fb.state);
                 if st.version_due {
                     (Take::All, true)
+                } else if st.drain {
+                    (Take::All, false)
                 } else {
                     (Take::Settled, false)
                 }
