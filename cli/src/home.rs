@@ -45,7 +45,7 @@ pub struct MountConfig {
 
 impl MountConfig {
     /// The FUSE thread count. One per core, because more threads than cores only add context
-    /// switches to every round trip: on 2 cores, 10,000 creates of 4 KiB files took 1.6 s
+    /// switches to every round trip: on 2 cores, 5,000 creates of 4 KiB files took 1.6 s
     /// with 2 threads and 2.4 s with 4 (perfs/fio/metadata.py). At least 2, so that a read
     /// waiting for an object does not hold up everything else; at most 8.
     pub fn fuse_threads(&self) -> usize {

@@ -31,7 +31,7 @@ const BATCH_FILES: usize = 512;
 /// Buffered bytes a committer takes for one group commit, at least one file's and at most
 /// about this much more. A group commit copies partial chunks into its objects and seals
 /// them all before writing, so its memory is a few times what it takes: with 50 files
-/// written at once, one batch took all 128 MiB of buffers and the daemon's RSS passed 700 MB.
+/// written at once, one batch could otherwise take all 128 MiB of buffers at once.
 const BATCH_BYTES: usize = 16 * 1024 * 1024;
 /// How long a committer lets the queue fill before a group commit.
 const GROUP_WINDOW: Duration = Duration::from_millis(10);
