@@ -499,19 +499,14 @@ impl Store {
                 busy.push(*ino);
                 continue;
             };
-            taken += lock(&fb.state).bytes;
             guards.push(g);
             let (take, version) = {
                 let st = lock(&fb.state);
-                if st.version_due {
-                    (Take::All, true)
-                } else if st.drain {
-                    (Take::All, false)
-                } else {
-                    (Take::Settled, false)
-                }
+                let all = st.version_due || st.drain;
+                (if all { Take::All } else { Take::Settled }, st.version_due)
             };
             let (frozen, version) = freeze(fb, take, version);
+            taken += frozen.bytes;
             batch.push((*ino, fb.clone(), frozen, version));
         }
         // Files another thread is committing stay queued: what they buffer after that commit
