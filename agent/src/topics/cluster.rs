@@ -2,7 +2,8 @@
 //! topics itself and leaves outliers out (label -1). It is quadratic in the files it sees,
 //! so above [`Params::max_sample`] files it clusters an even sample and assigns every other
 //! file to the nearest topic centroid when that file is as close to it as the topic's own
-//! members are ([`Topic::admits`]): the same rule that lets new files join between runs.
+//! members are ([`Topic::admits`]: cheap, one comparison per topic). New files between full
+//! clusterings join by the finer [`Predictor`] (their nearest clustered neighbours).
 
 use hdbscan::{DistanceMetric, Hdbscan, HdbscanHyperParams, NnAlgorithm};
 
@@ -92,6 +93,166 @@ pub fn nearest(topics: &[Topic], v: &[f32]) -> Option<(usize, f32)> {
         .map(|(i, t)| (i, dot(v, &t.centroid)))
         .filter(|(i, s)| *s >= topics[*i].admit)
         .max_by(|a, b| a.1.total_cmp(&b.1))
+}
+
+/// How many of a topic's members a file's closeness to the topic is measured on (capped
+/// by the topic's size less one): HDBSCAN's `min_samples`, [`Params::min_topic_size`].
+pub fn neighbours(p: &Params) -> usize {
+    p.min_topic_size.max(2)
+}
+
+/// Margin by which a new file's closeness to its best topic must exceed its closeness to
+/// any other topic and to the files the clustering left in no topic.
+pub const PREDICT_MARGIN: f32 = 0.03;
+/// Members of a large topic whose own closeness sets its floor (an even sample: the floor
+/// of a sample is at or above the whole topic's).
+const FLOOR_SAMPLE: usize = 200;
+
+/// Mean of the `k` largest values of `sims` (all of them when fewer).
+fn top_mean(sims: impl Iterator<Item = f32>, k: usize) -> f32 {
+    let mut top: Vec<f32> = Vec::with_capacity(k + 1);
+    for s in sims {
+        if top.len() < k {
+            top.push(s);
+            top.sort_by(|a, b| b.total_cmp(a));
+        } else if k > 0 && s > top[k - 1] {
+            top[k - 1] = s;
+            top.sort_by(|a, b| b.total_cmp(a));
+        }
+    }
+    if top.is_empty() {
+        f32::MIN
+    } else {
+        top.iter().sum::<f32>() / top.len() as f32
+    }
+}
+
+/// What [`Predictor::predict`] found for one file.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Prediction {
+    /// The topic the file joins, if any.
+    pub topic: Option<usize>,
+    /// The topic it is closest to (joined or not).
+    pub best: Option<usize>,
+    /// Its closeness to `best`: the mean similarity to its `k` nearest members.
+    pub score: f32,
+    /// The same closeness to the runner-up: another topic, or the files in no topic.
+    pub rival: f32,
+    /// What `score` had to reach: `best`'s density floor.
+    pub floor: f32,
+}
+
+/// Admission of new files between full clusterings, after HDBSCAN's approximate prediction
+/// (a new point takes the cluster of its nearest clustered neighbours when it is as dense
+/// there as the cluster's own points): built from the files labelled at the last clustering
+/// (each one's topic, or none for the outliers), it puts a new file into topic *T* when
+///
+/// 1. *T* is clearly the nearest: the file's closeness to *T* — the mean cosine similarity
+///    to its `k` nearest members of *T* — exceeds its closeness to every other topic and to
+///    the outliers by [`PREDICT_MARGIN`] (a file between two topics, or nearer files the
+///    clustering left out, joins none), and
+/// 2. it is as dense in *T* as *T*'s members are: the closeness reaches *T*'s floor, the
+///    least closeness of a member to the rest of *T* (leave one out). HDBSCAN accepted its
+///    loosest member at that density (its λ at the cluster's birth), so a new file at least
+///    that close would have been accepted too; a file about an unrelated subject, whose
+///    nearest topic is far, joins none.
+///
+/// `k` is [`neighbours`] (capped by the topic's size less one). Unlike a centroid, this
+/// follows a topic's shape: a file near some members joins even when the topic is wide.
+pub struct Predictor<'a> {
+    /// Reference files of each topic, then (last) the outliers.
+    by_label: Vec<Vec<&'a [f32]>>,
+    floors: Vec<f32>,
+    k: usize,
+}
+
+impl<'a> Predictor<'a> {
+    /// `labels[i]` is the topic (0..`topics`) of `vectors[i]`, or `None` for an outlier.
+    pub fn new(vectors: &[&'a [f32]], labels: &[Option<usize>], topics: usize, k: usize) -> Self {
+        let mut by_label: Vec<Vec<&[f32]>> = vec![Vec::new(); topics + 1];
+        for (v, l) in vectors.iter().zip(labels) {
+            match l {
+                Some(t) if *t < topics => by_label[*t].push(v),
+                _ => by_label[topics].push(v),
+            }
+        }
+        let floors = by_label[..topics]
+            .iter()
+            .map(|m| {
+                if m.len() < 2 {
+                    return f32::MAX; // a topic of one file has no density to match
+                }
+                let kk = k.min(m.len() - 1).max(1);
+                let step = m.len().div_ceil(FLOOR_SAMPLE);
+                let own: Vec<f32> = (0..m.len())
+                    .step_by(step)
+                    .map(|i| {
+                        top_mean(
+                            m.iter()
+                                .enumerate()
+                                .filter(|(j, _)| *j != i)
+                                .map(|(_, w)| dot(m[i], w)),
+                            kk,
+                        )
+                    })
+                    .collect();
+                own.into_iter().fold(f32::MAX, f32::min)
+            })
+            .collect();
+        Self {
+            by_label,
+            floors,
+            k: k.max(1),
+        }
+    }
+
+    /// Where `v` (a file not among the reference files) goes.
+    pub fn predict(&self, v: &[f32]) -> Prediction {
+        let topics = self.floors.len();
+        let closeness: Vec<f32> = self
+            .by_label
+            .iter()
+            .enumerate()
+            .map(|(l, m)| {
+                if m.is_empty() {
+                    return f32::MIN;
+                }
+                // A topic's closeness uses as many members as its floor did.
+                let kk = if l < topics && m.len() > 1 {
+                    self.k.min(m.len() - 1)
+                } else {
+                    self.k
+                };
+                top_mean(m.iter().map(|w| dot(v, w)), kk)
+            })
+            .collect();
+        let best = (0..topics)
+            .filter(|&t| !self.by_label[t].is_empty())
+            .max_by(|&a, &b| closeness[a].total_cmp(&closeness[b]));
+        let Some(best) = best else {
+            return Prediction {
+                topic: None,
+                best: None,
+                score: f32::MIN,
+                rival: f32::MIN,
+                floor: f32::MAX,
+            };
+        };
+        let rival = (0..=topics)
+            .filter(|&l| l != best)
+            .map(|l| closeness[l])
+            .fold(f32::MIN, f32::max);
+        let score = closeness[best];
+        let floor = self.floors[best];
+        let joins = score >= rival + PREDICT_MARGIN && score >= floor;
+        Prediction {
+            topic: joins.then_some(best),
+            best: Some(best),
+            score,
+            rival,
+            floor,
+        }
+    }
 }
 
 fn hdbscan_labels(data: &[Vec<f32>], p: &Params) -> Result<Vec<i32>, String> {
@@ -359,6 +520,43 @@ mod tests {
         let labels = cluster(&v, &p).unwrap();
         let (purity, nmi) = purity_nmi(&labels, &t);
         assert!(purity > 0.9 && nmi > 0.7, "purity {purity} nmi {nmi}");
+    }
+
+    /// Approximate prediction: a new point near one topic's members joins it; a point
+    /// halfway between two topics, one far from all, or one nearer the outliers than any
+    /// topic joins none.
+    #[test]
+    fn a_new_file_joins_the_topic_of_its_neighbours_or_none() {
+        let (v, t) = blobs(12);
+        // Topics 0 and 1 clustered; the files of blob 2 were left as outliers.
+        let labels: Vec<Option<usize>> = t.iter().map(|&c| (c < 2).then_some(c)).collect();
+        let refs: Vec<&[f32]> = v.iter().map(|x| x.as_slice()).collect();
+        let p = Predictor::new(&refs, &labels, 2, neighbours(&Params::default()));
+        let point = |w: [f32; 4]| {
+            let mut x = vec![0.0f32; 16];
+            x[..4].copy_from_slice(&w);
+            x[5] = 0.05;
+            unit(x)
+        };
+        // Near topic 0 (a little off its axis, as a new member would be).
+        let near = p.predict(&point([1.0, 0.15, 0.0, 0.0]));
+        assert_eq!(near.topic, Some(0), "{near:?}");
+        let near1 = p.predict(&point([0.1, 1.0, 0.0, 0.1]));
+        assert_eq!(near1.topic, Some(1), "{near1:?}");
+        // Halfway between topics 0 and 1: clearly in neither.
+        let between = p.predict(&point([1.0, 1.0, 0.0, 0.0]));
+        assert_eq!(between.topic, None, "{between:?}");
+        // Far from every file (its own direction): no topic.
+        let far = p.predict(&point([0.0, 0.0, 0.0, 1.0]));
+        assert_eq!(far.topic, None, "{far:?}");
+        assert!(far.score < far.floor, "{far:?}");
+        // Among the outliers (blob 2): nearer files the clustering left out, so none.
+        let noise = p.predict(&point([0.0, 0.1, 1.0, 0.0]));
+        assert_eq!(noise.topic, None, "{noise:?}");
+        // Skewed towards topic 0 but well off it: nearest, yet less close than its members.
+        let loose = p.predict(&point([1.0, 0.0, 0.0, 0.9]));
+        assert_eq!(loose.best, Some(0), "{loose:?}");
+        assert_eq!(loose.topic, None, "{loose:?}");
     }
 
     #[test]

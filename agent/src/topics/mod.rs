@@ -13,8 +13,10 @@
 //! `rm @views/topics/NAME/FILE` (the mount untags it). A topic tag the agent added that the
 //! file no longer has is a *negative label*: the file never rejoins that topic.
 //!
-//! Incremental: between full clusterings, files in no topic join the nearest topic that
-//! admits them (as close to its centroid as its own members are). The whole corpus is
+//! Incremental: between full clusterings, new files join the topic of their nearest
+//! clustered neighbours when they are clearly nearer its members than any other topic's or
+//! the outliers, and as close to them as the members are to each other
+//! ([`cluster::Predictor`]); files the last clustering left out stay out. The whole corpus is
 //! clustered again when the files not seen at the last full clustering reach
 //! `recluster_fraction` of those seen; a new group that holds most of an existing topic's
 //! members *is* that topic (same id, tag, folder and name).
@@ -149,6 +151,10 @@ pub struct Report {
     pub outliers: usize,
     /// Negative labels respected (files kept out of a topic the user took them out of).
     pub kept_out: usize,
+    /// How new files were judged in an incremental pass (the first
+    /// [`ADMISSIONS_REPORTED`]): the topic each joined, or why none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub admissions: Vec<Admission>,
     /// New topics named by the `[llm]` endpoint in this pass (see [`llm_names`]).
     pub llm_named: usize,
     /// The model's calls and their results.
@@ -158,6 +164,26 @@ pub struct Report {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub llm_error: Option<String>,
     pub millis: u64,
+}
+
+/// Admissions listed in a report.
+pub const ADMISSIONS_REPORTED: usize = 100;
+
+/// How one new file was judged ([`cluster::Predictor`]).
+#[derive(Serialize, Clone, Debug)]
+pub struct Admission {
+    pub path: String,
+    /// The view of the top-level topic it joined, if any.
+    pub topic: Option<String>,
+    /// The view of the topic it is closest to.
+    pub nearest: Option<String>,
+    /// Its closeness to that topic (mean similarity to its nearest members), the runner-up's
+    /// (another topic or the outliers) and the topic's floor.
+    pub score: f32,
+    pub rival: f32,
+    pub floor: f32,
+    /// It would have joined, but the user took it out of that topic.
+    pub kept_out: bool,
 }
 
 struct File {
@@ -499,35 +525,116 @@ pub fn run(
         }
         state.seen = files.iter().map(|f| f.ino).collect();
     } else {
-        // Files in no topic join the nearest top-level topic (and then its nearest sub-topic).
-        let tops: Vec<&TopicState> = state.topics.iter().filter(|t| t.parent.is_none()).collect();
+        // New files (unseen at the last full clustering, in no topic) join the topic of their
+        // nearest clustered neighbours (cluster::Predictor), top level first, then the
+        // sub-topics of the topic joined. The reference files are the rest: each topic's
+        // members are the files with its tag now (the tags are the truth: files the user took
+        // out are not members, files joined since are), and the files seen at the last full
+        // clustering in no topic are its outliers. Those are not judged again until the next
+        // full clustering (HDBSCAN left them out, with more to go on than one vote), except
+        // the files the user took out of a topic: they are judged (not being their own
+        // reference) and may join another topic, never the one they left.
+        let k = cluster::neighbours(&s.params);
+        let taken_out: HashSet<u64> = state.excluded.values().flatten().copied().collect();
+        let has =
+            |f: &File, t: &TopicState| f.topic_tags.iter().any(|x| x.eq_ignore_ascii_case(&t.tag));
+        let candidates: Vec<usize> = files
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| {
+                f.topic_tags.is_empty()
+                    && (!state.seen.contains(&f.ino) || taken_out.contains(&f.ino))
+            })
+            .map(|(i, _)| i)
+            .collect();
+        let candidate: HashSet<usize> = candidates.iter().copied().collect();
         let mut plans: Vec<(usize, TopicState)> = Vec::new();
-        for (fi, f) in files.iter().enumerate() {
-            if !f.topic_tags.is_empty() {
-                continue;
-            }
-            let mut level: Vec<&TopicState> = tops.clone();
-            while !level.is_empty() {
-                let geos: Vec<cluster::Topic> = level.iter().map(|t| t.geometry.clone()).collect();
-                let Some((k, _)) = cluster::nearest(&geos, &f.vector) else {
-                    break;
-                };
-                let t = level[k];
-                if excluded(&state, &t.tag, f.ino) {
-                    kept_out += 1;
-                    break;
-                }
-                plans.push((fi, t.clone()));
-                level = state
-                    .topics
+        if !candidates.is_empty() {
+            // One level: `level` topics, reference files `within` (indices into `files`).
+            let predictor = |level: &[&TopicState], within: &[usize]| {
+                let labels: Vec<Option<usize>> = within
                     .iter()
-                    .filter(|c| c.parent == Some(t.id))
+                    .map(|&i| level.iter().position(|t| has(&files[i], t)))
                     .collect();
+                let vs: Vec<&[f32]> = within.iter().map(|&i| files[i].vector.as_slice()).collect();
+                cluster::Predictor::new(&vs, &labels, level.len(), k)
+            };
+            let reference: Vec<usize> = (0..files.len())
+                .filter(|&i| {
+                    let f = &files[i];
+                    !candidate.contains(&i)
+                        && (state.seen.contains(&f.ino)
+                            || state.topics.iter().any(|t| t.parent.is_none() && has(f, t)))
+                })
+                .collect();
+            let tops: Vec<&TopicState> =
+                state.topics.iter().filter(|t| t.parent.is_none()).collect();
+            let top = predictor(&tops, &reference);
+            // Sub-topic predictors, built when first needed: parent id → (children, predictor).
+            let mut subs: HashMap<u64, (Vec<&TopicState>, cluster::Predictor)> = HashMap::new();
+            for &fi in &candidates {
+                let f = &files[fi];
+                let p = top.predict(&f.vector);
+                let mut decision = Admission {
+                    path: f.path.clone(),
+                    topic: None,
+                    nearest: p.best.map(|b| tops[b].view.clone()),
+                    score: p.score,
+                    rival: p.rival,
+                    floor: p.floor,
+                    kept_out: false,
+                };
+                tracing::info!(
+                    "topics: {} nearest {:?} closeness {:.3} rival {:.3} floor {:.3}: {}",
+                    f.path,
+                    decision.nearest,
+                    p.score,
+                    p.rival,
+                    p.floor,
+                    if p.topic.is_some() {
+                        "joins"
+                    } else {
+                        "no topic"
+                    }
+                );
+                let mut chosen = p.topic.map(|b| tops[b]);
+                while let Some(t) = chosen {
+                    if excluded(&state, &t.tag, f.ino) {
+                        kept_out += 1;
+                        decision.kept_out = true;
+                        break;
+                    }
+                    if decision.topic.is_none() {
+                        decision.topic = Some(t.view.clone());
+                    }
+                    plans.push((fi, t.clone()));
+                    let entry = subs.entry(t.id).or_insert_with(|| {
+                        let children: Vec<&TopicState> = state
+                            .topics
+                            .iter()
+                            .filter(|c| c.parent == Some(t.id))
+                            .collect();
+                        let members: Vec<usize> = reference
+                            .iter()
+                            .copied()
+                            .filter(|&i| has(&files[i], t))
+                            .collect();
+                        let pr = predictor(&children, &members);
+                        (children, pr)
+                    });
+                    if entry.0.is_empty() {
+                        break;
+                    }
+                    chosen = entry.1.predict(&f.vector).topic.map(|c| entry.0[c]);
+                }
+                if report.admissions.len() < ADMISSIONS_REPORTED {
+                    report.admissions.push(decision);
+                }
             }
         }
         for (fi, t) in plans {
             let f = &mut files[fi];
-            let reason = format!("close to the topic {}", t.view);
+            let reason = format!("near the files of the topic {}", t.view);
             if join(host, f, &t.tag, &reason) {
                 *joined.entry(t.id).or_default() += 1;
             }
