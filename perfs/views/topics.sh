@@ -49,15 +49,17 @@ nice "$BENCH" --home "$WORK/home" --labels "$LABELS" --out "$WORK/quality.md"
     echo "384-d unit vectors in 50 blobs (this machine has no 100k embedded files). *full*: the topic"
     echo "clustering (HDBSCAN on an even sample of 2,000, the rest assigned); *assign*: the incremental"
     echo "path over the same vectors (every file to its nearest admitting topic), the baseline measured"
-    echo "in the same process. Peak RSS: VmHWM of a fresh process per size."
+    echo "in the same process. *admit*: 1,000 new files of the same blobs judged by the incremental rule"
+    echo "(\`Predictor\`: nearest clustered neighbours, against every clustered file). Peak RSS: VmHWM of"
+    echo "a fresh process per size."
     echo
-    echo "| files | full ms | assign ms | full / assign | topics | purity | NMI | peak RSS MiB |"
-    echo "|---:|---:|---:|---:|---:|---:|---:|---:|"
+    echo "| files | full ms | assign ms | full / assign | admit 1,000 new ms | admitted | topics | purity | NMI | peak RSS MiB |"
+    echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     for n in 10000 100000; do
         nice "$BENCH" --synthetic "$n" | python3 -c '
 import json, sys
 r = json.loads(sys.stdin.read())
-print(f"| {r[\"n\"]} | {r[\"full_ms\"]:.0f} | {r[\"assign_ms\"]:.0f} | {r[\"full_ms\"]/max(r[\"assign_ms\"],1e-3):.1f} | {r[\"topics\"]} | {r[\"purity\"]:.3f} | {r[\"nmi\"]:.3f} | {r[\"peak_rss_kb\"]/1024:.0f} |")'
+print("| %d | %.0f | %.0f | %.1f | %.0f | %d | %d | %.3f | %.3f | %.0f |" % (r["n"], r["full_ms"], r["assign_ms"], r["full_ms"] / max(r["assign_ms"], 1e-3), r["predict_ms"], r["admitted"], r["topics"], r["purity"], r["nmi"], r["peak_rss_kb"] / 1024))'
     done
 } > "$OUT"
 echo "wrote $OUT" >&2

@@ -83,8 +83,25 @@ fn synthetic(n: usize, k: usize, seed: u64) -> Vec<Vec<f32>> {
         .collect()
 }
 
+/// New files between clusterings, for the timing of their admission.
+const NEW_FILES: usize = 1000;
+
+/// Reference labels for [`cluster::Predictor`] from clustering labels (-1: outlier).
+fn reference(labels: &[i32]) -> (Vec<Option<usize>>, usize) {
+    let k = labels.iter().copied().max().unwrap_or(-1) + 1;
+    (
+        labels
+            .iter()
+            .map(|&l| (l >= 0).then_some(l as usize))
+            .collect(),
+        k as usize,
+    )
+}
+
 fn synthetic_run(n: usize) -> Result<()> {
-    let vectors = synthetic(n, 50, 7);
+    // The same vectors as `synthetic(n, ..)`, then NEW_FILES more of the same blobs.
+    let mut vectors = synthetic(n + NEW_FILES, 50, 7);
+    let fresh = vectors.split_off(n);
     let before = peak_rss_kb();
     let t = Instant::now();
     let labels =
@@ -101,12 +118,27 @@ fn synthetic_run(n: usize) -> Result<()> {
         .filter(|v| cluster::nearest(&topics, v).is_some())
         .count();
     let assign_ms = t.elapsed().as_secs_f64() * 1000.0;
+    // Admission of new files between clusterings: the predictor over all clustered files.
+    let t = Instant::now();
+    let (rl, k) = reference(&labels);
+    let refs: Vec<&[f32]> = vectors.iter().map(|v| v.as_slice()).collect();
+    let predictor = cluster::Predictor::new(
+        &refs,
+        &rl,
+        k,
+        cluster::neighbours(&cluster::Params::default()),
+    );
+    let admitted = fresh
+        .iter()
+        .filter(|v| predictor.predict(v).topic.is_some())
+        .count();
+    let predict_ms = t.elapsed().as_secs_f64() * 1000.0;
     let truth: Vec<usize> = (0..n).map(|i| i % 50).collect();
     let (purity, nmi) = cluster::purity_nmi(&labels, &truth);
     println!(
         "{}",
         serde_json::json!({"n": n, "full_ms": full_ms, "assign_ms": assign_ms, "topics": groups.len(),
-            "assigned": assigned, "purity": purity, "nmi": nmi,
+            "assigned": assigned, "new_files": NEW_FILES, "predict_ms": predict_ms, "admitted": admitted, "purity": purity, "nmi": nmi,
             "rss_before_kb": before, "peak_rss_kb": peak_rss_kb()})
     );
     Ok(())
@@ -185,6 +217,98 @@ fn main() -> Result<()> {
         ));
         last = Some((l, n));
     }
+    // New files between clusterings: the first 80 % clustered, the last 20 % admitted by
+    // the predictor (the incremental rule) and, for comparison, by the centroid rule; an
+    // admission is right when the topic's majority label is the file's own.
+    {
+        let n = files.len();
+        let cut = n * 4 / 5;
+        let vectors: Vec<Vec<f32>> = files.iter().map(|f| f.vector.clone()).collect();
+        let l = cluster::cluster(&vectors[..cut], &cluster::Params::default())
+            .map_err(anyhow::Error::msg)?;
+        let groups = cluster::groups(&l);
+        let mut topic_of = vec![None; cut];
+        let mut majority: Vec<&str> = Vec::new();
+        for (gi, g) in groups.iter().enumerate() {
+            let mut count: BTreeMap<&str, usize> = BTreeMap::new();
+            for &i in g {
+                topic_of[i] = Some(gi);
+                *count.entry(labels[&files[i].path].as_str()).or_default() += 1;
+            }
+            majority.push(count.iter().max_by_key(|x| *x.1).map(|x| *x.0).unwrap());
+        }
+        let refs: Vec<&[f32]> = vectors[..cut].iter().map(|v| v.as_slice()).collect();
+        let mut predictor = cluster::Predictor::new(
+            &refs,
+            &topic_of,
+            groups.len(),
+            cluster::neighbours(&cluster::Params::default()),
+        );
+        let centroids: Vec<cluster::Topic> = groups
+            .iter()
+            .map(|g| cluster::Topic::of(&g.iter().map(|&i| refs[i]).collect::<Vec<_>>()))
+            .collect();
+        // Each rule's topic for each new file.
+        let mut rules: Vec<(String, Vec<Option<usize>>)> = Vec::new();
+        for margin in [cluster::PREDICT_MARGIN, 0.06, 0.10] {
+            predictor.margin = margin;
+            let name = if margin == cluster::PREDICT_MARGIN {
+                format!(
+                    "nearest clustered neighbours (`Predictor`, the incremental rule), margin {margin}"
+                )
+            } else {
+                format!("the same, margin {margin}")
+            };
+            let got = vectors[cut..]
+                .iter()
+                .map(|v| predictor.predict(v).topic)
+                .collect();
+            rules.push((name, got));
+        }
+        rules.push((
+            "nearest admitting centroid (`Topic::admits`, the rule before)".into(),
+            vectors[cut..]
+                .iter()
+                .map(|v| cluster::nearest(&centroids, v).map(|x| x.0))
+                .collect(),
+        ));
+        let new = &files[cut..];
+        let coverable = new
+            .iter()
+            .filter(|f| majority.contains(&labels[&f.path].as_str()))
+            .count();
+        let mut rows = Vec::new();
+        for (name, got) in &rules {
+            let (mut admitted, mut right) = (0usize, 0usize);
+            for (f, t) in new.iter().zip(got) {
+                if let Some(t) = t {
+                    admitted += 1;
+                    if majority[*t] == labels[&f.path] {
+                        right += 1;
+                    }
+                }
+            }
+            rows.push(format!(
+                "| {name} | {admitted} ({:.0} %) | {right} ({:.0} % of admitted) | {:.0} % |\n",
+                100.0 * admitted as f64 / new.len().max(1) as f64,
+                100.0 * right as f64 / admitted.max(1) as f64,
+                100.0 * right as f64 / coverable.max(1) as f64,
+            ));
+        }
+        md.push_str(&format!(
+            "\n## New files between clusterings\n\nThe first {cut} files clustered ({} topics, {} outliers), \
+             the other {} added as new files; {coverable} of them have a label that is some topic's majority \
+             label (they can join a right topic). *Right*: the topic's majority label is the file's.\n\n\
+             | rule | admitted | right | right / could be right |\n|---|---:|---:|---:|\n",
+            groups.len(),
+            l.iter().filter(|&&x| x < 0).count(),
+            new.len()
+        ));
+        for r in rows {
+            md.push_str(&r);
+        }
+    }
+
     // Names of the topics of the largest run, with their majority label.
     let (l, n) = last.expect("a size");
     let sub = &files[..n];
