@@ -28,6 +28,47 @@ pub struct FileVectors {
     pub pending: usize,
 }
 
+/// The sum of the vectors of these passages (those that have one) and how many had one.
+fn passage_sum(
+    chunks: &redb::ReadOnlyTable<u64, &[u8]>,
+    embeddings: &redb::ReadOnlyTable<&[u8], &[u8]>,
+    ids: &[u64],
+) -> Result<(Vec<f32>, usize)> {
+    let mut sum: Vec<f32> = Vec::new();
+    let mut n = 0usize;
+    for id in ids {
+        let Some(rec) = chunks.get(*id)? else {
+            continue;
+        };
+        let rec: ChunkRec = postcard::from_bytes(rec.value())?;
+        let Some(vec) = embeddings.get(rec.key.as_slice())? else {
+            continue;
+        };
+        let vec = bytes_vec(vec.value());
+        if sum.is_empty() {
+            sum = vec![0.0; vec.len()];
+        }
+        if vec.len() != sum.len() {
+            continue;
+        }
+        for (s, x) in sum.iter_mut().zip(&vec) {
+            *s += x;
+        }
+        n += 1;
+    }
+    Ok((sum, n))
+}
+
+/// `sum` scaled to unit length (None for no passages or a zero sum).
+fn normalised(mut sum: Vec<f32>, n: usize) -> Option<Vec<f32>> {
+    let norm = sum.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if n == 0 || !norm.is_finite() || norm == 0.0 {
+        return None;
+    }
+    sum.iter_mut().for_each(|x| *x /= norm);
+    Some(sum)
+}
+
 impl Indexer {
     /// Every indexed file with at least one embedded passage, with its file-level vector
     /// (see the module doc). Files only partly embedded use the passages embedded so far;
@@ -44,34 +85,11 @@ impl Indexer {
             if st.chunk_ids.is_empty() {
                 continue;
             }
-            let mut sum: Vec<f32> = Vec::new();
-            let mut n = 0usize;
-            for id in &st.chunk_ids {
-                let Some(rec) = chunks.get(*id)? else {
-                    continue;
-                };
-                let rec: ChunkRec = postcard::from_bytes(rec.value())?;
-                let Some(vec) = embeddings.get(rec.key.as_slice())? else {
-                    continue;
-                };
-                let vec = bytes_vec(vec.value());
-                if sum.is_empty() {
-                    sum = vec![0.0; vec.len()];
-                }
-                if vec.len() != sum.len() {
-                    continue;
-                }
-                for (s, x) in sum.iter_mut().zip(&vec) {
-                    *s += x;
-                }
-                n += 1;
-            }
-            let norm = sum.iter().map(|x| x * x).sum::<f32>().sqrt();
-            if n == 0 || !norm.is_finite() || norm == 0.0 {
+            let (sum, n) = passage_sum(&chunks, &embeddings, &st.chunk_ids)?;
+            let Some(sum) = normalised(sum, n) else {
                 out.pending += 1;
                 continue;
-            }
-            sum.iter_mut().for_each(|x| *x /= norm);
+            };
             out.files.push(FileVector {
                 ino: ino.value(),
                 path: st.path,
@@ -79,6 +97,29 @@ impl Indexer {
                 vector: sum,
                 passages: n,
             });
+        }
+        Ok(out)
+    }
+
+    /// Cosine similarity of `query` (a unit vector) to each file's vector (the mean of its
+    /// passage vectors, as [`Indexer::file_vectors`]); files without a vector are left out.
+    /// Reads every passage vector of these files: meant for the few files a relevance
+    /// decision hinges on, not for a whole corpus.
+    pub fn file_similarities(&self, query: &[f32], inos: &[Ino]) -> Result<Vec<(Ino, f32)>> {
+        let txn = self.db.begin_read()?;
+        let files = txn.open_table(FILES)?;
+        let chunks = txn.open_table(CHUNKS)?;
+        let embeddings = txn.open_table(EMBEDDINGS)?;
+        let mut out = Vec::with_capacity(inos.len());
+        for ino in inos {
+            let Some(v) = files.get(*ino)? else { continue };
+            let st: FileState = postcard::from_bytes(v.value())?;
+            let (sum, n) = passage_sum(&chunks, &embeddings, &st.chunk_ids)?;
+            if let Some(v) = normalised(sum, n) {
+                if v.len() == query.len() {
+                    out.push((*ino, crate::vectors::dot(query, &v)));
+                }
+            }
         }
         Ok(out)
     }

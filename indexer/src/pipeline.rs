@@ -403,6 +403,12 @@ impl Indexer {
         matches!(*self.embedder.lock(), EmbedderState::Failed(_))
     }
 
+    /// The embedding of a query text as search uses it (benchmarks compare it with
+    /// [`Indexer::file_vectors`]).
+    pub fn query_embedding(&self, text: &str) -> Result<Vec<f32>> {
+        self.embed_query(text)
+    }
+
     /// The embedding of a query text, on the query session (never behind the backlog),
     /// cached (bounded) because views repeat their queries.
     pub(crate) fn embed_query(&self, text: &str) -> Result<Vec<f32>> {

@@ -37,6 +37,9 @@ pub struct Params {
     pub kw_coverage: f32,
     /// Terms in more than this fraction of the files are too common to make a keyword member.
     pub common_df: f32,
+    /// ... and in more than this many files: in a small folder a word in a quarter of the
+    /// files is still what the person typed (the demo's `boiler`, 4 of 16 files).
+    pub common_min_files: u64,
     /// The idf a keyword member's matched terms must add up to, as a fraction of the largest
     /// possible idf, ln(1 + files): 0.5 means about a term in at most √files files. One
     /// moderately common word left over from a long query is not enough.
@@ -44,21 +47,55 @@ pub struct Params {
     /// Semantic members are at least this far from the query's background (the median
     /// similarity of its candidates) to its best match: relative to the query's own scale.
     pub sem_ratio: f32,
+    /// A file's similarity is the mean of its this many best passages (1: the best alone).
+    /// A long file's best passage is the maximum of many draws, high by chance; a file about
+    /// the query has more than one passage near it. A file with fewer passages uses them all.
+    pub sem_top: usize,
+    /// Share of the file's similarity taken from its file vector (the cosine of the query to
+    /// the mean of the file's passage vectors) instead of its best passages: a page about the
+    /// query is about it as a whole, a long page with one passage on it is not. Applied to
+    /// files whose best passage reaches [`Params::sem_floor`] (only those can be members).
+    pub sem_centroid: f32,
+    /// Keyword coverage must be reached inside one passage (with the file's path), not across
+    /// the whole file: a long page holds every word of a query somewhere.
+    pub kw_in_passage: bool,
+    /// When every informative term is common, the common ones count after all, but only for
+    /// queries of at most this many informative terms (a one-word view `tax` over a folder of
+    /// tax files); a longer query of common words makes no keyword member.
+    pub common_fallback_terms: usize,
+    /// A query of at most this many words (besides stopwords) is a keyword query (a view
+    /// named `tax` or `boiler repair`): its keyword members need nothing else. A longer one describes what it
+    /// wants, and a long page holds its words by chance: its keyword members also need a
+    /// similarity of at least [`Params::kw_min_sim`].
+    pub kw_short_terms: usize,
+    pub kw_min_sim: f32,
 }
 
 impl Default for Params {
-    /// Chosen on the tuning half of perfs/views/views.tsv (docs/RELEVANCE.md): floors from 0.25
-    /// to 0.40 tie there (the relative cut binds first), 0.30 is the middle; the knee did not
-    /// pay on any setting tried (`sem_gap` 1 disables it); keyword membership costs 0.005 of
-    /// tuning F1 on these natural-language names and is kept for one-word views (`tax`).
+    /// Chosen on the tuning half of perfs/views/views.tsv (mean F1 over 39,040 settings;
+    /// docs/RELEVANCE.md, perfs/results/relevance-2026-12-03.md): a file's similarity is half
+    /// the mean of its three best passages, half its file vector's; members within 0.25 of the
+    /// best and 60 % of the way from the background to it; keyword members need 75 % of the
+    /// informative weight, and for descriptions (more than two words) a similarity of 0.3.
+    /// Not tunable on that set, whose names are all descriptions over 414 files, and set from
+    /// the small-folder cases instead (the demo's `boiler`, 4 of 16 files; a view named `tax`):
+    /// `common_min_files` 5, `kw_short_terms` 2, `common_fallback_terms` 1. The knee
+    /// (`sem_gap`) did not pay on any setting tried and is off (1).
     fn default() -> Self {
         Self {
             sem_floor: 0.30,
-            sem_window: 0.20,
+            sem_window: 0.25,
             sem_gap: 1.0,
             sem_ratio: 0.6,
-            kw_coverage: 1.0,
-            common_df: 0.5,
+            sem_top: 3,
+            sem_centroid: 0.5,
+            kw_coverage: 0.75,
+            kw_in_passage: false,
+            common_df: 0.05,
+            common_min_files: 5,
+            common_fallback_terms: 1,
+            kw_short_terms: 2,
+            kw_min_sim: 0.3,
             kw_min_idf: 0.0,
         }
     }
@@ -97,17 +134,19 @@ pub struct TermStat {
 pub fn term_weights(terms: &[(String, u64)], files: u64, p: &Params) -> Vec<TermStat> {
     let n = files.max(1) as f32;
     let idf = |df: f32| (1.0 + (n - df + 0.5) / (df + 0.5)).ln();
-    // A term in most of a tiny corpus is still informative (3 notes: "garden" is in a third of
-    // them), so "too common" needs more than a couple of files.
-    let common = |df: u64| df as f32 > (p.common_df * n).max(2.0);
+    // A term in much of a tiny corpus is still informative (3 notes: "garden" is in a third of
+    // them), so "too common" also needs more than `common_min_files` files.
+    let common = |df: u64| df as f32 > (p.common_df * n).max(p.common_min_files as f32);
     let usable = |t: &str, df: u64| df > 0 && !is_stopword(t);
     let any_rare = terms.iter().any(|(t, df)| usable(t, *df) && !common(*df));
+    let informative = terms.iter().filter(|(t, df)| usable(t, *df)).count();
+    let fallback = !any_rare && informative <= p.common_fallback_terms;
     terms
         .iter()
         .map(|(t, df)| TermStat {
             term: t.clone(),
             df: *df,
-            weight: if usable(t, *df) && (!common(*df) || !any_rare) {
+            weight: if usable(t, *df) && (!common(*df) || fallback) {
                 idf(*df as f32)
             } else {
                 0.0
@@ -161,50 +200,119 @@ pub struct Decision {
     pub relevant: Vec<bool>,
     pub keyword: Vec<bool>,
     pub coverage: Vec<f32>,
+    /// The similarity the semantic half judged (see [`file_similarity`]).
+    pub similarity: Vec<f32>,
 }
 
-/// Decides every candidate of a query: `sims[i]` is candidate i's best-passage similarity (0
-/// if none), `matched[i]` its bitmask of `terms` (bit j: it contains `terms[j]`). With
-/// `semantic` false (text-only ranking: no vectors), only keyword members are relevant.
+/// What the rule sees of one candidate file.
+#[derive(Clone, Debug, Default)]
+pub struct Evidence {
+    /// Cosine similarities of its retrieved passages to the query, best first (at most
+    /// [`TOP_PASSAGES`]); empty without a semantic signal.
+    pub sims: Vec<f32>,
+    /// Passages the file has in all (a file with fewer than `sem_top` uses them all).
+    pub passages: usize,
+    /// Cosine similarity of the query to the file's vector (mean of its passage vectors);
+    /// computed for files whose best passage reaches `sem_floor`, when `sem_centroid` > 0.
+    pub centroid: Option<f32>,
+    /// Bit j: the file (text or path) contains `terms[j]` (first 64 terms).
+    pub file_mask: u64,
+    /// Per passage that contains any term: its bits, with those of the file's path.
+    pub passage_masks: Vec<u64>,
+}
+
+/// Passage similarities kept per candidate: enough for any `sem_top` the rule may use.
+pub const TOP_PASSAGES: usize = 4;
+
+/// A file's similarity for the semantic half: the mean of its `sem_top` best passages (of
+/// those it has; passages not retrieved count at `floor`, the lowest similarity the retrieval
+/// returned: they are at most that), blended with its file vector's similarity
+/// ([`Params::sem_centroid`]) when its best passage reaches `sem_floor`.
+pub fn file_similarity(e: &Evidence, p: &Params, floor: f32) -> f32 {
+    let Some(best) = e.sims.first().copied() else {
+        return 0.0;
+    };
+    let k = p.sem_top.clamp(1, TOP_PASSAGES).min(e.passages.max(1));
+    let top = if k == 1 {
+        best
+    } else {
+        (0..k)
+            .map(|i| e.sims.get(i).copied().unwrap_or(floor))
+            .sum::<f32>()
+            / k as f32
+    };
+    match e.centroid {
+        Some(c) if p.sem_centroid > 0.0 && best >= p.sem_floor => {
+            (1.0 - p.sem_centroid) * top + p.sem_centroid * c
+        }
+        _ => top,
+    }
+}
+
+/// Decides every candidate of a query from its [`Evidence`]. With `semantic` false
+/// (text-only ranking: no vectors), only keyword members are relevant.
 pub fn decide(
-    sims: &[f32],
-    matched: &[u64],
+    cands: &[Evidence],
     terms: &[TermStat],
     files: u64,
     p: &Params,
     semantic: bool,
 ) -> Decision {
-    let total: f32 = terms.iter().take(64).map(|t| t.weight).sum();
-    let got: Vec<f32> = matched
+    let weights: Vec<f32> = terms.iter().take(64).map(|t| t.weight).collect();
+    let total: f32 = weights.iter().sum();
+    let weigh = |m: u64| -> f32 {
+        weights
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| m & (1 << j) != 0)
+            .map(|(_, w)| w)
+            .sum()
+    };
+    let got: Vec<f32> = cands
         .iter()
-        .map(|m| {
-            terms
-                .iter()
-                .take(64)
-                .enumerate()
-                .filter(|(j, _)| m & (1 << j) != 0)
-                .map(|(_, t)| t.weight)
-                .sum()
+        .map(|c| {
+            if p.kw_in_passage {
+                c.passage_masks
+                    .iter()
+                    .map(|m| weigh(*m))
+                    .fold(0f32, f32::max)
+            } else {
+                weigh(c.file_mask)
+            }
         })
         .collect();
     let coverage: Vec<f32> = got
         .iter()
         .map(|g| if total > 0.0 { g / total } else { 0.0 })
         .collect();
+    let floor = cands
+        .iter()
+        .flat_map(|c| c.sims.iter().copied())
+        .fold(f32::MAX, f32::min);
+    let floor = if floor == f32::MAX { 0.0 } else { floor };
+    let similarity: Vec<f32> = cands.iter().map(|c| file_similarity(c, p, floor)).collect();
+    // The words the person typed, common or not (a description uses common words too).
+    let words = terms
+        .iter()
+        .filter(|t| t.df > 0 && !is_stopword(&t.term))
+        .count();
+    let needs_support = semantic && words > p.kw_short_terms;
     let keyword: Vec<bool> = got
         .iter()
-        .map(|g| keyword_member(*g, total, files, p))
+        .zip(&similarity)
+        .map(|(g, s)| keyword_member(*g, total, files, p) && (!needs_support || *s >= p.kw_min_sim))
         .collect();
     let sem = if semantic {
-        semantic_members(sims, p)
+        semantic_members(&similarity, p)
     } else {
-        vec![false; sims.len()]
+        vec![false; cands.len()]
     };
     let relevant = keyword.iter().zip(&sem).map(|(k, s)| *k || *s).collect();
     Decision {
         relevant,
         keyword,
         coverage,
+        similarity,
     }
 }
 
@@ -272,5 +380,94 @@ mod tests {
         let w = term_weights(&[("tax".into(), 3), ("the".into(), 5)], 5, &p);
         assert!(w[0].weight > 0.0);
         assert_eq!(w[1].weight, 0.0);
+    }
+
+    fn ev(sims: &[f32], passages: usize, centroid: Option<f32>) -> Evidence {
+        Evidence {
+            sims: sims.to_vec(),
+            passages,
+            centroid,
+            ..Evidence::default()
+        }
+    }
+
+    #[test]
+    fn a_long_file_with_one_good_passage_scores_below_a_file_about_the_query() {
+        let p = Params::default();
+        // A long page: one passage near the query, the rest far, its file vector far.
+        let long = file_similarity(&ev(&[0.55, 0.20, 0.18, 0.15], 300, Some(0.20)), &p, 0.0);
+        // A short page about the query: every passage near, its file vector near.
+        let about = file_similarity(&ev(&[0.50, 0.47, 0.45], 3, Some(0.52)), &p, 0.0);
+        assert!(about > long, "{about} vs {long}");
+        // One passage: the mean of "three best" is that passage.
+        let one = file_similarity(&ev(&[0.41], 1, Some(0.41)), &p, 0.0);
+        assert!((one - 0.41).abs() < 1e-6);
+        // Below the floor the file vector is not used (the search does not compute it there).
+        let low = file_similarity(&ev(&[0.25], 1, Some(0.9)), &p, 0.0);
+        assert!((low - 0.25).abs() < 1e-6);
+    }
+
+    #[test]
+    fn keyword_members_of_a_description_need_some_similarity() {
+        let p = Params::default();
+        let files = 400;
+        let stat = |t: &str, df: u64| (t.to_string(), df);
+        // Two words: a keyword query; both files holding them are members, whatever their
+        // similarity.
+        let terms = term_weights(&[stat("boiler", 3), stat("repairs", 4)], files, &p);
+        let cands = [
+            Evidence {
+                file_mask: 0b11,
+                ..ev(&[0.05], 1, None)
+            },
+            Evidence {
+                file_mask: 0b01,
+                ..ev(&[0.05], 1, None)
+            },
+        ];
+        let d = decide(&cands, &terms, files, &p, true);
+        assert_eq!(d.keyword, [true, false]);
+        // Four words: a description; holding its words is not enough without similarity.
+        let terms = term_weights(
+            &[
+                stat("clock", 3),
+                stat("zone", 4),
+                stat("set", 9),
+                stat("time", 9),
+            ],
+            files,
+            &p,
+        );
+        let cands = [
+            Evidence {
+                file_mask: 0b1111,
+                ..ev(&[0.05], 1, None)
+            },
+            Evidence {
+                file_mask: 0b1111,
+                ..ev(&[0.45], 1, None)
+            },
+        ];
+        let d = decide(&cands, &terms, files, &p, true);
+        assert_eq!(d.keyword, [false, true]);
+    }
+
+    #[test]
+    fn only_a_one_word_query_of_common_words_falls_back_to_them() {
+        let p = Params::default();
+        // A folder of tax files: `tax` is in all of them, still what the person asked for.
+        let w = term_weights(&[("tax".into(), 50)], 50, &p);
+        assert!(w[0].weight > 0.0);
+        // Three common words make no keyword member.
+        let w = term_weights(
+            &[
+                ("changed".into(), 40),
+                ("line".into(), 45),
+                ("file".into(), 48),
+            ],
+            50,
+            &p,
+        );
+        assert!(w.iter().all(|t| t.weight == 0.0));
     }
 }

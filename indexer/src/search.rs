@@ -22,6 +22,17 @@ use crate::{
     chunk, parse_query, passages, vectors, ChunkRec, FileState, IndexError, Indexer, Result,
 };
 
+/// Where one query term occurs.
+#[derive(Default)]
+struct TermHits {
+    /// Files containing it in their text or path.
+    files: HashSet<Ino>,
+    /// Files containing it in their path.
+    paths: HashSet<Ino>,
+    /// (chunk id, ino) of the passages containing it.
+    passages: Vec<(u64, Ino)>,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub enum Mode {
     #[default]
@@ -69,6 +80,12 @@ pub struct Hit {
     /// Share of the query's informative (idf) weight whose terms the file contains
     /// ([`relevance`]): 0 when it has none of them.
     pub coverage: f32,
+    /// The similarity the relevance rule judged: the mean of the file's best passages
+    /// ([`relevance::Params::sem_top`]).
+    pub file_similarity: f32,
+    /// What the relevance rule saw (benchmarks re-decide with other parameters).
+    #[serde(skip)]
+    pub evidence: relevance::Evidence,
     /// Bit i: the file contains `SearchOutcome::terms[i]` (first 64 terms).
     pub matched: u64,
     /// A keyword member: `coverage` reaches `relevance::Params::kw_coverage`.
@@ -227,11 +244,11 @@ impl Indexer {
         Ok(out)
     }
 
-    /// The query's terms (the text field's tokenizer, in order, once each) and, per term, the
-    /// files containing it in their text or path. Stopwords are not looked up (they weigh
-    /// nothing), nor are terms in more than [`COMMON_PASSAGES`] passages (too common to weigh
-    /// anything in a corpus that size, and costly to collect).
-    fn term_files(&self, text: &str) -> Result<Vec<(String, Option<HashSet<Ino>>)>> {
+    /// The query's terms (the text field's tokenizer, in order, once each) and, per term, where
+    /// it occurs (files, passages, paths). Stopwords are not looked up (they weigh nothing), nor
+    /// are terms in more than [`COMMON_PASSAGES`] passages (too common to weigh anything in a
+    /// corpus that size, and costly to collect).
+    fn term_files(&self, text: &str) -> Result<Vec<(String, Option<TermHits>)>> {
         let mut analyzer = self.index.tokenizer_for_field(self.fields.text)?;
         let mut terms: Vec<String> = Vec::new();
         let mut stream = analyzer.token_stream(text);
@@ -241,10 +258,27 @@ impl Indexer {
             }
         });
         let searcher = self.reader.searcher();
+        // (chunk id, ino) of every passage a term query finds.
+        let found = |term: Term| -> Result<Vec<(u64, Ino)>> {
+            let q = TermQuery::new(term, IndexRecordOption::Basic);
+            let mut cols: HashMap<u32, (Column<u64>, Column<u64>)> = HashMap::new();
+            let mut out = Vec::new();
+            for addr in searcher.search(&q, &DocSetCollector)? {
+                if let std::collections::hash_map::Entry::Vacant(e) = cols.entry(addr.segment_ord) {
+                    let ff = searcher.segment_reader(addr.segment_ord).fast_fields();
+                    e.insert((ff.u64("chunk_id")?, ff.u64("ino")?));
+                }
+                let (ids, inos) = &cols[&addr.segment_ord];
+                if let (Some(id), Some(ino)) = (ids.first(addr.doc_id), inos.first(addr.doc_id)) {
+                    out.push((id, ino));
+                }
+            }
+            Ok(out)
+        };
         let mut out = Vec::with_capacity(terms.len());
         for t in terms {
             if relevance::is_stopword(&t) {
-                out.push((t, Some(HashSet::new())));
+                out.push((t, Some(TermHits::default())));
                 continue;
             }
             let tt = Term::from_field_text(self.fields.text, &t);
@@ -253,27 +287,14 @@ impl Indexer {
                 out.push((t, None));
                 continue;
             }
-            let q = BooleanQuery::union(vec![
-                Box::new(TermQuery::new(tt, IndexRecordOption::Basic)),
-                Box::new(TermQuery::new(tp, IndexRecordOption::Basic)),
-            ]);
-            let found = searcher.search(&q, &DocSetCollector)?;
-            let mut cols: HashMap<u32, Column<u64>> = HashMap::new();
-            let mut inos = HashSet::new();
-            for addr in found {
-                if let std::collections::hash_map::Entry::Vacant(e) = cols.entry(addr.segment_ord) {
-                    e.insert(
-                        searcher
-                            .segment_reader(addr.segment_ord)
-                            .fast_fields()
-                            .u64("ino")?,
-                    );
-                }
-                if let Some(ino) = cols[&addr.segment_ord].first(addr.doc_id) {
-                    inos.insert(ino);
-                }
-            }
-            out.push((t, Some(inos)));
+            let mut hits = TermHits {
+                passages: found(tt)?,
+                ..TermHits::default()
+            };
+            hits.paths = found(tp)?.into_iter().map(|(_, ino)| ino).collect();
+            hits.files = hits.paths.clone();
+            hits.files.extend(hits.passages.iter().map(|(_, ino)| *ino));
+            out.push((t, Some(hits)));
         }
         Ok(out)
     }
@@ -375,6 +396,9 @@ impl Indexer {
         let pool = (limit * 20).clamp(200, 100_000);
         let mut text_best: Best = HashMap::new();
         let mut sem_best: Best = HashMap::new();
+        // Every candidate's best passage similarities (what relevance aggregates per file).
+        let mut sem_top: HashMap<Ino, Vec<f32>> = HashMap::new();
+        let mut query_vector: Option<Vec<f32>> = None;
         // The text signal also runs in semantic mode: keyword membership needs it.
         for (id, ino, s) in self.text_chunks(&q.text, pool, only.as_ref())? {
             let e = text_best.entry(ino).or_insert((s, id));
@@ -398,8 +422,14 @@ impl Indexer {
                             if sim > e.0 {
                                 *e = (sim, id);
                             }
+                            sem_top.entry(*ino).or_default().push(sim);
                         }
                     }
+                    for top in sem_top.values_mut() {
+                        top.sort_by(|a, b| b.total_cmp(a));
+                        top.truncate(relevance::TOP_PASSAGES);
+                    }
+                    query_vector = Some(v);
                     // Only the queue length: `status()` scans every file's state.
                     let pending = self.db.begin_read()?.open_table(EMBED_QUEUE)?.len()?;
                     if pending > 0 {
@@ -421,7 +451,7 @@ impl Indexer {
             .map(|(t, f)| {
                 (
                     t.clone(),
-                    f.as_ref().map_or(outcome.files, |s| s.len() as u64),
+                    f.as_ref().map_or(outcome.files, |s| s.files.len() as u64),
                 )
             })
             .collect();
@@ -474,8 +504,8 @@ impl Indexer {
                 _ => continue,
             };
             let mut matched = 0u64;
-            for (i, (_, files)) in term_files.iter().take(64).enumerate() {
-                if files.as_ref().is_some_and(|f| f.contains(&ino)) {
+            for (i, (_, hits)) in term_files.iter().take(64).enumerate() {
+                if hits.as_ref().is_some_and(|h| h.files.contains(&ino)) {
                     matched |= 1 << i;
                 }
             }
@@ -489,11 +519,68 @@ impl Indexer {
                 matched,
             });
         }
-        let sims: Vec<f32> = cands.iter().map(|c| c.sim).collect();
-        let matched: Vec<u64> = cands.iter().map(|c| c.matched).collect();
+        // Per passage, the terms it holds (with its file's path terms): keyword coverage
+        // inside one passage.
+        let mut path_masks: HashMap<Ino, u64> = HashMap::new();
+        let mut passage_masks: HashMap<u64, (Ino, u64)> = HashMap::new();
+        for (i, (_, hits)) in term_files.iter().take(64).enumerate() {
+            let Some(h) = hits else { continue };
+            for ino in &h.paths {
+                *path_masks.entry(*ino).or_default() |= 1 << i;
+            }
+            for (id, ino) in &h.passages {
+                passage_masks.entry(*id).or_insert((*ino, 0)).1 |= 1 << i;
+            }
+        }
+        let mut by_file: HashMap<Ino, Vec<u64>> = HashMap::new();
+        for (ino, m) in passage_masks.values() {
+            by_file.entry(*ino).or_default().push(*m);
+        }
+        let min_sim_for_count = params.relevance.sem_floor;
+        // File vectors only where the rule uses them: files whose best passage reaches the
+        // floor (the others cannot be members).
+        let mut centroids: HashMap<Ino, f32> = HashMap::new();
+        if let (Some(q), true) = (&query_vector, params.relevance.sem_centroid > 0.0) {
+            let near: Vec<Ino> = cands
+                .iter()
+                .filter(|c| c.sim >= params.relevance.sem_floor)
+                .map(|c| c.ino)
+                .collect();
+            centroids = self.file_similarities(q, &near)?.into_iter().collect();
+        }
+        let mut evidence: Vec<relevance::Evidence> = Vec::with_capacity(cands.len());
+        for c in &cands {
+            let path = path_masks.get(&c.ino).copied().unwrap_or(0);
+            let mut masks: Vec<u64> = by_file
+                .get(&c.ino)
+                .map(|v| v.iter().map(|m| m | path).collect())
+                .unwrap_or_default();
+            if masks.is_empty() && path != 0 {
+                masks.push(path);
+            }
+            masks.sort_unstable();
+            masks.dedup();
+            let sims = sem_top.remove(&c.ino).unwrap_or_default();
+            // How many passages the file has matters only when fewer were retrieved than
+            // the rule may average, and only for files that could be members.
+            let passages = if sims.len() < relevance::TOP_PASSAGES
+                && sims.first().is_some_and(|s| *s >= min_sim_for_count)
+            {
+                self.file_state(c.ino)?
+                    .map_or(sims.len(), |st| st.chunk_ids.len())
+            } else {
+                sims.len()
+            };
+            evidence.push(relevance::Evidence {
+                sims,
+                passages,
+                centroid: centroids.get(&c.ino).copied(),
+                file_mask: c.matched,
+                passage_masks: masks,
+            });
+        }
         let decided = relevance::decide(
-            &sims,
-            &matched,
+            &evidence,
             &outcome.terms,
             outcome.files,
             &params.relevance,
@@ -537,6 +624,8 @@ impl Indexer {
                 similarity: c.sim,
                 semantic_norm: c.sem_norm,
                 coverage: decided.coverage[i],
+                file_similarity: decided.similarity[i],
+                evidence: evidence[i].clone(),
                 matched: c.matched,
                 keyword: decided.keyword[i],
                 relevant: decided.relevant[i],
@@ -592,6 +681,8 @@ impl Indexer {
                 similarity: 0.0,
                 semantic_norm: 0.0,
                 coverage: 0.0,
+                file_similarity: 0.0,
+                evidence: relevance::Evidence::default(),
                 matched: 0,
                 keyword: false,
                 relevant: true,
