@@ -22,6 +22,10 @@ use crate::{
     chunk, parse_query, passages, vectors, ChunkRec, FileState, IndexError, Indexer, Result,
 };
 
+/// At most this many files per query get their file vector read for the relevance rule
+/// (each costs a read of every passage vector of the file).
+const FILE_VECTORS_MAX: usize = 1000;
+
 /// Where one query term occurs.
 #[derive(Default)]
 struct TermHits {
@@ -541,11 +545,16 @@ impl Indexer {
         // floor (the others cannot be members).
         let mut centroids: HashMap<Ino, f32> = HashMap::new();
         if let (Some(q), true) = (&query_vector, params.relevance.sem_centroid > 0.0) {
-            let near: Vec<Ino> = cands
+            let mut near: Vec<(f32, Ino)> = cands
                 .iter()
                 .filter(|c| c.sim >= params.relevance.sem_floor)
-                .map(|c| c.ino)
+                .map(|c| (c.sim, c.ino))
                 .collect();
+            // Bounded work: past the best FILE_VECTORS_MAX, files are judged on their best
+            // passages alone (a query that broad lists more than a folder can show anyway).
+            near.sort_by(|a, b| b.0.total_cmp(&a.0));
+            near.truncate(FILE_VECTORS_MAX);
+            let near: Vec<Ino> = near.into_iter().map(|(_, ino)| ino).collect();
             centroids = self.file_similarities(q, &near)?.into_iter().collect();
         }
         let mut evidence: Vec<relevance::Evidence> = Vec::with_capacity(cands.len());
