@@ -303,11 +303,27 @@ pub fn decide(
         .zip(&similarity)
         .map(|(g, s)| keyword_member(*g, total, files, p) && (!needs_support || *s >= p.kw_min_sim))
         .collect();
-    let sem = if semantic {
+    let mut sem = if semantic {
         semantic_members(&similarity, p)
     } else {
         vec![false; cands.len()]
     };
+    // A keyword query (`kitchen`) wants the files with its words; a file without them belongs
+    // only if it is at least as close as the least close file that has them (over five
+    // notes, "a garden with tomatoes" scored 0.32 for `kitchen`, above the floor).
+    if semantic && !needs_support {
+        let least = keyword
+            .iter()
+            .zip(&similarity)
+            .filter(|(k, _)| **k)
+            .map(|(_, s)| *s)
+            .fold(f32::MAX, f32::min);
+        if least < f32::MAX {
+            for ((m, k), s) in sem.iter_mut().zip(&keyword).zip(&similarity) {
+                *m = *m && (*k || *s >= least);
+            }
+        }
+    }
     let relevant = keyword.iter().zip(&sem).map(|(k, s)| *k || *s).collect();
     Decision {
         relevant,
@@ -470,5 +486,35 @@ mod tests {
             &p,
         );
         assert!(w.iter().all(|t| t.weight == 0.0));
+    }
+
+    #[test]
+    fn a_keyword_query_admits_no_file_less_close_than_those_with_its_word() {
+        let p = Params::default();
+        // `kitchen` over five notes: the plan has the word (0.50), the garden note not (0.32).
+        let terms = term_weights(&[("kitchen".into(), 1)], 5, &p);
+        let cands = [
+            Evidence {
+                file_mask: 1,
+                ..ev(&[0.50], 1, Some(0.50))
+            },
+            ev(&[0.32], 1, Some(0.32)),
+            ev(&[0.09], 1, Some(0.09)),
+            ev(&[0.03], 1, Some(0.03)),
+            ev(&[-0.01], 1, Some(-0.01)),
+        ];
+        let d = decide(&cands, &terms, 5, &p, true);
+        assert_eq!(d.relevant, [true, false, false, false, false]);
+        // Without a file holding the word, the semantic rule alone decides.
+        let cands = [
+            ev(&[0.50], 1, Some(0.50)),
+            ev(&[0.45], 1, Some(0.45)),
+            ev(&[0.05], 1, Some(0.05)),
+            ev(&[0.02], 1, Some(0.02)),
+            ev(&[0.0], 1, Some(0.0)),
+        ];
+        let terms = term_weights(&[("growing".into(), 0), ("vegetables".into(), 0)], 5, &p);
+        let d = decide(&cands, &terms, 5, &p, true);
+        assert_eq!(d.relevant, [true, true, false, false, false]);
     }
 }

@@ -37,6 +37,8 @@ struct Args {
     no_sweep: bool,
     /// The rule the per-view tables and the search use (default: the shipped one).
     rule: Params,
+    /// Also the second-stage re-scoring experiment.
+    second_stage: bool,
 }
 
 /// `--rule sem_floor=0.3,sem_top=3,...`: the shipped parameters with these changed.
@@ -79,6 +81,7 @@ fn parse_args() -> Result<Args> {
         json: None,
         no_sweep: false,
         rule: Params::default(),
+        second_stage: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -90,6 +93,7 @@ fn parse_args() -> Result<Args> {
             "--out" => a.out = Some(val()?.into()),
             "--json" => a.json = Some(val()?.into()),
             "--no-sweep" => a.no_sweep = true,
+            "--second-stage" => a.second_stage = true,
             "--rule" => a.rule = parse_rule(&val()?)?,
             "--weights" => {
                 a.weights = val()?
@@ -623,6 +627,136 @@ fn ask(ix: &Indexer, qs: &[(String, String)], mode: Mode, p: &SearchParams) -> R
     Ok(r)
 }
 
+/// Experiment: a second stage that re-scores the first stage's 50 best files with the file
+/// similarity the views use (best passages blended with the file vector) in place of the best
+/// passage alone, hybrid with BM25 as before. Swept on the tuning questions (weight, file
+/// vector share, passages averaged), reported on the held-out ones.
+fn second_stage_part(ix: &Indexer, args: &Args, md: &mut String) -> Result<()> {
+    const DEPTH: usize = 50;
+    let all: Vec<(String, String)> = data_lines(&args.questions)?
+        .into_iter()
+        .filter(|f| f.len() >= 2)
+        .map(|f| (f[0].clone(), f[1].clone()))
+        .collect();
+    let centroids: std::collections::HashMap<u64, Vec<f32>> = ix
+        .file_vectors()?
+        .files
+        .into_iter()
+        .map(|f| (f.ino, f.vector))
+        .collect();
+    // Per question: (is tuning, page, candidates: (name, bm25, top sims, passages, centroid)).
+    type Cand = (String, f32, Vec<f32>, usize, f32);
+    let mut qs: Vec<(bool, String, Vec<Cand>)> = Vec::new();
+    for (i, (q, page)) in all.iter().enumerate() {
+        let first = SearchParams {
+            no_second_stage: true,
+            ..SearchParams::default()
+        };
+        let out = ix.search_with(q, Mode::Hybrid, DEPTH, &first)?;
+        let v = ix.query_embedding(q)?;
+        let cands = out
+            .hits
+            .iter()
+            .map(|h| {
+                let c = centroids
+                    .get(&h.ino)
+                    .map(|c| c.iter().zip(&v).map(|(a, b)| a * b).sum())
+                    .unwrap_or(0.0);
+                (
+                    base(&h.path).to_string(),
+                    h.text_score,
+                    h.evidence.sims.clone(),
+                    h.evidence.passages,
+                    c,
+                )
+            })
+            .collect();
+        qs.push((i % 2 == 0, page.clone(), cands));
+    }
+    let rank = |cands: &[Cand], page: &str, w: f32, share: f32, top: usize| -> Option<usize> {
+        let fs: Vec<f32> = cands
+            .iter()
+            .map(|c| {
+                if c.2.is_empty() {
+                    return 0.0;
+                }
+                let k = top.min(c.3.max(1)).min(c.2.len()).max(1);
+                let t = c.2[..k].iter().sum::<f32>() / k as f32;
+                (1.0 - share) * t + share * c.4
+            })
+            .collect();
+        let (lo, hi) = fs
+            .iter()
+            .fold((f32::MAX, f32::MIN), |(l, h), x| (l.min(*x), h.max(*x)));
+        let max_text = cands.iter().map(|c| c.1).fold(0f32, f32::max);
+        let mut scored: Vec<(f32, &str)> = cands
+            .iter()
+            .zip(&fs)
+            .map(|(c, f)| {
+                let sn = if hi > lo { (f - lo) / (hi - lo) } else { 1.0 };
+                let tn = c.1 / max_text.max(f32::MIN_POSITIVE);
+                (w * sn + (1.0 - w) * tn, c.0.as_str())
+            })
+            .collect();
+        scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+        scored.iter().position(|(_, n)| *n == page).map(|i| i + 1)
+    };
+    let eval = |tune: bool, w: f32, share: f32, top: usize| -> (f64, f64) {
+        let ranks: Vec<Option<usize>> = qs
+            .iter()
+            .filter(|q| q.0 == tune)
+            .map(|q| rank(&q.2, &q.1, w, share, top))
+            .collect();
+        let n = ranks.len().max(1) as f64;
+        let r5 = ranks.iter().filter(|r| r.is_some_and(|r| r <= 5)).count() as f64 / n;
+        let mrr = ranks
+            .iter()
+            .map(|r| {
+                r.filter(|r| *r <= 10)
+                    .map(|r| 1.0 / r as f64)
+                    .unwrap_or(0.0)
+            })
+            .sum::<f64>()
+            / n;
+        (r5, mrr)
+    };
+    let mut best: Option<((f64, f64), f32, f32, usize)> = None;
+    let mut best_plain: Option<((f64, f64), f32)> = None;
+    for w in (1..=9).map(|i| i as f32 / 10.0) {
+        for share in [0.0f32, 0.25, 0.5, 0.75] {
+            for top in [1usize, 3] {
+                let (r5, mrr) = eval(true, w, share, top);
+                if best.is_none_or(|b| (mrr, r5) > (b.0 .1, b.0 .0)) {
+                    best = Some(((r5, mrr), w, share, top));
+                }
+                if share == 0.0
+                    && top == 1
+                    && best_plain.is_none_or(|b| (mrr, r5) > (b.0 .1, b.0 .0))
+                {
+                    best_plain = Some(((r5, mrr), w));
+                }
+            }
+        }
+    }
+    let _ = writeln!(md, "## Second stage (experiment): re-scoring the {DEPTH} best files with the file similarity\n");
+    let _ = writeln!(md, "The first stage's {DEPTH} best files (hybrid, configured weight) re-scored as `w · minmax(file similarity) + (1 − w) · BM25 / best BM25`, file similarity = (1 − share) · mean of the `top` best passages + share · cosine to the file vector. Chosen on the tuning questions by MRR@10 then recall@5.\n");
+    let _ = writeln!(md, "| re-scoring | chosen on tuning | tune recall@5 | tune MRR@10 | held recall@5 | held MRR@10 |\n|---|---|---:|---:|---:|---:|");
+    if let Some((t, w)) = best_plain {
+        let h = eval(false, w, 0.0, 1);
+        let _ = writeln!(
+            md,
+            "| best passage only (as the first stage) | w {w:.1} | {:.3} | {:.3} | {:.3} | {:.3} |",
+            t.0, t.1, h.0, h.1
+        );
+    }
+    if let Some((t, w, share, top)) = best {
+        let h = eval(false, w, share, top);
+        let _ = writeln!(md, "| file similarity | w {w:.1}, share {share:.2}, top {top} | {:.3} | {:.3} | {:.3} | {:.3} |", t.0, t.1, h.0, h.1);
+    }
+    let _ = writeln!(md);
+    Ok(())
+}
+
 fn search_part(ix: &Indexer, args: &Args, md: &mut String) -> Result<()> {
     let all: Vec<(String, String)> = data_lines(&args.questions)?
         .into_iter()
@@ -659,6 +793,15 @@ fn search_part(ix: &Indexer, args: &Args, md: &mut String) -> Result<()> {
     let sem = ask(ix, &held, Mode::Semantic, &cold(None))?;
     let hyb = ask(ix, &held, Mode::Hybrid, &cold(Some(w_best)))?;
     let hyb_default = ask(ix, &held, Mode::Hybrid, &cold(None))?;
+    let first_stage = ask(
+        ix,
+        &held,
+        Mode::Hybrid,
+        &SearchParams {
+            no_second_stage: true,
+            ..cold(None)
+        },
+    )?;
 
     let _ = writeln!(md, "## Search: hybrid against its two signals\n");
     let _ = writeln!(
@@ -692,6 +835,10 @@ fn search_part(ix: &Indexer, args: &Args, md: &mut String) -> Result<()> {
         (
             "hybrid (configured default weight)".to_string(),
             &hyb_default,
+        ),
+        (
+            "hybrid, first stage only (configured weight)".to_string(),
+            &first_stage,
         ),
     ] {
         let _ = writeln!(
@@ -740,6 +887,9 @@ fn main() -> Result<()> {
     let members = views_part(&ix, &args, &mut md)?;
     if !args.no_sweep {
         search_part(&ix, &args, &mut md)?;
+    }
+    if args.second_stage {
+        second_stage_part(&ix, &args, &mut md)?;
     }
     print!("{md}");
     if let Some(out) = &args.out {
