@@ -53,7 +53,7 @@ t0=$(date +%s)
 echo "index ready ($(( $(date +%s) - t0 )) s)" >&2
 
 "$BENCH" --home "$PEROS_HOME" --views "$HERE/views.tsv" \
-    --questions "$REPO/perfs/search/questions.tsv" --out "$WORK/bench.md" --json "$WORK/members.json"
+    --questions "$REPO/perfs/search/questions.tsv" --second-stage --out "$WORK/bench.md" --json "$WORK/members.json"
 
 # 3. Through the mount.
 python3 - "$HERE/views.tsv" "$PEROS_HOME/views.toml" <<'EOF'
