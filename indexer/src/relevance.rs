@@ -234,20 +234,31 @@ pub fn file_similarity(e: &Evidence, p: &Params, floor: f32) -> f32 {
         return 0.0;
     };
     let k = p.sem_top.clamp(1, TOP_PASSAGES).min(e.passages.max(1));
-    let top = if k == 1 {
-        best
-    } else {
-        (0..k)
-            .map(|i| e.sims.get(i).copied().unwrap_or(floor))
-            .sum::<f32>()
-            / k as f32
-    };
+    let top = best_passages_mean(e, k, Some(floor));
     match e.centroid {
         Some(c) if p.sem_centroid > 0.0 && best >= p.sem_floor => {
             (1.0 - p.sem_centroid) * top + p.sem_centroid * c
         }
         _ => top,
     }
+}
+
+/// The mean of a file's `k` best passage similarities (0 without any). Passages not retrieved
+/// count at `missing` when given (they are at most the lowest similarity retrieved); without
+/// it, only the retrieved ones are averaged.
+pub fn best_passages_mean(e: &Evidence, k: usize, missing: Option<f32>) -> f32 {
+    let k = k.max(1);
+    let n = match missing {
+        Some(_) => k,
+        None => k.min(e.sims.len()),
+    };
+    if n == 0 {
+        return 0.0;
+    }
+    (0..n)
+        .map(|i| e.sims.get(i).copied().or(missing).unwrap_or(0.0))
+        .sum::<f32>()
+        / n as f32
 }
 
 /// Decides every candidate of a query from its [`Evidence`]. With `semantic` false

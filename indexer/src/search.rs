@@ -26,6 +26,17 @@ use crate::{
 /// (each costs a read of every passage vector of the file).
 const FILE_VECTORS_MAX: usize = 1000;
 
+/// One candidate file of a query: its scores per signal and the passage to show.
+struct Cand {
+    ino: Ino,
+    score: f32,
+    chunk: u64,
+    text: f32,
+    sim: f32,
+    sem_norm: f32,
+    matched: u64,
+}
+
 /// Where one query term occurs.
 #[derive(Default)]
 struct TermHits {
@@ -485,15 +496,6 @@ impl Indexer {
             v.dedup();
             v
         };
-        struct Cand {
-            ino: Ino,
-            score: f32,
-            chunk: u64,
-            text: f32,
-            sim: f32,
-            sem_norm: f32,
-            matched: u64,
-        }
         let mut cands: Vec<Cand> = Vec::with_capacity(inos.len());
         for ino in inos {
             let t = text_best.get(&ino);
@@ -553,7 +555,6 @@ impl Indexer {
         for (ino, m) in passage_masks.values() {
             by_file.entry(*ino).or_default().push(*m);
         }
-        let min_sim_for_count = params.relevance.sem_floor;
         // File vectors only where the rule uses them: files whose best passage reaches the
         // floor (the others cannot be members).
         let mut centroids: HashMap<Ino, f32> = HashMap::new();
@@ -587,7 +588,9 @@ impl Indexer {
             // How many passages the file has matters only when fewer were retrieved than
             // the rule may average, and only for files that could be members.
             let passages = if sims.len() < relevance::TOP_PASSAGES
-                && sims.first().is_some_and(|s| *s >= min_sim_for_count)
+                && sims
+                    .first()
+                    .is_some_and(|s| *s >= params.relevance.sem_floor)
             {
                 self.file_state(c.ino)?
                     .map_or(sims.len(), |st| st.chunk_ids.len())
@@ -616,63 +619,8 @@ impl Indexer {
                 .total_cmp(&cands[a].score)
                 .then(cands[a].ino.cmp(&cands[b].ino))
         });
-        if let (Mode::Hybrid, Some(q), false) = (mode, &query_vector, params.no_second_stage) {
-            let depth = order.len().min(SECOND_STAGE_DEPTH);
-            let block: Vec<usize> = order[..depth].to_vec();
-            let missing: Vec<Ino> = block
-                .iter()
-                .map(|&i| cands[i].ino)
-                .filter(|ino| !centroids.contains_key(ino))
-                .collect();
-            centroids.extend(self.file_similarities(q, &missing)?);
-            let file_sim: Vec<f32> = block
-                .iter()
-                .map(|&i| {
-                    let e = &evidence[i];
-                    if e.sims.is_empty() {
-                        return 0.0;
-                    }
-                    let k = SECOND_STAGE_TOP
-                        .min(e.passages.max(1))
-                        .min(e.sims.len())
-                        .max(1);
-                    let top = e.sims[..k].iter().sum::<f32>() / k as f32;
-                    let c = centroids.get(&cands[i].ino).copied().unwrap_or(0.0);
-                    (1.0 - SECOND_STAGE_FILE_SHARE) * top + SECOND_STAGE_FILE_SHARE * c
-                })
-                .collect();
-            let (lo, hi) = file_sim
-                .iter()
-                .fold((f32::MAX, f32::MIN), |(l, h), x| (l.min(*x), h.max(*x)));
-            let block_text = block.iter().map(|&i| cands[i].text).fold(0f32, f32::max);
-            let rest_best = order[depth..]
-                .first()
-                .map(|&i| cands[i].score)
-                .unwrap_or(0.0);
-            for (&i, fs) in block.iter().zip(&file_sim) {
-                let sn = if hi > lo { (fs - lo) / (hi - lo) } else { 1.0 };
-                let tn = cands[i].text / block_text.max(f32::MIN_POSITIVE);
-                cands[i].score = SECOND_STAGE_WEIGHT * sn + (1.0 - SECOND_STAGE_WEIGHT) * tn;
-            }
-            // The rest rank after the re-scored files, in their first-stage order.
-            let floor = block
-                .iter()
-                .map(|&i| cands[i].score)
-                .fold(f32::MAX, f32::min);
-            if rest_best > 0.0 && floor < f32::MAX {
-                let scale = (floor / rest_best).min(1.0) * 0.999;
-                for &i in &order[depth..] {
-                    cands[i].score *= scale;
-                }
-            }
-            let mut block = block;
-            block.sort_by(|&a, &b| {
-                cands[b]
-                    .score
-                    .total_cmp(&cands[a].score)
-                    .then(cands[a].ino.cmp(&cands[b].ino))
-            });
-            order[..depth].copy_from_slice(&block);
+        if let (Mode::Hybrid, Some(v), false) = (mode, &query_vector, params.no_second_stage) {
+            self.second_stage(v, &mut cands, &evidence, &mut centroids, &mut order)?;
         }
         let terms = q.terms();
         for i in order {
@@ -720,6 +668,67 @@ impl Indexer {
             });
         }
         Ok(outcome)
+    }
+
+    /// Hybrid's second stage (see [`SECOND_STAGE_DEPTH`]): re-scores the first `order`'s best
+    /// files with the file similarity and puts them first, re-sorted; the others follow in
+    /// their first-stage order, their scores scaled under the last re-scored one. File vector
+    /// similarities already in `centroids` are reused, the missing ones read and added.
+    fn second_stage(
+        &self,
+        query: &[f32],
+        cands: &mut [Cand],
+        evidence: &[relevance::Evidence],
+        centroids: &mut HashMap<Ino, f32>,
+        order: &mut [usize],
+    ) -> Result<()> {
+        let depth = order.len().min(SECOND_STAGE_DEPTH);
+        let (block, rest) = order.split_at_mut(depth);
+        let missing: Vec<Ino> = block
+            .iter()
+            .map(|&i| cands[i].ino)
+            .filter(|ino| !centroids.contains_key(ino))
+            .collect();
+        centroids.extend(self.file_similarities(query, &missing)?);
+        let file_sim: Vec<f32> = block
+            .iter()
+            .map(|&i| {
+                let e = &evidence[i];
+                if e.sims.is_empty() {
+                    return 0.0;
+                }
+                let top = relevance::best_passages_mean(e, SECOND_STAGE_TOP.min(e.passages), None);
+                let c = centroids.get(&cands[i].ino).copied().unwrap_or(0.0);
+                (1.0 - SECOND_STAGE_FILE_SHARE) * top + SECOND_STAGE_FILE_SHARE * c
+            })
+            .collect();
+        let (lo, hi) = file_sim
+            .iter()
+            .fold((f32::MAX, f32::MIN), |(l, h), x| (l.min(*x), h.max(*x)));
+        let block_text = block.iter().map(|&i| cands[i].text).fold(0f32, f32::max);
+        let rest_best = rest.first().map(|&i| cands[i].score).unwrap_or(0.0);
+        for (&i, fs) in block.iter().zip(&file_sim) {
+            let sn = if hi > lo { (fs - lo) / (hi - lo) } else { 1.0 };
+            let tn = cands[i].text / block_text.max(f32::MIN_POSITIVE);
+            cands[i].score = SECOND_STAGE_WEIGHT * sn + (1.0 - SECOND_STAGE_WEIGHT) * tn;
+        }
+        let floor = block
+            .iter()
+            .map(|&i| cands[i].score)
+            .fold(f32::MAX, f32::min);
+        if rest_best > 0.0 && floor < f32::MAX {
+            let scale = (floor / rest_best).min(1.0) * 0.999;
+            for &i in rest.iter() {
+                cands[i].score *= scale;
+            }
+        }
+        block.sort_by(|&a, &b| {
+            cands[b]
+                .score
+                .total_cmp(&cands[a].score)
+                .then(cands[a].ino.cmp(&cands[b].ino))
+        });
+        Ok(())
     }
 
     /// The section (page, slide, sheet…) holding text byte `offset` of a file.

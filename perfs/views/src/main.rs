@@ -145,6 +145,26 @@ fn data_lines(path: &Path) -> Result<Vec<Vec<String>>> {
         .collect())
 }
 
+/// The labelled questions: (question, expected page).
+fn questions(args: &Args) -> Result<Vec<(String, String)>> {
+    Ok(data_lines(&args.questions)?
+        .into_iter()
+        .filter(|f| f.len() >= 2)
+        .map(|f| (f[0].clone(), f[1].clone()))
+        .collect())
+}
+
+/// Cosine similarity of `query` to the file vector of every hit (the indexer's own reading).
+fn file_similarities(
+    ix: &Indexer,
+    query: &str,
+    hits: &[peros_indexer::Hit],
+) -> Result<std::collections::HashMap<u64, f32>> {
+    let q = ix.query_embedding(query)?;
+    let inos: Vec<u64> = hits.iter().map(|h| h.ino).collect();
+    Ok(ix.file_similarities(&q, &inos)?.into_iter().collect())
+}
+
 fn base(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or(path)
 }
@@ -357,12 +377,7 @@ fn brief(p: &Params) -> String {
 
 fn views_part(ix: &Indexer, args: &Args, md: &mut String) -> Result<serde_json::Value> {
     let mut views = Vec::new();
-    let centroids: std::collections::HashMap<u64, Vec<f32>> = ix
-        .file_vectors()?
-        .files
-        .into_iter()
-        .map(|f| (f.ino, f.vector))
-        .collect();
+
     for (i, f) in data_lines(&args.views)?.into_iter().enumerate() {
         if f.len() < 2 {
             bail!(
@@ -381,7 +396,7 @@ fn views_part(ix: &Indexer, args: &Args, md: &mut String) -> Result<serde_json::
         };
         let out = ix.search_with(&f[0], Mode::Hybrid, 100_000, &rule)?;
         let search_ms = t.elapsed().as_secs_f64() * 1000.0;
-        let q = ix.query_embedding(&f[0])?;
+        let centroids = file_similarities(ix, &f[0], &out.hits)?;
         views.push(View {
             name: f[0].clone(),
             expected: set(f.get(1)),
@@ -391,10 +406,7 @@ fn views_part(ix: &Indexer, args: &Args, md: &mut String) -> Result<serde_json::
                 .hits
                 .iter()
                 .map(|h| {
-                    let centroid = centroids
-                        .get(&h.ino)
-                        .map(|c| c.iter().zip(&q).map(|(a, b)| a * b).sum())
-                        .unwrap_or(0.0);
+                    let centroid = centroids.get(&h.ino).copied().unwrap_or(0.0);
                     // Every candidate's, the rule uses it only where the search computes it.
                     let evidence = relevance::Evidence {
                         centroid: Some(centroid),
@@ -633,17 +645,8 @@ fn ask(ix: &Indexer, qs: &[(String, String)], mode: Mode, p: &SearchParams) -> R
 /// vector share, passages averaged), reported on the held-out ones.
 fn second_stage_part(ix: &Indexer, args: &Args, md: &mut String) -> Result<()> {
     const DEPTH: usize = 50;
-    let all: Vec<(String, String)> = data_lines(&args.questions)?
-        .into_iter()
-        .filter(|f| f.len() >= 2)
-        .map(|f| (f[0].clone(), f[1].clone()))
-        .collect();
-    let centroids: std::collections::HashMap<u64, Vec<f32>> = ix
-        .file_vectors()?
-        .files
-        .into_iter()
-        .map(|f| (f.ino, f.vector))
-        .collect();
+    let all = questions(args)?;
+
     // Per question: (is tuning, page, candidates: (name, bm25, top sims, passages, centroid)).
     type Cand = (String, f32, Vec<f32>, usize, f32);
     let mut qs: Vec<(bool, String, Vec<Cand>)> = Vec::new();
@@ -653,15 +656,12 @@ fn second_stage_part(ix: &Indexer, args: &Args, md: &mut String) -> Result<()> {
             ..SearchParams::default()
         };
         let out = ix.search_with(q, Mode::Hybrid, DEPTH, &first)?;
-        let v = ix.query_embedding(q)?;
+        let centroids = file_similarities(ix, q, &out.hits)?;
         let cands = out
             .hits
             .iter()
             .map(|h| {
-                let c = centroids
-                    .get(&h.ino)
-                    .map(|c| c.iter().zip(&v).map(|(a, b)| a * b).sum())
-                    .unwrap_or(0.0);
+                let c = centroids.get(&h.ino).copied().unwrap_or(0.0);
                 (
                     base(&h.path).to_string(),
                     h.text_score,
@@ -758,11 +758,7 @@ fn second_stage_part(ix: &Indexer, args: &Args, md: &mut String) -> Result<()> {
 }
 
 fn search_part(ix: &Indexer, args: &Args, md: &mut String) -> Result<()> {
-    let all: Vec<(String, String)> = data_lines(&args.questions)?
-        .into_iter()
-        .filter(|f| f.len() >= 2)
-        .map(|f| (f[0].clone(), f[1].clone()))
-        .collect();
+    let all = questions(args)?;
     let tune: Vec<_> = all.iter().step_by(2).cloned().collect();
     let held: Vec<_> = all.iter().skip(1).step_by(2).cloned().collect();
     // Untimed warm-up: the first search pays for lazy set-up (model load, mmaps).
