@@ -493,6 +493,8 @@ fn every(
     let _ = std::thread::Builder::new()
         .name(thread.into())
         .spawn(move || loop {
+            // Scheduled passes are background work: the file system comes first.
+            peros_indexer::background_priority();
             std::thread::sleep(std::time::Duration::from_secs_f64(minutes.min(1e6) * 60.0));
             let views = match info.views.clone() {
                 Some(v) => ViewsHandle::Live(v),

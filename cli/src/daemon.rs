@@ -207,6 +207,22 @@ fn clear_stale_mount(dir: &Path) {
     }
 }
 
+/// Keeps freed write buffers and sealed objects (4 MiB each) in the allocator for reuse.
+///
+/// With glibc's defaults a buffer that size is mapped fresh and unmapped on free (or trimmed
+/// back to the kernel), so every chunk a writer fills costs page faults and the kernel zeroing
+/// each page again: measured during a sequential write on the mount, `clear_page` took 6 % of
+/// all CPU, more than ChaCha20 and BLAKE3 together. Memory stays bounded by the daemon's own
+/// limits (dirty data, chunk cache): the allocator keeps at most what was once in use.
+fn reuse_freed_buffers() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets allocator parameters; called before the daemon's threads start.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20);
+    }
+}
+
 /// Runs the daemon in this process until unmounted or signalled.
 pub fn run_foreground(home: &Home, dir: &Path, allow_other: bool) -> Result<()> {
     clear_stale_mount(dir);
@@ -225,6 +241,7 @@ pub fn run_foreground(home: &Home, dir: &Path, allow_other: bool) -> Result<()> 
     if !Path::new("/dev/fuse").exists() {
         bail!("/dev/fuse is missing: install fuse3 (apt-get install fuse3) and load the fuse module (modprobe fuse)");
     }
+    reuse_freed_buffers();
     let store = Arc::new(home.open_store()?);
     // The index follows every change; its workers run in the background, never in a callback.
     let indexer = match peros_indexer::Indexer::open(store.clone(), home.index_options()?) {

@@ -20,6 +20,13 @@ use zeroize::Zeroizing;
 
 pub use age::secrecy;
 
+/// At least the length of an age file holding `plaintext_len` bytes for one X25519 recipient:
+/// a header under 512 bytes, a 16-byte nonce, and a 16-byte tag per 64 KiB STREAM chunk
+/// (one more for the last, possibly empty, chunk).
+fn sealed_len_bound(plaintext_len: usize) -> usize {
+    512 + 16 + (plaintext_len / (64 << 10) + 1) * 16 + plaintext_len
+}
+
 /// Length of a keyed object name in bytes.
 pub const NAME_LEN: usize = 32;
 
@@ -218,8 +225,21 @@ impl Keyring {
     }
 
     /// Encrypts one chunk to this store's identity.
+    ///
+    /// As `age::encrypt`, but the output is sized for the ciphertext up front: `age::encrypt`
+    /// reserves only the plaintext's length, so the header and the tags made every sealed
+    /// 4 MiB chunk reallocate to 8 MiB (a 4 MiB copy and fresh pages) at its last bytes.
     pub fn seal(&self, plaintext: &[u8]) -> Result<Vec<u8>, CryptoError> {
-        age::encrypt(&self.recipient, plaintext).map_err(|e| CryptoError::Encrypt(e.to_string()))
+        let fail = |e: &dyn std::fmt::Display| CryptoError::Encrypt(e.to_string());
+        let encryptor = age::Encryptor::with_recipients(std::iter::once(
+            &self.recipient as &dyn age::Recipient,
+        ))
+        .map_err(|e| fail(&e))?;
+        let mut sealed = Vec::with_capacity(sealed_len_bound(plaintext.len()));
+        let mut writer = encryptor.wrap_output(&mut sealed).map_err(|e| fail(&e))?;
+        writer.write_all(plaintext).map_err(|e| fail(&e))?;
+        writer.finish().map_err(|e| fail(&e))?;
+        Ok(sealed)
     }
 
     /// Decrypts one chunk and checks that it is the chunk `expected` names.
@@ -250,6 +270,20 @@ mod tests {
         let sealed = k.seal(&data).unwrap();
         assert!(!sealed.windows(11).any(|w| w == b"hello chunk"));
         assert_eq!(k.open(&sealed, &name).unwrap(), data);
+        assert!(sealed.len() <= sealed_len_bound(data.len()));
+        for len in [0, 1, 64 << 10, (64 << 10) + 1, 4 << 20] {
+            let sealed = k.seal(&vec![1u8; len]).unwrap();
+            assert!(
+                sealed.len() <= sealed_len_bound(len),
+                "{len}: {}",
+                sealed.len()
+            );
+            assert_eq!(
+                sealed.capacity(),
+                sealed_len_bound(len),
+                "never reallocated"
+            );
+        }
         let mut bad = sealed.clone();
         let last = bad.len() - 5;
         bad[last] ^= 1;

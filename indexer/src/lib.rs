@@ -33,6 +33,7 @@ pub mod search;
 pub mod state;
 pub mod vectors;
 mod workers;
+pub use workers::background_priority;
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
