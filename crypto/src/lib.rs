@@ -23,7 +23,7 @@ pub use age::secrecy;
 /// At least the length of an age file holding `plaintext_len` bytes for one X25519 recipient:
 /// a header under 512 bytes, a 16-byte nonce, and a 16-byte tag per 64 KiB STREAM chunk
 /// (one more for the last, possibly empty, chunk).
-fn sealed_len_bound(plaintext_len: usize) -> usize {
+pub fn sealed_len_bound(plaintext_len: usize) -> usize {
     512 + 16 + (plaintext_len / (64 << 10) + 1) * 16 + plaintext_len
 }
 
@@ -230,16 +230,23 @@ impl Keyring {
     /// reserves only the plaintext's length, so the header and the tags made every sealed
     /// 4 MiB chunk reallocate to 8 MiB (a 4 MiB copy and fresh pages) at its last bytes.
     pub fn seal(&self, plaintext: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        let mut sealed = Vec::with_capacity(sealed_len_bound(plaintext.len()));
+        self.seal_to(plaintext, &mut sealed)?;
+        Ok(sealed)
+    }
+
+    /// [`Keyring::seal`] into `out` (a buffer the caller chose, such as an aligned one for
+    /// direct I/O; [`sealed_len_bound`] bytes are enough).
+    pub fn seal_to(&self, plaintext: &[u8], out: &mut impl Write) -> Result<(), CryptoError> {
         let fail = |e: &dyn std::fmt::Display| CryptoError::Encrypt(e.to_string());
         let encryptor = age::Encryptor::with_recipients(std::iter::once(
             &self.recipient as &dyn age::Recipient,
         ))
         .map_err(|e| fail(&e))?;
-        let mut sealed = Vec::with_capacity(sealed_len_bound(plaintext.len()));
-        let mut writer = encryptor.wrap_output(&mut sealed).map_err(|e| fail(&e))?;
+        let mut writer = encryptor.wrap_output(out).map_err(|e| fail(&e))?;
         writer.write_all(plaintext).map_err(|e| fail(&e))?;
         writer.finish().map_err(|e| fail(&e))?;
-        Ok(sealed)
+        Ok(())
     }
 
     /// Decrypts one chunk and checks that it is the chunk `expected` names.

@@ -125,6 +125,12 @@ fn other(key: &str, e: impl std::fmt::Display) -> BackendError {
 impl ObjectBackend for ObjectStoreBackend {
     fn put(&self, key: &str, data: Bytes) -> Result<(), BackendError> {
         let path = self.path(key);
+        if let Some(root) = &self.local_root {
+            // Around the page cache where it can (direct.rs); the same file names and layout
+            // as object_store's LocalFileSystem, which reads, lists and deletes them.
+            return crate::direct::put_file(&root.join(path.as_ref()), &data)
+                .map_err(|e| other(key, e));
+        }
         let opts = PutOptions {
             mode: PutMode::Create,
             ..Default::default()

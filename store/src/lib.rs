@@ -28,6 +28,7 @@ pub mod access;
 pub mod backend;
 pub mod cached;
 mod contents;
+mod direct;
 mod fsck;
 mod gc;
 mod held;
