@@ -247,9 +247,16 @@ impl DirtyRanges {
                 at + data.len()
             };
             buf.reserve_exact(room.max(at + data.len()) - buf.len());
-            buf.resize(at + data.len(), 0);
         }
-        buf[at..at + data.len()].copy_from_slice(data);
+        if at == buf.len() {
+            // An append: copied once, not zeroed first.
+            buf.extend_from_slice(data);
+        } else {
+            if buf.len() < at + data.len() {
+                buf.resize(at + data.len(), 0);
+            }
+            buf[at..at + data.len()].copy_from_slice(data);
+        }
         let grew = buf.capacity().saturating_sub(before);
         self.ranges.insert(new_start, buf);
         grew
