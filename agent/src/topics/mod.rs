@@ -572,10 +572,18 @@ pub fn run(
             let top = predictor(&tops, &reference);
             // Sub-topic predictors, built when first needed: parent id → (children, predictor).
             let mut subs: HashMap<u64, (Vec<&TopicState>, cluster::Predictor)> = HashMap::new();
-            for &fi in &candidates {
+            // All the candidates judged together (in blocks: each reference vector is read
+            // once per block of new files, not once per file), then level by level those
+            // that joined a topic among its sub-topics, again together.
+            let vectors: Vec<&[f32]> = candidates
+                .iter()
+                .map(|&fi| files[fi].vector.as_slice())
+                .collect();
+            let mut decisions: Vec<Admission> = Vec::with_capacity(candidates.len());
+            let mut chosen: Vec<Option<&TopicState>> = Vec::with_capacity(candidates.len());
+            for (&fi, p) in candidates.iter().zip(top.predict_all(&vectors)) {
                 let f = &files[fi];
-                let p = top.predict(&f.vector);
-                let mut decision = Admission {
+                let decision = Admission {
                     path: f.path.clone(),
                     topic: None,
                     nearest: p.best.map(|b| tops[b].view.clone()),
@@ -597,18 +605,35 @@ pub fn run(
                         "no topic"
                     }
                 );
-                let mut chosen = p.topic.map(|b| tops[b]);
-                while let Some(t) = chosen {
-                    if excluded(&state, &t.tag, f.ino) {
+                decisions.push(decision);
+                chosen.push(p.topic.map(|b| tops[b]));
+            }
+            // The topics each candidate joins, top level first.
+            let mut joins: Vec<Vec<&TopicState>> = vec![Vec::new(); candidates.len()];
+            loop {
+                // Candidates (positions in `candidates`) going on among each topic's sub-topics.
+                let mut next: BTreeMap<u64, (&TopicState, Vec<usize>)> = BTreeMap::new();
+                for (c, slot) in chosen.iter_mut().enumerate() {
+                    let Some(t) = slot.take() else { continue };
+                    if excluded(&state, &t.tag, files[candidates[c]].ino) {
                         kept_out += 1;
-                        decision.kept_out = true;
-                        break;
+                        decisions[c].kept_out = true;
+                        continue;
                     }
-                    if decision.topic.is_none() {
-                        decision.topic = Some(t.view.clone());
+                    if decisions[c].topic.is_none() {
+                        decisions[c].topic = Some(t.view.clone());
                     }
-                    plans.push((fi, t.clone()));
-                    let entry = subs.entry(t.id).or_insert_with(|| {
+                    joins[c].push(t);
+                    next.entry(t.id)
+                        .or_insert_with(|| (t, Vec::new()))
+                        .1
+                        .push(c);
+                }
+                if next.is_empty() {
+                    break;
+                }
+                for (id, (t, cs)) in next {
+                    let entry = subs.entry(id).or_insert_with(|| {
                         let children: Vec<&TopicState> = state
                             .topics
                             .iter()
@@ -623,14 +648,19 @@ pub fn run(
                         (children, pr)
                     });
                     if entry.0.is_empty() {
-                        break;
+                        continue;
                     }
-                    chosen = entry.1.predict(&f.vector).topic.map(|c| entry.0[c]);
-                }
-                if report.admissions.len() < ADMISSIONS_REPORTED {
-                    report.admissions.push(decision);
+                    let vs: Vec<&[f32]> = cs.iter().map(|&c| vectors[c]).collect();
+                    for (&c, p) in cs.iter().zip(entry.1.predict_all(&vs)) {
+                        chosen[c] = p.topic.map(|k| entry.0[k]);
+                    }
                 }
             }
+            for (&fi, ts) in candidates.iter().zip(joins) {
+                plans.extend(ts.into_iter().map(|t| (fi, t.clone())));
+            }
+            let room = ADMISSIONS_REPORTED.saturating_sub(report.admissions.len());
+            report.admissions.extend(decisions.into_iter().take(room));
         }
         for (fi, t) in plans {
             let f = &mut files[fi];

@@ -4,11 +4,14 @@
 //! files, and the model would take days to embed them).
 //!
 //!   topics-bench --home H --labels L.tsv --out OUT.md     quality (vectors from H's index)
-//!   topics-bench --synthetic N                            one timing run, JSON on stdout
+//!   topics-bench --synthetic N [--periodic] [--shuffle S] one timing run, JSON on stdout
+//!                                                         (in turns of blobs; shuffled)
 //!
 //! Baselines measured in the same run: for quality, the same group sizes with the labels
-//! shuffled (what chance gives); for time, one pass of the incremental path (every file to
-//! its nearest topic) over the same vectors.
+//! shuffled (what chance gives); for time, one pass of the centroid assignment (every file
+//! to its nearest topic) over the same vectors; for admitting new files, the same files
+//! judged one at a time (`Predictor::predict`, the path before) against in blocks
+//! (`Predictor::predict_all`), whose answers must be the same.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -70,17 +73,119 @@ fn peak_rss_kb() -> u64 {
         .unwrap_or(0)
 }
 
-/// Unit vectors in `k` blobs (384-d), like file vectors of `k` subjects.
-fn synthetic(n: usize, k: usize, seed: u64) -> Vec<Vec<f32>> {
+/// The synthetic vectors (see [`synthetic`]): weight of the direction shared by all and of
+/// the blob's centre; the noise weight of blob `b` of `k` runs from `NOISE.0` to `NOISE.1`.
+const SHARED: f32 = 0.47;
+const CENTRE: f32 = 0.54;
+const NOISE: (f32, f32) = (0.5, 0.9);
+/// Blob `b`'s centre is in family `b % FAMILIES`, with this weight of the family's direction.
+const FAMILIES: usize = 10;
+const FAMILY: f32 = 0.7;
+
+/// A random unit direction (384-d): each coordinate uniform in [-0.5, 0.5), zero mean, then
+/// normalised; two such directions have a cosine of 0 ± 0.05.
+fn direction(r: &mut Rng) -> Vec<f32> {
+    let v: Vec<f32> = (0..384).map(|_| r.f()).collect();
+    cluster::centroid([v.as_slice()])
+}
+
+/// `a·x + b·y`, normalised.
+fn mix(a: f32, x: &[f32], b: f32, y: &[f32]) -> Vec<f32> {
+    let v: Vec<f32> = x.iter().zip(y).map(|(x, y)| a * x + b * y).collect();
+    cluster::centroid([v.as_slice()])
+}
+
+/// Unit vectors in `k` blobs (384-d), like file vectors of `k` subjects, and each one's blob.
+/// Each vector's blob is drawn at random (seeded), so the order has no period for a sample
+/// to alias with (blob `i % k`, as before, made every 50th vector one blob: an even sample
+/// of 2,000 of 100k saw one blob).
+///
+/// A vector of blob `b` is `SHARED·g + CENTRE·c_b + N_b·e`, normalised: `g` one direction
+/// common to all (text embeddings share one: unrelated files are not orthogonal), `c_b` the
+/// blob's centre, `e` the vector's own noise, all random unit directions (zero-mean: the
+/// centres before were already centred on 0, the coordinates of `Rng::f` being in
+/// [-0.5, 0.5)). Subjects come in families, as man pages of git, of dpkg or of network tools
+/// do: `c_b` is `FAMILY` of its family's direction and the rest its own, so two centres of
+/// one family have a cosine of 0.49. Blobs differ in spread: `N_b` from 0.5 (cosine 0.67
+/// within the blob) to 0.9 (0.39). Measured over 200,000 pairs of the 10k run: cosine
+/// 0.514 ± 0.092 within a blob, 0.225 ± 0.068 between blobs, the same means as the embedded
+/// man pages of one Debian package and of different ones (0.508 ± 0.157, 0.224 ± 0.124,
+/// perfs/results/topics-2026-12-04.md), less spread. The blobs before (centre plus 0.35 ×
+/// uniform ±0.5 per coordinate, no shared direction) had 0.89 within and 0.00 between:
+/// distinct, but so far apart that any method separates them.
+fn synthetic(n: usize, k: usize, seed: u64) -> (Vec<Vec<f32>>, Vec<usize>) {
     let mut r = Rng(seed);
-    let centres: Vec<Vec<f32>> = (0..k).map(|_| (0..384).map(|_| r.f()).collect()).collect();
-    (0..n)
-        .map(|i| {
-            let c = &centres[i % k];
-            let v: Vec<f32> = c.iter().map(|x| x + r.f() * 0.35).collect();
+    let shared = direction(&mut r);
+    let families: Vec<Vec<f32>> = (0..FAMILIES).map(|_| direction(&mut r)).collect();
+    let centres: Vec<Vec<f32>> = (0..k)
+        .map(|b| {
+            let own = direction(&mut r);
+            mix(
+                FAMILY,
+                &families[b % FAMILIES],
+                (1.0 - FAMILY * FAMILY).sqrt(),
+                &own,
+            )
+        })
+        .collect();
+    let noise = |b: usize| NOISE.0 + (NOISE.1 - NOISE.0) * b as f32 / (k - 1).max(1) as f32;
+    let mut truth = Vec::with_capacity(n);
+    let vectors = (0..n)
+        .map(|_| {
+            let b = (r.next() % k as u64) as usize;
+            truth.push(b);
+            let e = direction(&mut r);
+            let v: Vec<f32> = (0..384)
+                .map(|d| SHARED * shared[d] + CENTRE * centres[b][d] + noise(b) * e[d])
+                .collect();
             cluster::centroid([v.as_slice()])
         })
-        .collect()
+        .collect();
+    (vectors, truth)
+}
+
+/// Mean and standard deviation of the cosine of two vectors with the same label, then the
+/// same of two with different labels: over all pairs, or `pairs` pairs drawn at random
+/// (seeded; half of them within one label) when there are more.
+fn cosines(vectors: &[Vec<f32>], labels: &[usize], pairs: usize) -> [(f64, f64); 2] {
+    let n = vectors.len();
+    // Count, sum and sum of squares: same label, different labels.
+    let mut acc = [(0usize, 0f64, 0f64); 2];
+    let mut add = |i: usize, j: usize| {
+        let c = cluster::dot(&vectors[i], &vectors[j]) as f64;
+        let a = &mut acc[usize::from(labels[i] != labels[j])];
+        *a = (a.0 + 1, a.1 + c, a.2 + c * c);
+    };
+    if n * n.saturating_sub(1) / 2 <= pairs {
+        for i in 0..n {
+            for j in i + 1..n {
+                add(i, j);
+            }
+        }
+    } else {
+        let mut r = Rng(11);
+        let mut by: HashMap<usize, Vec<usize>> = HashMap::new();
+        for (i, &l) in labels.iter().enumerate() {
+            by.entry(l).or_default().push(i);
+        }
+        for p in 0..pairs {
+            let i = (r.next() % n as u64) as usize;
+            let j = if p % 2 == 0 {
+                let g = &by[&labels[i]];
+                g[(r.next() % g.len() as u64) as usize]
+            } else {
+                (r.next() % n as u64) as usize
+            };
+            if i != j {
+                add(i, j);
+            }
+        }
+    }
+    acc.map(|(k, s, q)| {
+        let k = k.max(1) as f64;
+        let mean = s / k;
+        (mean, (q / k - mean * mean).max(0.0).sqrt())
+    })
 }
 
 /// New files between clusterings, for the timing of their admission.
@@ -98,10 +203,44 @@ fn reference(labels: &[i32]) -> (Vec<Option<usize>>, usize) {
     )
 }
 
-fn synthetic_run(n: usize) -> Result<()> {
+/// The same vectors in turns of blobs (blob 0, 1, …, k − 1, 0, 1, …, while each has some
+/// left), as files listed in directory order or a generated series can be: the order an
+/// even sample aliases with (n / 2,000 a multiple of k: every sampled file of one blob).
+fn in_turns(vectors: Vec<Vec<f32>>, truth: Vec<usize>, k: usize) -> (Vec<Vec<f32>>, Vec<usize>) {
+    let mut by: Vec<std::collections::VecDeque<Vec<f32>>> = vec![Default::default(); k];
+    for (v, &b) in vectors.into_iter().zip(&truth) {
+        by[b].push_back(v);
+    }
+    let (mut vs, mut ts) = (
+        Vec::with_capacity(truth.len()),
+        Vec::with_capacity(truth.len()),
+    );
+    while vs.len() < truth.len() {
+        for (b, q) in by.iter_mut().enumerate() {
+            if let Some(v) = q.pop_front() {
+                vs.push(v);
+                ts.push(b);
+            }
+        }
+    }
+    (vs, ts)
+}
+
+/// One timing run over `n` synthetic vectors: in their drawn order, in turns of blobs
+/// (`periodic`), or shuffled with a seed (`shuffle`: another sample of the same vectors).
+fn synthetic_run(n: usize, periodic: bool, shuffle: Option<u64>) -> Result<()> {
     // The same vectors as `synthetic(n, ..)`, then NEW_FILES more of the same blobs.
-    let mut vectors = synthetic(n + NEW_FILES, 50, 7);
+    let (mut vectors, mut truth) = synthetic(n + NEW_FILES, 50, 7);
     let fresh = vectors.split_off(n);
+    truth.truncate(n);
+    if periodic {
+        (vectors, truth) = in_turns(vectors, truth, 50);
+    }
+    if let Some(seed) = shuffle {
+        let mut pairs: Vec<(Vec<f32>, usize)> = vectors.into_iter().zip(truth).collect();
+        Rng(seed).shuffle(&mut pairs);
+        (vectors, truth) = pairs.into_iter().unzip();
+    }
     let before = peak_rss_kb();
     let t = Instant::now();
     let labels =
@@ -118,7 +257,10 @@ fn synthetic_run(n: usize) -> Result<()> {
         .filter(|v| cluster::nearest(&topics, v).is_some())
         .count();
     let assign_ms = t.elapsed().as_secs_f64() * 1000.0;
-    // Admission of new files between clusterings: the predictor over all clustered files.
+    // Admission of new files between clusterings: the predictor over all clustered files,
+    // built once (its floors), then the new files judged in blocks (`predict_all`, the
+    // incremental pass's path) and, as the baseline, one at a time (`predict`, the path
+    // before): the same answers, checked.
     let t = Instant::now();
     let (rl, k) = reference(&labels);
     let refs: Vec<&[f32]> = vectors.iter().map(|v| v.as_slice()).collect();
@@ -128,17 +270,32 @@ fn synthetic_run(n: usize) -> Result<()> {
         k,
         cluster::neighbours(&cluster::Params::default()),
     );
-    let admitted = fresh
-        .iter()
-        .filter(|v| predictor.predict(v).topic.is_some())
-        .count();
-    let predict_ms = t.elapsed().as_secs_f64() * 1000.0;
-    let truth: Vec<usize> = (0..n).map(|i| i % 50).collect();
+    let build_ms = t.elapsed().as_secs_f64() * 1000.0;
+    let new: Vec<&[f32]> = fresh.iter().map(|v| v.as_slice()).collect();
+    let t = Instant::now();
+    let blocked = predictor.predict_all(&new);
+    let block_ms = t.elapsed().as_secs_f64() * 1000.0;
+    let t = Instant::now();
+    let one: Vec<cluster::Prediction> = new.iter().map(|v| predictor.predict(v)).collect();
+    let one_ms = t.elapsed().as_secs_f64() * 1000.0;
+    let same = blocked.iter().zip(&one).all(|(a, b)| {
+        a.topic == b.topic
+            && a.score.to_bits() == b.score.to_bits()
+            && a.rival.to_bits() == b.rival.to_bits()
+    });
+    if !same {
+        bail!("blocked and one-at-a-time admission disagree");
+    }
+    let admitted = blocked.iter().filter(|p| p.topic.is_some()).count();
     let (purity, nmi) = cluster::purity_nmi(&labels, &truth);
+    let [(cos_within, sd_within), (cos_between, sd_between)] = cosines(&vectors, &truth, 200_000);
     println!(
         "{}",
-        serde_json::json!({"n": n, "full_ms": full_ms, "assign_ms": assign_ms, "topics": groups.len(),
-            "assigned": assigned, "new_files": NEW_FILES, "predict_ms": predict_ms, "admitted": admitted, "purity": purity, "nmi": nmi,
+        serde_json::json!({"n": n, "order": if periodic { "periodic" } else { "random" }, "shuffle": shuffle, "full_ms": full_ms, "assign_ms": assign_ms, "topics": groups.len(),
+            "assigned": assigned, "outliers": labels.iter().filter(|&&l| l < 0).count(),
+            "new_files": NEW_FILES, "build_ms": build_ms, "admit_one_ms": one_ms, "admit_block_ms": block_ms,
+            "block": cluster::PREDICT_BLOCK, "admitted": admitted, "purity": purity, "nmi": nmi,
+            "cos_within": cos_within, "cos_within_sd": sd_within, "cos_between": cos_between, "cos_between_sd": sd_between,
             "rss_before_kb": before, "peak_rss_kb": peak_rss_kb()})
     );
     Ok(())
@@ -153,7 +310,8 @@ fn main() -> Result<()> {
             .cloned()
     };
     if let Some(n) = get("--synthetic") {
-        return synthetic_run(n.parse()?);
+        let shuffle = get("--shuffle").map(|s| s.parse()).transpose()?;
+        return synthetic_run(n.parse()?, args.iter().any(|a| a == "--periodic"), shuffle);
     }
     let home = PathBuf::from(get("--home").context("--home H")?);
     let labels_path = get("--labels").context("--labels L.tsv")?;
@@ -183,6 +341,23 @@ fn main() -> Result<()> {
         files.len(),
         files.iter().map(|f| &labels[&f.path]).collect::<std::collections::HashSet<_>>().len()
     ));
+    {
+        let vectors: Vec<Vec<f32>> = files.iter().map(|f| f.vector.clone()).collect();
+        let mut ids: BTreeMap<&str, usize> = BTreeMap::new();
+        let truth: Vec<usize> = files
+            .iter()
+            .map(|f| {
+                let k = ids.len();
+                *ids.entry(labels[&f.path].as_str()).or_insert(k)
+            })
+            .collect();
+        let [(within, sd_within), (between, sd_between)] = cosines(&vectors, &truth, usize::MAX);
+        md.push_str(&format!(
+            "Cosine of two pages' file vectors (all pairs, mean ± standard deviation): \
+             {within:.3} ± {sd_within:.3} for the same package, {between:.3} ± {sd_between:.3} \
+             for different ones (the synthetic blobs below have about these means).\n\n"
+        ));
+    }
     md.push_str("| files | topics | outliers | purity | NMI | chance NMI | NMI / chance | ms |\n|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     let mut sizes: Vec<usize> = [100, 200, 400]
         .into_iter()
