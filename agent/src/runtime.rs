@@ -193,7 +193,7 @@ impl Agent {
                 .name("peros-agent".into())
                 .spawn(move || {
                     // Learning from accesses must not slow the accesses: the FUSE threads,
-                    // which only queue events, come first (SCHED_IDLE; measured with
+                    // which only queue events, come first (nice 19; measured with
                     // perfs/fio/metadata.py, the agent thread took 10 % of the daemon's CPU
                     // during 5,000 creates at normal priority).
                     peros_indexer::background_priority();

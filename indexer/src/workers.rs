@@ -647,28 +647,27 @@ impl Indexer {
 const SETTLE: Duration = Duration::from_millis(150);
 
 /// Background work (indexing, the agent) yields the CPU to the file system: the calling
-/// thread runs under `SCHED_IDLE` (threads it creates, such as ONNX Runtime's, inherit it).
+/// thread gets the lowest nice value (threads it creates, such as ONNX Runtime's, inherit it).
 ///
-/// Why not only `nice 19`: a niced thread still holds its CPU until the scheduler's next tick
-/// when a FUSE thread wakes, and the wakeup path does not count its CPU as idle; a `SCHED_IDLE`
-/// thread is preempted at once and its CPU is chosen for the waking thread as an idle one. A
-/// metadata-heavy burst (10,000 creates) is a ping-pong between the writer and the FUSE
-/// threads, so this is what keeps indexing from adding to every round trip. Falls back to
-/// nice 19 where `SCHED_IDLE` is refused.
+/// Not `SCHED_IDLE`: tried (2026-12-04), and 10,000 unlinks on the mount took 1.3× the time
+/// in both rounds of an A/B run. An idle-class thread preempted while it holds a lock the FUSE
+/// threads need (the store's write-back state, the index) gets the CPU back only when a core
+/// goes idle, so the file system waits on it; at nice 19 it still gets its small share.
 pub fn background_priority() {
     set_background_priority(0);
 }
 
 /// [`background_priority`] for thread `tid` of this process (0: the calling thread).
 fn set_background_priority(tid: libc::pid_t) {
-    let param = libc::sched_param { sched_priority: 0 };
-    // SAFETY: sched_setscheduler/setpriority on a thread of this process, by its id, with a
-    // valid parameter struct (Linux: scheduling policies and nice values are per thread).
+    let tid = if tid == 0 {
+        // SAFETY: gettid has no preconditions.
+        unsafe { libc::gettid() }
+    } else {
+        tid
+    };
+    // SAFETY: setpriority on a thread of this process, by its id (Linux: per-thread nice).
     unsafe {
-        if libc::sched_setscheduler(tid, libc::SCHED_IDLE, &param) != 0 {
-            let tid = if tid == 0 { libc::gettid() } else { tid };
-            libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 19);
-        }
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 19);
     }
 }
 

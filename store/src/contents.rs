@@ -85,15 +85,25 @@ impl Store {
         // Background gc may be deleting an object of the same content right now: wait for
         // that delete, then write it afresh.
         self.gc.wait_not_doomed(&name.0);
-        // Page-aligned, so that a local backend can write it around the page cache (direct.rs).
-        let mut sealed =
-            crate::direct::AlignedBuf::with_capacity(peros_crypto::sealed_len_bound(data.len()));
-        self.keyring.seal_to(data, &mut sealed)?;
+        // A whole chunk is sealed page-aligned, so that a local backend writes it around the
+        // page cache (direct.rs): it is a streaming writer's, whose re-reads the kernel's cache
+        // of the mounted file serves (KEEP_CACHE). Smaller objects (packs of small files,
+        // slices of partial writes) stay buffered: small files are read back soon (a build, git),
+        // and a direct write would make the group commit wait for the disk (measured, 10,000
+        // files of 4 KiB: creating them 1.2–1.3× and reading them back 1.6–1.9× the time).
+        let sealed = if data.len() == CHUNK_SIZE {
+            let mut sealed = crate::direct::AlignedBuf::with_capacity(
+                peros_crypto::sealed_len_bound(data.len()),
+            );
+            self.keyring.seal_to(data, &mut sealed)?;
+            Bytes::from_owner(sealed)
+        } else {
+            Bytes::from(self.keyring.seal(data)?)
+        };
         let size = sealed.len() as u64;
         // Not cached here: the writer's page cache holds the data, and a 4 MiB copy per chunk
         // cost a fifth of sequential-write CPU.
-        self.backend
-            .put(&object_key(&name), Bytes::from_owner(sealed))?;
+        self.backend.put(&object_key(&name), sealed)?;
         Ok((name.0, Some((name, size))))
     }
 

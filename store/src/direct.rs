@@ -8,7 +8,9 @@
 //! 0.04 s with `O_DIRECT` on this machine). So the local backend writes the block-aligned part
 //! of each object with `O_DIRECT` from a page-aligned buffer ([`AlignedBuf`], which sealing
 //! fills) and the short tail with an ordinary write, into a staging file that is renamed into
-//! place. Durability is unchanged: `syncfs` (the backend's `sync`) flushes both.
+//! place. Durability is unchanged: `syncfs` (the backend's `sync`) flushes both. The store
+//! seals only whole chunks into aligned buffers (`Store::put_object` says why); anything
+//! not page-aligned is written the ordinary way.
 //!
 //! Where `O_DIRECT` is refused (tmpfs, some FUSE or network file systems) the object is
 //! written the ordinary way and the backend stops trying.
@@ -50,10 +52,6 @@ impl AlignedBuf {
         let ptr = unsafe { alloc(layout) };
         let ptr = NonNull::new(ptr).unwrap_or_else(|| std::alloc::handle_alloc_error(layout));
         Self { ptr, len: 0, cap }
-    }
-
-    pub fn len(&self) -> usize {
-        self.len
     }
 
     fn reserve(&mut self, more: usize) {
@@ -205,7 +203,7 @@ mod tests {
         for i in 0..3000u32 {
             b.write_all(&i.to_le_bytes()).unwrap();
         }
-        assert_eq!(b.len(), 12_000);
+        assert_eq!(b.as_ref().len(), 12_000);
         assert_eq!(b.as_ref().as_ptr() as usize % ALIGN, 0);
         assert_eq!(&b.as_ref()[4..8], &1u32.to_le_bytes());
         assert_eq!(&b.as_ref()[11_996..], &2999u32.to_le_bytes());
