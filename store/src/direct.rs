@@ -141,7 +141,8 @@ pub fn put_file(dest: &Path, data: &[u8]) -> std::io::Result<()> {
         Err(e) => return Err(e),
     };
     let written = (|| {
-        let direct_len = if data.as_ptr() as usize % ALIGN == 0 && DIRECT_OK.load(Ordering::Relaxed)
+        let direct_len = if (data.as_ptr() as usize).is_multiple_of(ALIGN)
+            && DIRECT_OK.load(Ordering::Relaxed)
         {
             data.len() / ALIGN * ALIGN
         } else {
