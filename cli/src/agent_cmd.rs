@@ -492,25 +492,27 @@ fn every(
     let name = thread.to_string();
     let _ = std::thread::Builder::new()
         .name(thread.into())
-        .spawn(move || loop {
+        .spawn(move || {
             // Scheduled passes are background work: the file system comes first.
             peros_indexer::background_priority();
-            std::thread::sleep(std::time::Duration::from_secs_f64(minutes.min(1e6) * 60.0));
-            let views = match info.views.clone() {
-                Some(v) => ViewsHandle::Live(v),
-                None => ViewsHandle::File(home.views_file()),
-            };
-            let result = make_host(
-                &home,
-                store.clone(),
-                info.indexer.clone(),
-                views,
-                info.agent.clone(),
-            )
-            .and_then(|mut host| job(&home, &mut host));
-            match result {
-                Ok(done) => tracing::info!("{name}: {done}"),
-                Err(e) => tracing::warn!("{name} failed: {e:#}"),
+            loop {
+                std::thread::sleep(std::time::Duration::from_secs_f64(minutes.min(1e6) * 60.0));
+                let views = match info.views.clone() {
+                    Some(v) => ViewsHandle::Live(v),
+                    None => ViewsHandle::File(home.views_file()),
+                };
+                let result = make_host(
+                    &home,
+                    store.clone(),
+                    info.indexer.clone(),
+                    views,
+                    info.agent.clone(),
+                )
+                .and_then(|mut host| job(&home, &mut host));
+                match result {
+                    Ok(done) => tracing::info!("{name}: {done}"),
+                    Err(e) => tracing::warn!("{name} failed: {e:#}"),
+                }
             }
         });
 }

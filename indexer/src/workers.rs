@@ -655,17 +655,12 @@ const SETTLE: Duration = Duration::from_millis(150);
 /// The build that had it (with direct writes for every object too, not separated) took 1.3×
 /// the time for 10,000 unlinks in both rounds of an A/B run, so the safe choice stays.
 pub fn background_priority() {
-    set_background_priority(0);
+    // SAFETY: gettid has no preconditions.
+    set_background_priority(unsafe { libc::gettid() });
 }
 
-/// [`background_priority`] for thread `tid` of this process (0: the calling thread).
+/// [`background_priority`] for thread `tid` of this process.
 fn set_background_priority(tid: libc::pid_t) {
-    let tid = if tid == 0 {
-        // SAFETY: gettid has no preconditions.
-        unsafe { libc::gettid() }
-    } else {
-        tid
-    };
     // SAFETY: setpriority on a thread of this process, by its id (Linux: per-thread nice).
     unsafe {
         libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 19);

@@ -16,7 +16,9 @@
 //! written the ordinary way and the backend stops trying.
 //!
 //! Why not object_store's `LocalFileSystem::put` here: it takes any buffer and writes it
-//! buffered; it has no way to ask for direct I/O.
+//! buffered; it has no way to ask for direct I/O. Why a small buffer type of our own rather than
+//! a crate's aligned vector: sealing needs an `io::Write` target and `Bytes::from_owner` an
+//! owner, and a page-aligned allocation with `Write` is these few lines.
 
 use std::alloc::{alloc, dealloc, realloc, Layout};
 use std::fs::OpenOptions;

@@ -240,13 +240,14 @@ impl DirtyRanges {
         }
         let at = (start - new_start) as usize;
         if buf.len() < at + data.len() {
+            let need = at + data.len();
             let streaming = at == buf.len() && buf.len() >= STREAM_WRITE;
             let room = if streaming {
-                CHUNK_SIZE - new_start as usize
+                need.max(CHUNK_SIZE - new_start as usize)
             } else {
-                at + data.len()
+                need
             };
-            buf.reserve_exact(room.max(at + data.len()) - buf.len());
+            buf.reserve_exact(room - buf.len());
         }
         if at == buf.len() {
             // An append: copied once, not zeroed first.

@@ -672,27 +672,31 @@ mod tests {
         v
     }
 
-    /// Three tight groups around three axes and a few scattered points: three topics, the
-    /// scattered points in none.
-    fn blobs(per: usize) -> (Vec<Vec<f32>>, Vec<usize>) {
-        let mut rng = 12345u64;
+    /// One unit vector per entry of `subjects`, near the axis of its subject (16-d, noise from
+    /// a xorshift generator seeded with `seed`).
+    fn near_axes(subjects: &[usize], seed: u64) -> Vec<Vec<f32>> {
+        let mut rng = seed;
         let mut r = || {
             rng ^= rng << 13;
             rng ^= rng >> 7;
             rng ^= rng << 17;
             (rng % 1000) as f32 / 1000.0 - 0.5
         };
-        let mut v = Vec::new();
-        let mut t = Vec::new();
-        for c in 0..3 {
-            for _ in 0..per {
+        subjects
+            .iter()
+            .map(|&c| {
                 let mut x: Vec<f32> = (0..16).map(|_| r() * 0.2).collect();
                 x[c] += 1.0;
-                v.push(unit(x));
-                t.push(c);
-            }
-        }
-        (v, t)
+                unit(x)
+            })
+            .collect()
+    }
+
+    /// Three tight groups around three axes and a few scattered points: three topics, the
+    /// scattered points in none.
+    fn blobs(per: usize) -> (Vec<Vec<f32>>, Vec<usize>) {
+        let t: Vec<usize> = (0..3).flat_map(|c| std::iter::repeat_n(c, per)).collect();
+        (near_axes(&t, 12345), t)
     }
 
     #[test]
@@ -765,21 +769,8 @@ mod tests {
             max_sample: 200, // n / max_sample = 10, a multiple of k
             ..Params::default()
         };
-        let mut rng = 777u64;
-        let mut r = || {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            (rng % 1000) as f32 / 1000.0 - 0.5
-        };
-        let mut v = Vec::new();
-        let mut t = Vec::new();
-        for i in 0..n {
-            let mut x: Vec<f32> = (0..16).map(|_| r() * 0.2).collect();
-            x[i % k] += 1.0;
-            v.push(unit(x));
-            t.push(i % k);
-        }
+        let t: Vec<usize> = (0..n).map(|i| i % k).collect();
+        let v = near_axes(&t, 777);
         let sample = sample_indices(n, p.max_sample);
         assert_eq!(sample.len(), p.max_sample);
         assert!(sample.windows(2).all(|w| w[0] < w[1]));

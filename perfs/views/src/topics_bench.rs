@@ -191,6 +191,22 @@ fn cosines(vectors: &[Vec<f32>], labels: &[usize], pairs: usize) -> [(f64, f64);
 /// New files between clusterings, for the timing of their admission.
 const NEW_FILES: usize = 1000;
 
+/// The files' vectors and their labels as numbers (in order of first appearance).
+fn vectors_and_truth(
+    files: &[peros_indexer::FileVector],
+    labels: &HashMap<String, String>,
+) -> (Vec<Vec<f32>>, Vec<usize>) {
+    let mut ids: BTreeMap<&str, usize> = BTreeMap::new();
+    let truth = files
+        .iter()
+        .map(|f| {
+            let k = ids.len();
+            *ids.entry(labels[&f.path].as_str()).or_insert(k)
+        })
+        .collect();
+    (files.iter().map(|f| f.vector.clone()).collect(), truth)
+}
+
 /// Reference labels for [`cluster::Predictor`] from clustering labels (-1: outlier).
 fn reference(labels: &[i32]) -> (Vec<Option<usize>>, usize) {
     let k = labels.iter().copied().max().unwrap_or(-1) + 1;
@@ -342,15 +358,7 @@ fn main() -> Result<()> {
         files.iter().map(|f| &labels[&f.path]).collect::<std::collections::HashSet<_>>().len()
     ));
     {
-        let vectors: Vec<Vec<f32>> = files.iter().map(|f| f.vector.clone()).collect();
-        let mut ids: BTreeMap<&str, usize> = BTreeMap::new();
-        let truth: Vec<usize> = files
-            .iter()
-            .map(|f| {
-                let k = ids.len();
-                *ids.entry(labels[&f.path].as_str()).or_insert(k)
-            })
-            .collect();
+        let (vectors, truth) = vectors_and_truth(&files, &labels);
         let [(within, sd_within), (between, sd_between)] = cosines(&vectors, &truth, usize::MAX);
         md.push_str(&format!(
             "Cosine of two pages' file vectors (all pairs, mean ± standard deviation): \
@@ -367,15 +375,7 @@ fn main() -> Result<()> {
     let mut last = None;
     for &n in &sizes {
         let sub = &files[..n];
-        let vectors: Vec<Vec<f32>> = sub.iter().map(|f| f.vector.clone()).collect();
-        let mut ids: BTreeMap<&str, usize> = BTreeMap::new();
-        let truth: Vec<usize> = sub
-            .iter()
-            .map(|f| {
-                let k = ids.len();
-                *ids.entry(labels[&f.path].as_str()).or_insert(k)
-            })
-            .collect();
+        let (vectors, truth) = vectors_and_truth(sub, &labels);
         let t = Instant::now();
         let l =
             cluster::cluster(&vectors, &cluster::Params::default()).map_err(anyhow::Error::msg)?;
